@@ -1,0 +1,403 @@
+// Package db opens homeserver databases and hides the few differences between
+// SQLite and PostgreSQL that the schema code must not care about.
+//
+// Both engines are used through database/sql: SQLite through the cgo-free
+// modernc.org/sqlite driver, PostgreSQL through pgx's stdlib adapter, so that
+// the same schema, background-update and tool code runs on both. Code that
+// needs PostgreSQL's native protocol (COPY, advisory locks on one session)
+// reaches the pgx connection with Conn.Raw.
+//
+// SQLite connections get foreign_keys=ON and a busy timeout, and begin their
+// transactions with BEGIN IMMEDIATE so a writer takes the write lock up front
+// instead of failing half-way. The journal mode of a user's file is never
+// changed.
+package db
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"hsops/internal/config"
+)
+
+// Engine identifies a database engine. Its value is the suffix of
+// engine-specific schema files (".sql.sqlite", ".sql.postgres").
+type Engine string
+
+// The two engines.
+const (
+	SQLite   Engine = "sqlite"
+	Postgres Engine = "postgres"
+)
+
+// Sentinel errors for the failure classes a user can hit when opening.
+var (
+	// ErrNotFound means the SQLite file does not exist.
+	ErrNotFound = errors.New("database file not found")
+	// ErrUnreachable means the PostgreSQL server could not be reached or
+	// refused the login.
+	ErrUnreachable = errors.New("cannot connect to database")
+	// ErrNotDatabase means the file is not a SQLite database or is corrupt.
+	ErrNotDatabase = errors.New("not a valid SQLite database")
+)
+
+// Options tune Open.
+type Options struct {
+	// ReadOnly opens SQLite files read-only (PostgreSQL sessions are set to
+	// default_transaction_read_only).
+	ReadOnly bool
+	// Create allows a missing SQLite file to be created.
+	Create bool
+	// AppName is sent as PostgreSQL's application_name, so that a lock
+	// holder can be named to another process.
+	AppName string
+	// MaxConns bounds the pool. Zero means 1 for SQLite and 8 for PostgreSQL.
+	MaxConns int
+	// BusyTimeout is how long SQLite waits for a lock held by another
+	// process. Zero means 10 seconds.
+	BusyTimeout time.Duration
+}
+
+// DB is an open database.
+type DB struct {
+	*sql.DB
+	Engine Engine
+	// Label is the config label ("master", or the databases key).
+	Label string
+	// Desc describes the database for messages, without secrets.
+	Desc string
+	// Path is the SQLite file path.
+	Path string
+	// ConnConfig is the PostgreSQL connection configuration.
+	ConnConfig *pgx.ConnConfig
+	// DataStores are the logical databases the configuration puts here.
+	DataStores []string
+}
+
+// Querier is what sql.DB, sql.Conn and sql.Tx have in common.
+type Querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// Open opens the physical database described by cfg.
+func Open(ctx context.Context, cfg config.Database, opts Options) (*DB, error) {
+	var (
+		d   *DB
+		err error
+	)
+	switch {
+	case cfg.IsSQLite():
+		d, err = OpenSQLite(ctx, cfg.SQLitePath(), opts)
+	case cfg.IsPostgres():
+		d, err = openPostgres(ctx, cfg, opts)
+	default:
+		return nil, fmt.Errorf("unsupported database type %q", cfg.Name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	d.Label = cfg.Label
+	d.DataStores = cfg.DataStores
+	return d, nil
+}
+
+// OpenSQLite opens a SQLite file.
+func OpenSQLite(ctx context.Context, path string, opts Options) (*DB, error) {
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if !opts.Create || opts.ReadOnly {
+			return nil, fmt.Errorf("%w: %q", ErrNotFound, path)
+		}
+	case err != nil:
+		return nil, fmt.Errorf("open %q: %w", path, err)
+	case st.IsDir():
+		return nil, fmt.Errorf("%w: %q is a directory", ErrNotDatabase, path)
+	}
+	busy := opts.BusyTimeout
+	if busy == 0 {
+		busy = 10 * time.Second
+	}
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(busy.Milliseconds(), 10)+")")
+	q.Add("_pragma", "foreign_keys(1)")
+	switch {
+	case opts.ReadOnly:
+		q.Set("mode", "ro")
+	case opts.Create:
+		q.Set("mode", "rwc")
+		q.Set("_txlock", "immediate")
+	default:
+		q.Set("mode", "rw")
+		q.Set("_txlock", "immediate")
+	}
+	dsn := "file:" + escapePath(path) + "?" + q.Encode()
+	sdb, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open %q: %w", path, err)
+	}
+	n := opts.MaxConns
+	if n == 0 {
+		n = 1
+	}
+	sdb.SetMaxOpenConns(n)
+	sdb.SetMaxIdleConns(n)
+	sdb.SetConnMaxIdleTime(0)
+	// Reading the schema forces SQLite to read the header: a text file or a
+	// corrupt one fails here rather than at the first real query.
+	var count int
+	if err := sdb.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master").Scan(&count); err != nil {
+		sdb.Close()
+		msg := err.Error()
+		if strings.Contains(msg, "file is not a database") || strings.Contains(msg, "malformed") || strings.Contains(msg, "SQLITE_NOTADB") || strings.Contains(msg, "(26)") || strings.Contains(msg, "(11)") {
+			return nil, fmt.Errorf("%w: %q: %s", ErrNotDatabase, path, msg)
+		}
+		return nil, fmt.Errorf("open %q: %w", path, err)
+	}
+	return &DB{DB: sdb, Engine: SQLite, Desc: fmt.Sprintf("SQLite database %q", path), Path: path}, nil
+}
+
+// escapePath makes a file path safe inside a file: URI.
+func escapePath(p string) string {
+	r := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
+	return r.Replace(p)
+}
+
+// libpq keywords handed to pgx as they are.
+var pgKeywords = map[string]bool{
+	"host": true, "hostaddr": true, "port": true, "user": true, "password": true, "dbname": true,
+	"sslmode": true, "sslcert": true, "sslkey": true, "sslrootcert": true, "sslpassword": true,
+	"sslsni": true, "connect_timeout": true, "application_name": true, "target_session_attrs": true,
+	"passfile": true, "service": true, "servicefile": true, "options": true, "client_encoding": true,
+	"sslcrl": true, "krbsrvname": true, "gssencmode": true, "channel_binding": true, "requiressl": true,
+}
+
+// libpq keywords pgx has no equivalent for; accepted so real configs load.
+// keepalives_idle is honoured through the dialer.
+var pgIgnored = map[string]bool{
+	"keepalives": true, "keepalives_interval": true, "keepalives_count": true, "tcp_user_timeout": true,
+	"keepalives_idle": true, "check_same_thread": true,
+}
+
+// PostgresConnConfig turns a psycopg2 database section into a pgx
+// configuration. The password stays inside the returned value.
+func PostgresConnConfig(cfg config.Database, appName string) (*pgx.ConnConfig, error) {
+	var parts []string
+	for k, v := range cfg.Args {
+		switch {
+		case strings.HasPrefix(k, "cp_"), pgIgnored[k]:
+			continue
+		case k == "database":
+			if cfg.Args["dbname"] == "" {
+				parts = append(parts, "dbname="+quoteDSN(v))
+			}
+		case pgKeywords[k]:
+			parts = append(parts, k+"="+quoteDSN(v))
+		default:
+			return nil, fmt.Errorf("%w: %s: unsupported connection argument %q in database.args", config.ErrInvalid, cfg.File, k)
+		}
+	}
+	if cfg.Args["application_name"] == "" && appName != "" {
+		parts = append(parts, "application_name="+quoteDSN(appName))
+	}
+	cc, err := pgx.ParseConfig(strings.Join(parts, " "))
+	if err != nil {
+		// pgx's parse errors can quote the connection string: never pass
+		// them on.
+		return nil, fmt.Errorf("%w: %s: the database.args of %s do not form a valid connection", config.ErrInvalid, cfg.File, cfg)
+	}
+	if idle := cfg.Args["keepalives_idle"]; idle != "" {
+		secs, err := strconv.Atoi(idle)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: database.args.keepalives_idle must be a number of seconds", config.ErrInvalid, cfg.File)
+		}
+		d := &net.Dialer{KeepAlive: time.Duration(secs) * time.Second, Timeout: cc.ConnectTimeout}
+		cc.DialFunc = d.DialContext
+	}
+	return cc, nil
+}
+
+func quoteDSN(v string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
+}
+
+func openPostgres(ctx context.Context, cfg config.Database, opts Options) (*DB, error) {
+	cc, err := PostgresConnConfig(cfg, opts.AppName)
+	if err != nil {
+		return nil, err
+	}
+	if cc.ConnectTimeout == 0 {
+		cc.ConnectTimeout = 10 * time.Second
+	}
+	if opts.ReadOnly {
+		cc.RuntimeParams["default_transaction_read_only"] = "on"
+	}
+	desc := fmt.Sprintf("PostgreSQL database %s", cfg)
+	sdb := stdlib.OpenDB(*cc)
+	n := opts.MaxConns
+	if n == 0 {
+		n = 8
+	}
+	sdb.SetMaxOpenConns(n)
+	sdb.SetMaxIdleConns(n)
+	if err := sdb.PingContext(ctx); err != nil {
+		sdb.Close()
+		return nil, fmt.Errorf("%w: %s: %s", ErrUnreachable, desc, connectCause(err, cc.Password))
+	}
+	return &DB{DB: sdb, Engine: Postgres, Desc: desc, ConnConfig: cc}, nil
+}
+
+// connectCause reduces a pgx connection error to its cause, without the
+// password even if a server echoed it.
+func connectCause(err error, password string) string {
+	msg := err.Error()
+	if password != "" {
+		msg = strings.ReplaceAll(msg, password, "********")
+	}
+	if i := strings.Index(msg, "`: "); i >= 0 && strings.HasPrefix(msg, "failed to connect to `") {
+		msg = msg[i+3:]
+	}
+	return msg
+}
+
+// Rebind rewrites ? placeholders to $1, $2 ... for PostgreSQL. Question marks
+// inside quoted strings are left alone.
+func (d *DB) Rebind(q string) string { return Rebind(d.Engine, q) }
+
+// Rebind is DB.Rebind for code that has only the engine.
+func Rebind(e Engine, q string) string {
+	if e != Postgres || !strings.Contains(q, "?") {
+		return q
+	}
+	var b strings.Builder
+	n := 0
+	inQuote := false
+	for _, r := range q {
+		switch {
+		case r == '\'':
+			inQuote = !inQuote
+			b.WriteRune(r)
+		case r == '?' && !inQuote:
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// QuoteIdent quotes an identifier for either engine.
+func QuoteIdent(name string) string {
+	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
+}
+
+// Tables lists the base tables of the database (PostgreSQL: the current
+// schema; SQLite: ordinary and virtual tables, not sqlite_* internals).
+func (d *DB) Tables(ctx context.Context, q Querier) ([]string, error) {
+	var query string
+	if d.Engine == Postgres {
+		query = `SELECT table_name FROM information_schema.tables
+			WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name`
+	} else {
+		query = `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`
+	}
+	rows, err := q.QueryContext(ctx, query)
+	if err != nil {
+		return nil, fmt.Errorf("list tables: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, rows.Err()
+}
+
+// TableExists reports whether a table exists.
+func (d *DB) TableExists(ctx context.Context, q Querier, name string) (bool, error) {
+	var query string
+	if d.Engine == Postgres {
+		query = `SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1`
+	} else {
+		query = `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?`
+	}
+	var n int
+	if err := q.QueryRowContext(ctx, query, name).Scan(&n); err != nil {
+		return false, fmt.Errorf("look up table %q: %w", name, err)
+	}
+	return n > 0, nil
+}
+
+// Columns lists a table's column names in order.
+func (d *DB) Columns(ctx context.Context, q Querier, table string) ([]string, error) {
+	var query string
+	if d.Engine == Postgres {
+		query = `SELECT column_name FROM information_schema.columns
+			WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position`
+	} else {
+		query = `SELECT name FROM pragma_table_info(?) ORDER BY cid`
+	}
+	rows, err := q.QueryContext(ctx, query, table)
+	if err != nil {
+		return nil, fmt.Errorf("list columns of %q: %w", table, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, rows.Err()
+}
+
+// ServerVersion returns the engine's version: PostgreSQL's server_version_num
+// (e.g. 150018) or SQLite's library version number (e.g. 3054001).
+func (d *DB) ServerVersion(ctx context.Context) (int, string, error) {
+	var s string
+	if d.Engine == Postgres {
+		if err := d.QueryRowContext(ctx, "SHOW server_version_num").Scan(&s); err != nil {
+			return 0, "", err
+		}
+		n, _ := strconv.Atoi(s)
+		var human string
+		if err := d.QueryRowContext(ctx, "SHOW server_version").Scan(&human); err != nil {
+			return 0, "", err
+		}
+		return n, human, nil
+	}
+	if err := d.QueryRowContext(ctx, "SELECT sqlite_version()").Scan(&s); err != nil {
+		return 0, "", err
+	}
+	parts := strings.Split(s, ".")
+	n := 0
+	for i := 0; i < 3; i++ {
+		v := 0
+		if i < len(parts) {
+			v, _ = strconv.Atoi(parts[i])
+		}
+		n = n*1000 + v
+	}
+	return n, s, nil
+}

@@ -1,0 +1,269 @@
+// Package pgtest gives tests a real PostgreSQL database.
+//
+// If HSOPS_TEST_PG_URL is set (a URL of a role that may create databases,
+// e.g. postgres://postgres@127.0.0.1:5432/postgres) it is used. Otherwise the
+// first test that asks starts a throwaway cluster with the initdb and pg_ctl
+// found on PATH (or under /usr/lib/postgresql/*/bin), as the postgres user
+// when the tests run as root, listening on 127.0.0.1 only. Packages that use
+// it call Main from TestMain so the cluster is stopped at the end.
+//
+// Every test gets its own database (UTF8, C collation and ctype, from
+// template0), dropped in t.Cleanup. When CI=true and no server can be had,
+// tests fail instead of skipping.
+package pgtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"hsops/internal/config"
+)
+
+// EnvURL names the variable holding an externally provided server URL.
+const EnvURL = "HSOPS_TEST_PG_URL"
+
+var (
+	once     sync.Once
+	adminURL string
+	startErr error
+	cluster  *localCluster
+)
+
+// Main runs the tests and stops a cluster this process started.
+func Main(m interface{ Run() int }) {
+	code := m.Run()
+	if cluster != nil {
+		cluster.stop()
+	}
+	os.Exit(code)
+}
+
+// AdminURL returns the URL of a role that can create databases, starting a
+// cluster if needed. It fails (CI) or skips the test when none can be had.
+func AdminURL(tb testing.TB) string {
+	tb.Helper()
+	once.Do(func() {
+		if u := os.Getenv(EnvURL); u != "" {
+			adminURL = u
+			return
+		}
+		cluster, startErr = startCluster()
+		if startErr == nil {
+			adminURL = cluster.url("postgres")
+		}
+	})
+	if startErr != nil || adminURL == "" {
+		msg := fmt.Sprintf("no PostgreSQL available (set %s or install initdb/pg_ctl): %v", EnvURL, startErr)
+		if os.Getenv("CI") == "true" {
+			tb.Fatal(msg)
+		}
+		tb.Skip(msg)
+	}
+	return adminURL
+}
+
+// Database is a fresh database for one test.
+type Database struct {
+	Name   string
+	URL    string
+	Config config.Database
+}
+
+// NewDatabase creates an empty UTF8 / C-locale database dropped at cleanup.
+func NewDatabase(tb testing.TB) Database {
+	tb.Helper()
+	return NewDatabaseWithLocale(tb, "C")
+}
+
+// NewDatabaseWithLocale creates a database with the given collation and
+// ctype (for locale-check tests, e.g. "C.UTF-8").
+func NewDatabaseWithLocale(tb testing.TB, locale string) Database {
+	tb.Helper()
+	admin := AdminURL(tb)
+	name := "hsops_t_" + randomHex(6)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		tb.Fatalf("connect to test server: %v", err)
+	}
+	defer conn.Close(ctx)
+	q := fmt.Sprintf(`CREATE DATABASE %s ENCODING 'UTF8' LC_COLLATE '%s' LC_CTYPE '%s' TEMPLATE template0`, name, locale, locale)
+	if _, err := conn.Exec(ctx, q); err != nil {
+		tb.Fatalf("create test database: %v", err)
+	}
+	tb.Cleanup(func() { Drop(tb, name) })
+	return Describe(tb, name)
+}
+
+// Describe returns the URL and config of an existing database on the test
+// server.
+func Describe(tb testing.TB, name string) Database {
+	tb.Helper()
+	u, err := url.Parse(AdminURL(tb))
+	if err != nil {
+		tb.Fatalf("parse %s: %v", EnvURL, err)
+	}
+	u.Path = "/" + name
+	cc, err := pgx.ParseConfig(u.String())
+	if err != nil {
+		tb.Fatalf("parse test database URL: %v", err)
+	}
+	args := map[string]string{
+		"user": cc.User, "host": cc.Host, "port": strconv.Itoa(int(cc.Port)), "dbname": name,
+	}
+	if cc.Password != "" {
+		args["password"] = cc.Password
+	}
+	if cc.TLSConfig == nil {
+		args["sslmode"] = "disable"
+	}
+	return Database{Name: name, URL: u.String(), Config: config.Database{
+		Label: "master", Name: config.EnginePostgres, Args: args, DataStores: []string{"main", "state"}, SynchronousCommit: true,
+	}}
+}
+
+// Drop removes a database, disconnecting its sessions.
+func Drop(tb testing.TB, name string) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, AdminURL(tb))
+	if err != nil {
+		tb.Errorf("connect to drop %s: %v", name, err)
+		return
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, fmt.Sprintf(`DROP DATABASE IF EXISTS %s WITH (FORCE)`, name)); err != nil {
+		tb.Errorf("drop test database %s: %v", name, err)
+	}
+}
+
+// YAML renders the database as a homeserver.yaml database section.
+func (d Database) YAML() string {
+	var b strings.Builder
+	b.WriteString("database:\n  name: psycopg2\n  args:\n")
+	for _, k := range []string{"user", "password", "host", "port", "dbname", "sslmode"} {
+		if v, ok := d.Config.Args[k]; ok {
+			fmt.Fprintf(&b, "    %s: %q\n", k, v)
+		}
+	}
+	return b.String()
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+type localCluster struct {
+	dir    string
+	port   int
+	pgCtl  string
+	asUser *syscall.Credential
+}
+
+func (c *localCluster) url(db string) string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", c.port, db)
+}
+
+func findBinary(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/" + name)
+	if len(matches) > 0 {
+		return matches[len(matches)-1], nil
+	}
+	return "", fmt.Errorf("%s not found on PATH or under /usr/lib/postgresql", name)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func startCluster() (*localCluster, error) {
+	initdb, err := findBinary("initdb")
+	if err != nil {
+		return nil, err
+	}
+	pgCtl, err := findBinary("pg_ctl")
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "hsops-pgtest-")
+	if err != nil {
+		return nil, err
+	}
+	c := &localCluster{dir: dir, pgCtl: pgCtl}
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			return nil, fmt.Errorf("running as root needs a postgres user to run the server: %w", err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		c.asUser = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		if err := os.Chown(dir, uid, gid); err != nil {
+			return nil, err
+		}
+	}
+	data := filepath.Join(dir, "data")
+	if out, err := c.run(initdb, "-D", data, "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"); err != nil {
+		return nil, fmt.Errorf("initdb: %v: %s", err, out)
+	}
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		c.port, err = freePort()
+		if err != nil {
+			return nil, err
+		}
+		opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -k %s -F -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c shared_buffers=128MB", c.port, dir)
+		out, err := c.run(pgCtl, "-D", data, "-l", filepath.Join(dir, "server.log"), "-w", "-t", "60", "-o", opts, "start")
+		if err == nil {
+			return c, nil
+		}
+		log, _ := os.ReadFile(filepath.Join(dir, "server.log"))
+		lastErr = fmt.Errorf("pg_ctl start: %v: %s %s", err, out, log)
+	}
+	return nil, lastErr
+}
+
+func (c *localCluster) run(bin string, args ...string) ([]byte, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = c.dir
+	if c.asUser != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.asUser}
+	}
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	return cmd.CombinedOutput()
+}
+
+func (c *localCluster) stop() {
+	_, _ = c.run(c.pgCtl, "-D", filepath.Join(c.dir, "data"), "-m", "immediate", "-w", "stop")
+	_ = os.RemoveAll(c.dir)
+}

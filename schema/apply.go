@@ -1,0 +1,193 @@
+package schema
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"hsops/internal/db"
+)
+
+// Result is what Apply did.
+type Result struct {
+	Plan *Plan
+	// Applied are the deltas run, "<V>/<file>".
+	Applied []string
+	// Version is the schema version after the run.
+	Version  int
+	Duration time.Duration
+}
+
+// Apply brings the database to opts.Target (default: the newest version)
+// under the schema lock: it reads the state, plans, validates and then runs
+// the plan, one transaction per version.
+func (s *Set) Apply(ctx context.Context, d *db.DB, opts Options) (*Result, error) {
+	lock, err := AcquireLock(ctx, d, opts.Holder)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Release()
+	st, err := ReadState(ctx, d, d.DB)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := s.Plan(st, d.Engine, opts)
+	if err != nil {
+		return nil, err
+	}
+	if plan.Create && d.Engine == db.Postgres {
+		if err := db.CheckNewPostgres(ctx, d); err != nil {
+			return nil, err
+		}
+	}
+	return s.Execute(ctx, d, plan, opts)
+}
+
+// Execute runs a plan. The caller holds the schema lock.
+func (s *Set) Execute(ctx context.Context, d *db.DB, plan *Plan, opts Options) (*Result, error) {
+	start := time.Now()
+	res := &Result{Plan: plan, Version: plan.State.Version}
+	emit := func(ev Event) {
+		if opts.Progress != nil {
+			opts.Progress(ev)
+		}
+	}
+	env := Env{Engine: d.Engine, New: plan.Create, ServerName: opts.ServerName}
+	compat, hasCompat := plan.State.Compat, plan.State.HasCompat
+	if plan.Create {
+		t0 := time.Now()
+		err := inTx(ctx, d, func(tx *sql.Tx) error {
+			if err := s.execBookkeeping(ctx, tx); err != nil {
+				return err
+			}
+			for _, f := range plan.SnapshotFiles {
+				if _, err := tx.ExecContext(ctx, f.SQL); err != nil {
+					return &DeltaError{Version: plan.Snapshot, File: f.Path, Err: err}
+				}
+			}
+			if err := setVersion(ctx, tx, d.Engine, plan.Snapshot, false); err != nil {
+				return err
+			}
+			if err := setCompat(ctx, tx, d.Engine, s.CompatFor(plan.Snapshot)); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, d.Rebind("INSERT INTO hsops_engine (engine, created_version, created_ts) VALUES (?, ?, ?)"),
+				s.Name, plan.Snapshot, time.Now().UnixMilli())
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		res.Version = plan.Snapshot
+		compat, hasCompat = s.CompatFor(plan.Snapshot), true
+		emit(Event{Type: "snapshot", Version: plan.Snapshot, Millis: time.Since(t0).Milliseconds()})
+	}
+	for _, step := range plan.Steps {
+		emit(Event{Type: "version", Version: step.Version})
+		var applied []string
+		err := inTx(ctx, d, func(tx *sql.Tx) error {
+			applied = applied[:0]
+			if !plan.Create {
+				if err := s.execBookkeeping(ctx, tx); err != nil {
+					return err
+				}
+			}
+			if !hasCompat || step.Compat != compat {
+				if err := setCompat(ctx, tx, d.Engine, step.Compat); err != nil {
+					return err
+				}
+			}
+			if err := setVersion(ctx, tx, d.Engine, step.Version, true); err != nil {
+				return err
+			}
+			for _, dl := range step.Deltas {
+				t0 := time.Now()
+				if err := runDelta(ctx, tx, dl, env); err != nil {
+					return &DeltaError{Version: dl.Version, File: dl.Name, Err: err}
+				}
+				if _, err := tx.ExecContext(ctx, d.Rebind("INSERT INTO applied_schema_deltas (version, file) VALUES (?, ?)"), dl.Version, dl.Key()); err != nil {
+					return &DeltaError{Version: dl.Version, File: dl.Name, Err: err}
+				}
+				applied = append(applied, dl.Key())
+				emit(Event{Type: "delta", Version: dl.Version, File: dl.Name, Millis: time.Since(t0).Milliseconds()})
+			}
+			return nil
+		})
+		if err != nil {
+			res.Duration = time.Since(start)
+			return res, err
+		}
+		res.Applied = append(res.Applied, applied...)
+		res.Version = step.Version
+		compat, hasCompat = step.Compat, true
+	}
+	res.Duration = time.Since(start)
+	return res, nil
+}
+
+func runDelta(ctx context.Context, tx *sql.Tx, d Delta, env Env) error {
+	if d.Kind == DeltaSQL {
+		_, err := tx.ExecContext(ctx, d.SQL)
+		return err
+	}
+	if d.Go.Create != nil {
+		if err := d.Go.Create(ctx, tx, env); err != nil {
+			return err
+		}
+	}
+	if !env.New && d.Go.Upgrade != nil {
+		return d.Go.Upgrade(ctx, tx, env)
+	}
+	return nil
+}
+
+// execBookkeeping creates the bookkeeping tables if they are missing.
+func (s *Set) execBookkeeping(ctx context.Context, tx *sql.Tx) error {
+	data, err := fs.ReadFile(s.FS, "common/schema_version.sql")
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidSchema, err)
+	}
+	if _, err := tx.ExecContext(ctx, string(data)); err != nil {
+		return fmt.Errorf("create bookkeeping tables: %w", err)
+	}
+	return nil
+}
+
+func setVersion(ctx context.Context, tx *sql.Tx, e db.Engine, v int, upgraded bool) error {
+	if _, err := tx.ExecContext(ctx, "DELETE FROM schema_version"); err != nil {
+		return fmt.Errorf("set schema version: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, db.Rebind(e, "INSERT INTO schema_version (version, upgraded) VALUES (?, ?)"), v, upgraded); err != nil {
+		return fmt.Errorf("set schema version: %w", err)
+	}
+	return nil
+}
+
+func setCompat(ctx context.Context, tx *sql.Tx, e db.Engine, v int) error {
+	if _, err := tx.ExecContext(ctx, "DELETE FROM schema_compat_version"); err != nil {
+		return fmt.Errorf("set compat version: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, db.Rebind(e, "INSERT INTO schema_compat_version (compat_version) VALUES (?)"), v); err != nil {
+		return fmt.Errorf("set compat version: %w", err)
+	}
+	return nil
+}
+
+// inTx runs fn in a transaction, committing on success. On SQLite the
+// transaction starts with BEGIN IMMEDIATE (see package db).
+func inTx(ctx context.Context, d *db.DB, fn func(tx *sql.Tx) error) error {
+	tx, err := d.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,515 @@
+package schema
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"hsops/internal/config"
+	"hsops/internal/db"
+)
+
+// Errors of the background-update runner.
+var (
+	// ErrNoHandler means a pending update has no handler in this version.
+	ErrNoHandler = errors.New("no handler for background update")
+	// ErrDependencyCycle means every pending update waits for another.
+	ErrDependencyCycle = errors.New("unable to find a background update which doesn't depend on another: dependency cycle?")
+	// ErrUpdateNotPending means a named update is not in the queue.
+	ErrUpdateNotPending = errors.New("background update is not pending")
+)
+
+// UpdateError reports a failed batch of a background update. The batch was
+// rolled back; the update's saved progress is intact.
+type UpdateError struct {
+	Update string
+	Err    error
+}
+
+func (e *UpdateError) Error() string {
+	return fmt.Sprintf("background update %q failed: %v", e.Update, e.Err)
+}
+
+func (e *UpdateError) Unwrap() error { return e.Err }
+
+// BatchResult is what one batch of a batched update did.
+type BatchResult struct {
+	// Items is the number of rows (or other units) processed.
+	Items int
+	// Progress is saved as the update's progress_json (ignored when Done).
+	Progress any
+	// Done ends the update: its row is deleted in the batch's transaction.
+	Done bool
+}
+
+// IndexSpec describes an index built in the background.
+type IndexSpec struct {
+	Name    string
+	Table   string
+	Columns []string
+	Where   string
+	Unique  bool
+	// Replaces is an index dropped once the new one exists.
+	Replaces string
+	// ReplacesConstraint is a PostgreSQL constraint dropped once the new
+	// index exists (SQLite tables were rebuilt without it).
+	ReplacesConstraint string
+	// PostgresOnly indexes are skipped (and the update ended) on SQLite.
+	PostgresOnly bool
+}
+
+// Handler runs a background update: either Batch (work in the batch's
+// transaction, progress saved with it) or Index (an index build, which on
+// PostgreSQL runs CONCURRENTLY outside any transaction).
+type Handler struct {
+	Batch func(ctx context.Context, tx *sql.Tx, env Env, progress json.RawMessage, size int) (BatchResult, error)
+	Index *IndexSpec
+	// Total estimates the items left and in all, for progress display.
+	Total func(ctx context.Context, q db.Querier, env Env, progress json.RawMessage) (left, total int64, err error)
+}
+
+// Registry maps update names to handlers.
+type Registry struct {
+	handlers map[string]Handler
+	// jobs are the updates an operator may queue on demand (Synapse's
+	// start_job), each a list of rows to insert.
+	jobs map[string][]PendingUpdate
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{handlers: map[string]Handler{}, jobs: map[string][]PendingUpdate{}}
+}
+
+// Register adds a handler.
+func (r *Registry) Register(name string, h Handler) { r.handlers[name] = h }
+
+// Lookup returns a handler.
+func (r *Registry) Lookup(name string) (Handler, bool) {
+	h, ok := r.handlers[name]
+	return h, ok
+}
+
+// Names lists the registered updates.
+func (r *Registry) Names() []string {
+	out := make([]string, 0, len(r.handlers))
+	for n := range r.handlers {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// UpdateEvent reports the runner's progress.
+type UpdateEvent struct {
+	// Type is "start", "batch", "done" or "failed".
+	Type   string `json:"event"`
+	Update string `json:"update"`
+	// Items is the number processed by this batch; Done the total so far in
+	// this run; Left and Total estimate the work (0 when unknown).
+	Items     int     `json:"items,omitempty"`
+	Done      int64   `json:"done,omitempty"`
+	Left      int64   `json:"left,omitempty"`
+	Total     int64   `json:"total,omitempty"`
+	BatchSize int     `json:"batch_size,omitempty"`
+	Millis    float64 `json:"ms,omitempty"`
+	// Rate is the tuned throughput, items per millisecond.
+	Rate  float64 `json:"items_per_ms,omitempty"`
+	Error string  `json:"error,omitempty"`
+}
+
+// perf is the per-update performance record that tunes batch sizes, as
+// Synapse's: exponential moving averages of items and duration per batch.
+type perf struct {
+	totalItems  int64
+	totalMillis float64
+	avgItems    float64
+	avgMillis   float64
+}
+
+const emaAlpha = 0.1
+
+func (p *perf) record(items int, millis float64) {
+	p.totalItems += int64(items)
+	p.totalMillis += millis
+	p.avgItems = emaAlpha*float64(items) + (1-emaAlpha)*p.avgItems
+	p.avgMillis = emaAlpha*millis + (1-emaAlpha)*p.avgMillis
+}
+
+// rate is items per millisecond; ok is false before the first batch.
+func (p *perf) rate() (float64, bool) {
+	if p.totalItems == 0 {
+		return 0, false
+	}
+	if p.avgMillis == 0 {
+		return 0, true
+	}
+	return p.avgItems / p.avgMillis, true
+}
+
+// Runner executes background updates on one physical database.
+type Runner struct {
+	DB       *db.DB
+	Registry *Registry
+	Env      Env
+	// Tuning is the background_updates config section; zero means
+	// Synapse's defaults.
+	Tuning config.BackgroundUpdates
+	// Sleep pauses Tuning.SleepDurationMS before each batch (the homeserver
+	// does, the CLI does not).
+	Sleep bool
+	// OnEvent receives progress events.
+	OnEvent func(UpdateEvent)
+
+	perfs map[string]*perf
+}
+
+func (r *Runner) tuning() config.BackgroundUpdates {
+	if r.Tuning.DurationMS == 0 {
+		return config.DefaultBackgroundUpdates()
+	}
+	return r.Tuning
+}
+
+func (r *Runner) emit(ev UpdateEvent) {
+	if r.OnEvent != nil {
+		r.OnEvent(ev)
+	}
+}
+
+// Next picks the update the scheduler would run next: the first pending
+// update (by ordering, then name) whose dependency is not pending.
+func Next(pending []PendingUpdate) (PendingUpdate, error) {
+	names := map[string]bool{}
+	for _, u := range pending {
+		names[u.Name] = true
+	}
+	for _, u := range pending {
+		if u.DependsOn == "" || !names[u.DependsOn] {
+			return u, nil
+		}
+	}
+	return PendingUpdate{}, ErrDependencyCycle
+}
+
+// RunAll runs every pending update to completion, in scheduling order. It
+// stops at the first failure, which it returns as an *UpdateError.
+func (r *Runner) RunAll(ctx context.Context) error {
+	for {
+		pending, err := ReadUpdates(ctx, r.DB)
+		if err != nil {
+			return err
+		}
+		if len(pending) == 0 {
+			return nil
+		}
+		next, err := Next(pending)
+		if err != nil {
+			return err
+		}
+		if err := r.run(ctx, next.Name); err != nil {
+			return err
+		}
+	}
+}
+
+// RunOne runs the named update to completion. Its dependency must be done.
+func (r *Runner) RunOne(ctx context.Context, name string) error {
+	pending, err := ReadUpdates(ctx, r.DB)
+	if err != nil {
+		return err
+	}
+	names := map[string]PendingUpdate{}
+	for _, u := range pending {
+		names[u.Name] = u
+	}
+	u, ok := names[name]
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrUpdateNotPending, name)
+	}
+	if _, waits := names[u.DependsOn]; u.DependsOn != "" && waits {
+		return &UpdateError{Update: name, Err: fmt.Errorf("it depends on %q, which is still pending: run that first", u.DependsOn)}
+	}
+	return r.run(ctx, name)
+}
+
+// run drives one update until it ends.
+func (r *Runner) run(ctx context.Context, name string) error {
+	h, ok := r.Registry.Lookup(name)
+	if !ok {
+		return &UpdateError{Update: name, Err: fmt.Errorf("%w %q in this version", ErrNoHandler, name)}
+	}
+	var left, total int64
+	if h.Total != nil {
+		prog, _ := r.progress(ctx, r.DB, name)
+		left, total, _ = h.Total(ctx, r.DB, r.Env, prog)
+	}
+	r.emit(UpdateEvent{Type: "start", Update: name, Left: left, Total: total})
+	var done int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		items, finished, size, millis, err := r.batch(ctx, name, h)
+		if err != nil {
+			err = r.explain(ctx, name, err)
+			r.emit(UpdateEvent{Type: "failed", Update: name, Error: err.Error()})
+			return &UpdateError{Update: name, Err: err}
+		}
+		done += int64(items)
+		rate, _ := r.perf(name).rate()
+		r.emit(UpdateEvent{Type: "batch", Update: name, Items: items, Done: done, Left: left, Total: total, BatchSize: size, Millis: millis, Rate: rate})
+		if finished {
+			r.emit(UpdateEvent{Type: "done", Update: name, Done: done, Total: total})
+			return nil
+		}
+	}
+}
+
+// Step runs one batch of the next update; done reports that nothing is left.
+// The homeserver calls it in a loop while serving.
+func (r *Runner) Step(ctx context.Context) (done bool, err error) {
+	pending, err := ReadUpdates(ctx, r.DB)
+	if err != nil {
+		return false, err
+	}
+	if len(pending) == 0 {
+		return true, nil
+	}
+	next, err := Next(pending)
+	if err != nil {
+		return false, err
+	}
+	h, ok := r.Registry.Lookup(next.Name)
+	if !ok {
+		return false, &UpdateError{Update: next.Name, Err: fmt.Errorf("%w %q in this version", ErrNoHandler, next.Name)}
+	}
+	items, finished, size, millis, err := r.batch(ctx, next.Name, h)
+	if err != nil {
+		return false, &UpdateError{Update: next.Name, Err: r.explain(ctx, next.Name, err)}
+	}
+	rate, _ := r.perf(next.Name).rate()
+	r.emit(UpdateEvent{Type: "batch", Update: next.Name, Items: items, BatchSize: size, Millis: millis, Rate: rate})
+	if finished {
+		r.emit(UpdateEvent{Type: "done", Update: next.Name})
+	}
+	return false, nil
+}
+
+func (r *Runner) perf(name string) *perf {
+	if r.perfs == nil {
+		r.perfs = map[string]*perf{}
+	}
+	p, ok := r.perfs[name]
+	if !ok {
+		p = &perf{}
+		r.perfs[name] = p
+	}
+	return p
+}
+
+// batchSize follows Synapse: the default size first, then the size that
+// should take the target duration at the measured rate.
+func (r *Runner) batchSize(name string) int {
+	t := r.tuning()
+	rate, ok := r.perf(name).rate()
+	if !ok {
+		return t.DefaultBatchSize
+	}
+	return max(int(float64(t.DurationMS)*rate), t.MinBatchSize)
+}
+
+func (r *Runner) progress(ctx context.Context, q db.Querier, name string) (json.RawMessage, error) {
+	var p string
+	err := q.QueryRowContext(ctx, r.DB.Rebind("SELECT progress_json FROM background_updates WHERE update_name = ?"), name).Scan(&p)
+	if err == sql.ErrNoRows {
+		return nil, fmt.Errorf("%w: %q", ErrUpdateNotPending, name)
+	}
+	return json.RawMessage(p), err
+}
+
+// batch runs one batch and records its performance.
+func (r *Runner) batch(ctx context.Context, name string, h Handler) (items int, done bool, size int, millis float64, err error) {
+	if r.Sleep {
+		if d := r.tuning().SleepDurationMS; d > 0 {
+			select {
+			case <-ctx.Done():
+				return 0, false, 0, 0, ctx.Err()
+			case <-time.After(time.Duration(d) * time.Millisecond):
+			}
+		}
+	}
+	size = r.batchSize(name)
+	t0 := time.Now()
+	if h.Index != nil {
+		err = r.buildIndex(ctx, name, *h.Index)
+		items, done = 1, err == nil
+	} else {
+		items, done, err = r.runBatch(ctx, name, h, size)
+	}
+	millis = float64(time.Since(t0).Microseconds()) / 1000
+	if err == nil {
+		r.perf(name).record(items, millis)
+	}
+	return items, done, size, millis, err
+}
+
+func (r *Runner) runBatch(ctx context.Context, name string, h Handler, size int) (items int, done bool, err error) {
+	err = inTx(ctx, r.DB, func(tx *sql.Tx) error {
+		// Lock the update's row: a second runner waits here and then sees
+		// the progress this batch saved, so no batch runs twice.
+		q := "SELECT progress_json FROM background_updates WHERE update_name = ?"
+		if r.DB.Engine == db.Postgres {
+			q += " FOR UPDATE"
+		}
+		var p string
+		if err := tx.QueryRowContext(ctx, r.DB.Rebind(q), name).Scan(&p); err != nil {
+			if err == sql.ErrNoRows {
+				done = true
+				return nil
+			}
+			return err
+		}
+		res, err := h.Batch(ctx, tx, r.Env, json.RawMessage(p), size)
+		if err != nil {
+			return err
+		}
+		items, done = res.Items, res.Done
+		if res.Done {
+			_, err = tx.ExecContext(ctx, r.DB.Rebind("DELETE FROM background_updates WHERE update_name = ?"), name)
+			return err
+		}
+		data, err := json.Marshal(res.Progress)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, r.DB.Rebind("UPDATE background_updates SET progress_json = ? WHERE update_name = ?"), string(data), name)
+		return err
+	})
+	return items, done, err
+}
+
+// buildIndex creates an index and ends its update. SQLite: in one
+// transaction. PostgreSQL: CREATE INDEX CONCURRENTLY on a dedicated
+// connection outside any transaction, after dropping a half-built index a
+// killed run may have left; the update's row is deleted afterwards, and a
+// valid index found on a re-run is kept rather than rebuilt.
+func (r *Runner) buildIndex(ctx context.Context, name string, spec IndexSpec) error {
+	if r.DB.Engine == db.SQLite {
+		return inTx(ctx, r.DB, func(tx *sql.Tx) error {
+			if !spec.PostgresOnly {
+				if _, err := tx.ExecContext(ctx, indexSQL(spec, "IF NOT EXISTS")); err != nil {
+					return err
+				}
+				if spec.Replaces != "" {
+					if _, err := tx.ExecContext(ctx, "DROP INDEX IF EXISTS "+spec.Replaces); err != nil {
+						return err
+					}
+				}
+			}
+			_, err := tx.ExecContext(ctx, "DELETE FROM background_updates WHERE update_name = ?", name)
+			return err
+		})
+	}
+	conn, err := r.DB.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	key := updateLockKey(name)
+	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", key); err != nil {
+		return err
+	}
+	defer func() { _, _ = conn.ExecContext(context.Background(), "SELECT pg_advisory_unlock($1)", key) }()
+	var pending int
+	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM background_updates WHERE update_name = $1", name).Scan(&pending); err != nil {
+		return err
+	}
+	if pending == 0 {
+		return nil
+	}
+	var valid sql.NullBool
+	err = conn.QueryRowContext(ctx, `SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+		WHERE c.relname = $1 AND c.relnamespace = current_schema()::regnamespace`, spec.Name).Scan(&valid)
+	if err != nil && err != sql.ErrNoRows {
+		return err
+	}
+	if !valid.Valid || !valid.Bool {
+		if _, err := conn.ExecContext(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+spec.Name); err != nil {
+			return err
+		}
+		if _, err := conn.ExecContext(ctx, "SET statement_timeout = 0"); err != nil {
+			return err
+		}
+		if _, err := conn.ExecContext(ctx, indexSQL(spec, "CONCURRENTLY")); err != nil {
+			// A failed concurrent build leaves an invalid index behind: drop
+			// it now rather than leave it to slow down writes.
+			_, _ = conn.ExecContext(context.Background(), "DROP INDEX CONCURRENTLY IF EXISTS "+spec.Name)
+			return err
+		}
+	}
+	if spec.Replaces != "" {
+		if _, err := conn.ExecContext(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+spec.Replaces); err != nil {
+			return err
+		}
+	}
+	if spec.ReplacesConstraint != "" {
+		if _, err := conn.ExecContext(ctx, fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", spec.Table, spec.ReplacesConstraint)); err != nil {
+			return err
+		}
+	}
+	_, err = conn.ExecContext(ctx, "DELETE FROM background_updates WHERE update_name = $1", name)
+	return err
+}
+
+// indexSQL renders CREATE INDEX; how is "IF NOT EXISTS" or "CONCURRENTLY".
+func indexSQL(s IndexSpec, how string) string {
+	var b strings.Builder
+	b.WriteString("CREATE ")
+	if s.Unique {
+		b.WriteString("UNIQUE ")
+	}
+	b.WriteString("INDEX ")
+	if how == "CONCURRENTLY" {
+		b.WriteString("CONCURRENTLY ")
+	} else if how != "" {
+		b.WriteString(how + " ")
+	}
+	fmt.Fprintf(&b, "%s ON %s (%s)", s.Name, s.Table, strings.Join(s.Columns, ", "))
+	if s.Where != "" {
+		b.WriteString(" WHERE " + s.Where)
+	}
+	return b.String()
+}
+
+// updateLockKey is an advisory lock key per update name (FNV-1a).
+func updateLockKey(name string) int64 {
+	var h uint64 = 14695981039346656037
+	for i := 0; i < len(name); i++ {
+		h ^= uint64(name[i])
+		h *= 1099511628211
+	}
+	return int64(h >> 1)
+}
+
+// explain turns known failures into errors that say what to do.
+func (r *Runner) explain(ctx context.Context, name string, err error) error {
+	if name == "state_group_edges_unique_idx" && isUniqueViolation(err) {
+		dups, extra, cerr := CountDuplicateEdges(ctx, r.DB)
+		if cerr == nil && dups > 0 {
+			return &DuplicateEdgesError{Pairs: dups, ExtraRows: extra, Err: err}
+		}
+	}
+	return err
+}
+
+func isUniqueViolation(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "UNIQUE constraint failed") || strings.Contains(msg, "SQLSTATE 23505") ||
+		strings.Contains(msg, "could not create unique index") || strings.Contains(msg, "duplicate key")
+}

@@ -1,0 +1,108 @@
+package schema
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"hsops/internal/db"
+)
+
+// engineGoDeltas are the engine's deltas that SQL alone cannot express.
+func engineGoDeltas() map[string]GoDelta {
+	return map[string]GoDelta{
+		"main/delta/73/10_update_sqlite_fts_tokenizer.go":   {Create: rebuildSearchWithPorter},
+		"main/delta/78/01_validate_and_update_profiles.go":  {Upgrade: finishFullUserID("profiles", "populate_full_user_id_profiles")},
+		"main/delta/78/02_validate_and_update_user_filters.go": {Upgrade: finishFullUserID("user_filters", "populate_full_user_id_user_filters")},
+	}
+}
+
+// rebuildSearchWithPorter switches SQLite's event_search to the porter
+// tokenizer (stemming: "running" finds "run"), as Synapse's
+// 73/10_update_sqlite_fts4_tokenizer.py does. An FTS table's tokenizer is
+// fixed at creation, so the table is rebuilt; rows keep their rowids, which
+// port_db relies on to resume.
+func rebuildSearchWithPorter(ctx context.Context, tx *sql.Tx, env Env) error {
+	if env.Engine != db.SQLite {
+		return nil
+	}
+	for _, q := range []string{
+		`CREATE VIRTUAL TABLE event_search_porter USING fts5 (
+    event_id UNINDEXED, room_id UNINDEXED, sender UNINDEXED, key UNINDEXED, value, tokenize = 'porter'
+)`,
+		`INSERT INTO event_search_porter (rowid, event_id, room_id, sender, key, value)
+    SELECT rowid, event_id, room_id, sender, key, value FROM event_search`,
+		`DROP TABLE event_search`,
+		`ALTER TABLE event_search_porter RENAME TO event_search`,
+	} {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finishFullUserID completes a full_user_id back-fill at upgrade time, as
+// Synapse's 78/01 and 78/02 do: fill what the background update has not yet
+// reached, drop the update, and (PostgreSQL) validate the NOT NULL check.
+func finishFullUserID(table, update string) func(context.Context, *sql.Tx, Env) error {
+	return func(ctx context.Context, tx *sql.Tx, env Env) error {
+		if err := backfillFullUserID(ctx, tx, env, table, nil, nil); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, db.Rebind(env.Engine, "DELETE FROM background_updates WHERE update_name = ?"), update); err != nil {
+			return err
+		}
+		if env.Engine == db.Postgres {
+			if _, err := tx.ExecContext(ctx, "ALTER TABLE "+table+" VALIDATE CONSTRAINT full_user_id_not_null"); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// backfillFullUserID sets full_user_id = '@' || user_id || ':' || server
+// for rows with user_id in (after, upTo] (nil is unbounded) that lack it.
+func backfillFullUserID(ctx context.Context, tx *sql.Tx, env Env, table string, after, upTo *string) error {
+	cond, args := KeyRange{After: after, UpTo: upTo}.Cond("user_id")
+	where := "full_user_id IS NULL AND " + cond
+	var missing int
+	if err := tx.QueryRowContext(ctx, db.Rebind(env.Engine, "SELECT count(*) FROM "+table+" WHERE "+where), args...).Scan(&missing); err != nil {
+		return err
+	}
+	if missing == 0 {
+		return nil
+	}
+	server, err := serverName(ctx, tx, env)
+	if err != nil {
+		return fmt.Errorf("back-fill %s.full_user_id: %w", table, err)
+	}
+	q := "UPDATE " + table + " SET full_user_id = '@' || user_id || ':' || ? WHERE " + where
+	_, err = tx.ExecContext(ctx, db.Rebind(env.Engine, q), append([]any{server}, args...)...)
+	return err
+}
+
+// ErrNoServerName means a step needs the server name and neither the
+// configuration nor the users table gives it.
+var ErrNoServerName = errors.New("server_name is needed: add server_name to the config")
+
+// serverName is the configured server name, or the domain of the users.
+func serverName(ctx context.Context, q db.Querier, env Env) (string, error) {
+	if env.ServerName != "" {
+		return env.ServerName, nil
+	}
+	var name string
+	err := q.QueryRowContext(ctx, "SELECT name FROM users ORDER BY name LIMIT 1").Scan(&name)
+	if err == nil {
+		if i := strings.Index(name, ":"); i >= 0 {
+			return name[i+1:], nil
+		}
+	}
+	if err != nil && err != sql.ErrNoRows {
+		return "", err
+	}
+	return "", ErrNoServerName
+}
