@@ -19,7 +19,7 @@ type DuplicateEdgesError struct {
 	// Pairs is the number of (state_group, prev_state_group) pairs that
 	// occur more than once; ExtraRows the rows a repair removes.
 	Pairs, ExtraRows int64
-	Err               error
+	Err              error
 }
 
 func (e *DuplicateEdgesError) Error() string {

@@ -13,8 +13,8 @@ import (
 // engineGoDeltas are the engine's deltas that SQL alone cannot express.
 func engineGoDeltas() map[string]GoDelta {
 	return map[string]GoDelta{
-		"main/delta/73/10_update_sqlite_fts_tokenizer.go":   {Create: rebuildSearchWithPorter},
-		"main/delta/78/01_validate_and_update_profiles.go":  {Upgrade: finishFullUserID("profiles", "populate_full_user_id_profiles")},
+		"main/delta/73/10_update_sqlite_fts_tokenizer.go":      {Create: rebuildSearchWithPorter},
+		"main/delta/78/01_validate_and_update_profiles.go":     {Upgrade: finishFullUserID("profiles", "populate_full_user_id_profiles")},
 		"main/delta/78/02_validate_and_update_user_filters.go": {Upgrade: finishFullUserID("user_filters", "populate_full_user_id_user_filters")},
 	}
 }
