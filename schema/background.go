@@ -22,6 +22,10 @@ var (
 	ErrDependencyCycle = errors.New("unable to find a background update which doesn't depend on another: dependency cycle?")
 	// ErrUpdateNotPending means a named update is not in the queue.
 	ErrUpdateNotPending = errors.New("background update is not pending")
+	// ErrUnknownJob means start_job was asked for a job this engine has not.
+	ErrUnknownJob = errors.New("invalid job_name")
+	// ErrJobQueued means the job's updates are already queued.
+	ErrJobQueued = errors.New("job is already in queue of background updates")
 )
 
 // UpdateError reports a failed batch of a background update. The batch was
@@ -103,6 +107,48 @@ func (r *Registry) Names() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Jobs lists the on-demand jobs.
+func (r *Registry) Jobs() []string {
+	out := make([]string, 0, len(r.jobs))
+	for n := range r.jobs {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// StartJob queues an on-demand job's updates (ordering 0, so they run
+// before schema-queued ones), as Synapse's start_job admin API does.
+func (r *Registry) StartJob(ctx context.Context, d *db.DB, job string) error {
+	rows, ok := r.jobs[job]
+	if !ok {
+		if job == "regenerate_directory" {
+			return fmt.Errorf("%w %q: the hsops engine has no user directory tables to regenerate (known jobs: %s)", ErrUnknownJob, job, strings.Join(r.Jobs(), ", "))
+		}
+		return fmt.Errorf("%w %q (known jobs: %s)", ErrUnknownJob, job, strings.Join(r.Jobs(), ", "))
+	}
+	return inTx(ctx, d, func(tx *sql.Tx) error {
+		for _, u := range rows {
+			var n int
+			if err := tx.QueryRowContext(ctx, d.Rebind("SELECT count(*) FROM background_updates WHERE update_name = ?"), u.Name).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return fmt.Errorf("%w: job %s", ErrJobQueued, job)
+			}
+			var dep any
+			if u.DependsOn != "" {
+				dep = u.DependsOn
+			}
+			if _, err := tx.ExecContext(ctx, d.Rebind("INSERT INTO background_updates (update_name, progress_json, depends_on, ordering) VALUES (?, ?, ?, ?)"),
+				u.Name, u.Progress, dep, u.Ordering); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // UpdateEvent reports the runner's progress.

@@ -21,8 +21,10 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -136,6 +138,12 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*DB, error) {
 	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(busy.Milliseconds(), 10)+")")
 	q.Add("_pragma", "foreign_keys(1)")
 	switch {
+	case opts.ReadOnly && writable(path):
+		// Read-write mode with query_only: no write is possible, and as the
+		// last connection to close SQLite still removes the -wal and -shm
+		// files of a WAL database, which a mode=ro connection would leave.
+		q.Set("mode", "rw")
+		q.Add("_pragma", "query_only(1)")
 	case opts.ReadOnly:
 		q.Set("mode", "ro")
 	case opts.Create:
@@ -169,6 +177,15 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("open %q: %w", path, err)
 	}
 	return &DB{DB: sdb, Engine: SQLite, Desc: fmt.Sprintf("SQLite database %q", path), Path: path}, nil
+}
+
+// writable reports whether the process may write the file and its
+// directory (where SQLite keeps its journal).
+func writable(path string) bool {
+	if syscall.Access(path, 2) != nil {
+		return false
+	}
+	return syscall.Access(filepath.Dir(path), 2) == nil
 }
 
 // escapePath makes a file path safe inside a file: URI.

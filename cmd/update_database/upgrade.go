@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"hsops/internal/cli"
+	"hsops/internal/config"
+	"hsops/internal/db"
+	"hsops/schema"
+)
+
+type upgradeOptions struct {
+	*globals
+	runBackground bool
+	dryRun        bool
+	target        int
+}
+
+func runUpgrade(ctx context.Context, o *upgradeOptions) error {
+	cfg, err := o.loadConfig()
+	if err != nil {
+		return err
+	}
+	if o.dryRun && o.runBackground {
+		return cli.Usagef("--dry-run and --run-background-updates cannot be used together")
+	}
+	for _, dbc := range cfg.Databases {
+		if err := upgradeOne(ctx, o, cfg, dbc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// inspect opens a database read-only and reads its state. A SQLite file
+// that does not exist yet reads as an empty database (d is nil then).
+func inspect(ctx context.Context, dbc config.Database) (*db.DB, *schema.State, error) {
+	d, err := db.Open(ctx, dbc, db.Options{ReadOnly: true, AppName: "hsops update_database"})
+	if errors.Is(err, db.ErrNotFound) {
+		return nil, &schema.State{Kind: schema.KindEmpty}, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := schema.ReadState(ctx, d, d.DB)
+	if err != nil {
+		d.Close()
+		return nil, nil, err
+	}
+	return d, st, nil
+}
+
+func engineOf(dbc config.Database) db.Engine {
+	if dbc.IsPostgres() {
+		return db.Postgres
+	}
+	return db.SQLite
+}
+
+func upgradeOne(ctx context.Context, o *upgradeOptions, cfg *config.Config, dbc config.Database) error {
+	set := schema.Engine()
+	ro, st, err := inspect(ctx, dbc)
+	if err != nil {
+		return err
+	}
+	if ro != nil {
+		err := db.CheckServer(ctx, ro, dbc.AllowUnsafeLocale, false)
+		ro.Close()
+		if err != nil {
+			return err
+		}
+	}
+	opts := schema.Options{
+		Target: o.target, Stores: dbc.DataStores, Worker: cfg.IsWorker(), ServerName: cfg.ServerName,
+		Holder: "update_database",
+	}
+	plan, err := set.Plan(st, engineOf(dbc), opts)
+	if err != nil {
+		return err
+	}
+	out := newReporter(o.globals)
+	desc := describe(dbc)
+	if o.dryRun {
+		if o.json {
+			out.jsonl.Emit(planJSON(desc, plan))
+			return nil
+		}
+		formatPlan(o.stdout, desc, plan)
+		fmt.Fprintln(o.stdout, "nothing was changed (--dry-run)")
+		return nil
+	}
+	if plan.Empty() {
+		out.line("%s: %s", desc, plan.Note)
+		out.emit(map[string]any{"event": "result", "database": desc, "version": st.Version, "applied": []string{}, "note": plan.Note})
+		if !o.runBackground {
+			return reportPending(ctx, o, dbc)
+		}
+	}
+	d, err := db.Open(ctx, dbc, db.Options{Create: true, AppName: "hsops update_database"})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if plan.Empty() {
+		return runBackground(ctx, o.globals, d, cfg, "")
+	}
+	opts.Progress = out.schemaEvent
+	res, err := set.Apply(ctx, d, opts)
+	if err != nil {
+		if res != nil && len(res.Applied) > 0 {
+			out.line("%s: applied %d deltas up to schema %d before the failure", desc, len(res.Applied), res.Version)
+		}
+		return err
+	}
+	out.schemaResult(desc, res)
+	if o.runBackground {
+		return runBackground(ctx, o.globals, d, cfg, "")
+	}
+	return reportPending(ctx, o, dbc)
+}
+
+// reportPending tells the operator about pending background updates.
+func reportPending(ctx context.Context, o *upgradeOptions, dbc config.Database) error {
+	ro, st, err := inspect(ctx, dbc)
+	if err != nil {
+		return err
+	}
+	if ro != nil {
+		ro.Close()
+	}
+	if n := len(st.Updates); n > 0 && !o.json {
+		fmt.Fprintf(o.stdout, "%d background update(s) pending; to run them now:\n  update_database --database-config %s --run-background-updates\n", n, o.configArg())
+	}
+	return nil
+}
+
+// describe names a database for messages, without secrets.
+func describe(dbc config.Database) string {
+	if dbc.IsSQLite() {
+		return fmt.Sprintf("SQLite database %q", dbc.SQLitePath())
+	}
+	return "PostgreSQL database " + dbc.String()
+}
+
+// formatPlan prints a plan for people. Its output is stable (golden files).
+func formatPlan(w io.Writer, desc string, p *schema.Plan) {
+	fmt.Fprintf(w, "plan for %s (%s, %s):\n", desc, p.Engine, strings.Join(p.Stores, ", "))
+	if p.Create {
+		fmt.Fprintf(w, "  create the database from the schema %d snapshot (compat %d):\n", p.Snapshot, compatOf(p))
+		for _, f := range p.SnapshotFiles {
+			fmt.Fprintf(w, "    %s\n", f.Path)
+		}
+	} else {
+		compat := "none"
+		if p.State.HasCompat {
+			compat = fmt.Sprint(p.State.Compat)
+		}
+		fmt.Fprintf(w, "  the database is at schema %d (compat %s)\n", p.State.Version, compat)
+	}
+	for _, s := range p.Steps {
+		if len(s.Deltas) == 0 {
+			fmt.Fprintf(w, "  schema %d (compat %d): no delta for %s\n", s.Version, s.Compat, p.Engine)
+			continue
+		}
+		fmt.Fprintf(w, "  schema %d (compat %d):\n", s.Version, s.Compat)
+		for _, d := range s.Deltas {
+			kind := ""
+			if d.Kind == schema.DeltaGo {
+				kind = " (Go)"
+			}
+			fmt.Fprintf(w, "    %s%s\n", d.Path, kind)
+		}
+	}
+	switch {
+	case p.Empty():
+		fmt.Fprintf(w, "  %s\n", p.Note)
+	default:
+		fmt.Fprintf(w, "  %d deltas in %d versions, each version in one transaction\n", p.DeltaCount(), len(p.Steps))
+	}
+}
+
+func compatOf(p *schema.Plan) int {
+	return schema.Engine().CompatFor(p.Snapshot)
+}
+
+func planJSON(desc string, p *schema.Plan) map[string]any {
+	type step struct {
+		Version int      `json:"version"`
+		Compat  int      `json:"compat"`
+		Deltas  []string `json:"deltas"`
+	}
+	steps := []step{}
+	for _, s := range p.Steps {
+		st := step{Version: s.Version, Compat: s.Compat, Deltas: []string{}}
+		for _, d := range s.Deltas {
+			st.Deltas = append(st.Deltas, d.Path)
+		}
+		steps = append(steps, st)
+	}
+	out := map[string]any{"event": "plan", "database": desc, "engine": p.Engine, "target": p.Target, "steps": steps, "dry_run": true}
+	if p.Create {
+		out["create_from_snapshot"] = p.Snapshot
+	} else {
+		out["from"] = p.State.Version
+	}
+	if p.Note != "" {
+		out["note"] = p.Note
+	}
+	return out
+}
