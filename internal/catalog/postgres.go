@@ -148,9 +148,7 @@ func currentSchemaPrefix(def string) string {
 		return "\x00"
 	}
 	rest := def[i+4:]
-	if strings.HasPrefix(rest, "ONLY ") {
-		rest = rest[5:]
-	}
+	rest = strings.TrimPrefix(rest, "ONLY ")
 	if dot := strings.Index(rest, "."); dot > 0 && !strings.Contains(rest[:dot], " ") {
 		return rest[:dot+1]
 	}

@@ -48,16 +48,32 @@ var (
 // Main runs the tests and stops a cluster this process started.
 func Main(m interface{ Run() int }) {
 	code := m.Run()
-	if cluster != nil {
-		cluster.stop()
-	}
+	Stop()
 	os.Exit(code)
 }
 
-// AdminURL returns the URL of a role that can create databases, starting a
-// cluster if needed. It fails (CI) or skips the test when none can be had.
-func AdminURL(tb testing.TB) string {
-	tb.Helper()
+// Stopping wraps a test main so that the cluster stops after the tests.
+func Stopping(m interface{ Run() int }) interface{ Run() int } { return stopping{m} }
+
+type stopping struct{ m interface{ Run() int } }
+
+func (s stopping) Run() int {
+	code := s.m.Run()
+	Stop()
+	return code
+}
+
+// Stop stops the cluster this process started, if any.
+func Stop() {
+	if cluster != nil {
+		cluster.stop()
+		cluster = nil
+	}
+}
+
+// Admin returns the URL of a role that can create databases, starting a
+// cluster on first use.
+func Admin() (string, error) {
 	once.Do(func() {
 		if u := os.Getenv(EnvURL); u != "" {
 			adminURL = u
@@ -68,14 +84,28 @@ func AdminURL(tb testing.TB) string {
 			adminURL = cluster.url("postgres")
 		}
 	})
-	if startErr != nil || adminURL == "" {
-		msg := fmt.Sprintf("no PostgreSQL available (set %s or install initdb/pg_ctl): %v", EnvURL, startErr)
+	if startErr != nil {
+		return "", startErr
+	}
+	if adminURL == "" {
+		return "", fmt.Errorf("no PostgreSQL server")
+	}
+	return adminURL, nil
+}
+
+// AdminURL is Admin for tests: it fails (CI) or skips the test when no
+// server can be had.
+func AdminURL(tb testing.TB) string {
+	tb.Helper()
+	u, err := Admin()
+	if err != nil {
+		msg := fmt.Sprintf("no PostgreSQL available (set %s or install initdb/pg_ctl): %v", EnvURL, err)
 		if os.Getenv("CI") == "true" {
 			tb.Fatal(msg)
 		}
 		tb.Skip(msg)
 	}
-	return adminURL
+	return u
 }
 
 // Database is a fresh database for one test.
@@ -95,35 +125,60 @@ func NewDatabase(tb testing.TB) Database {
 // ctype (for locale-check tests, e.g. "C.UTF-8").
 func NewDatabaseWithLocale(tb testing.TB, locale string) Database {
 	tb.Helper()
-	admin := AdminURL(tb)
+	AdminURL(tb)
+	d, err := Create(locale)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := DropDatabase(d.Name); err != nil {
+			tb.Error(err)
+		}
+	})
+	return d
+}
+
+// Create makes a new database with the given locale on the test server.
+func Create(locale string) (Database, error) {
+	admin, err := Admin()
+	if err != nil {
+		return Database{}, err
+	}
 	name := "hsops_t_" + randomHex(6)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, admin)
 	if err != nil {
-		tb.Fatalf("connect to test server: %v", err)
+		return Database{}, fmt.Errorf("connect to test server: %w", err)
 	}
 	defer conn.Close(ctx)
 	q := fmt.Sprintf(`CREATE DATABASE %s ENCODING 'UTF8' LC_COLLATE '%s' LC_CTYPE '%s' TEMPLATE template0`, name, locale, locale)
 	if _, err := conn.Exec(ctx, q); err != nil {
-		tb.Fatalf("create test database: %v", err)
+		return Database{}, fmt.Errorf("create test database: %w", err)
 	}
-	tb.Cleanup(func() { Drop(tb, name) })
-	return Describe(tb, name)
+	return describe(admin, name)
 }
 
 // Describe returns the URL and config of an existing database on the test
 // server.
 func Describe(tb testing.TB, name string) Database {
 	tb.Helper()
-	u, err := url.Parse(AdminURL(tb))
+	d, err := describe(AdminURL(tb), name)
 	if err != nil {
-		tb.Fatalf("parse %s: %v", EnvURL, err)
+		tb.Fatal(err)
+	}
+	return d
+}
+
+func describe(admin, name string) (Database, error) {
+	u, err := url.Parse(admin)
+	if err != nil {
+		return Database{}, fmt.Errorf("parse %s: %w", EnvURL, err)
 	}
 	u.Path = "/" + name
 	cc, err := pgx.ParseConfig(u.String())
 	if err != nil {
-		tb.Fatalf("parse test database URL: %v", err)
+		return Database{}, fmt.Errorf("parse test database URL: %w", err)
 	}
 	args := map[string]string{
 		"user": cc.User, "host": cc.Host, "port": strconv.Itoa(int(cc.Port)), "dbname": name,
@@ -136,23 +191,26 @@ func Describe(tb testing.TB, name string) Database {
 	}
 	return Database{Name: name, URL: u.String(), Config: config.Database{
 		Label: "master", Name: config.EnginePostgres, Args: args, DataStores: []string{"main", "state"}, SynchronousCommit: true,
-	}}
+	}}, nil
 }
 
-// Drop removes a database, disconnecting its sessions.
-func Drop(tb testing.TB, name string) {
-	tb.Helper()
+// DropDatabase removes a database, disconnecting its sessions.
+func DropDatabase(name string) error {
+	admin, err := Admin()
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, AdminURL(tb))
+	conn, err := pgx.Connect(ctx, admin)
 	if err != nil {
-		tb.Errorf("connect to drop %s: %v", name, err)
-		return
+		return fmt.Errorf("connect to drop %s: %w", name, err)
 	}
 	defer conn.Close(ctx)
 	if _, err := conn.Exec(ctx, fmt.Sprintf(`DROP DATABASE IF EXISTS %s WITH (FORCE)`, name)); err != nil {
-		tb.Errorf("drop test database %s: %v", name, err)
+		return fmt.Errorf("drop test database %s: %w", name, err)
 	}
+	return nil
 }
 
 // YAML renders the database as a homeserver.yaml database section.

@@ -1,0 +1,23 @@
+package main
+
+import (
+	"os"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"hsops/internal/pgtest"
+	"hsops/internal/scripttest"
+)
+
+func TestMain(m *testing.M) {
+	testscript.Main(pgtest.Stopping(m), map[string]func(){
+		"update_database": func() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
+	})
+}
+
+func TestScripts(t *testing.T) {
+	p := scripttest.Params("testdata/script")
+	p.UpdateScripts = os.Getenv("UPDATE_GOLDEN") != ""
+	testscript.Run(t, p)
+}

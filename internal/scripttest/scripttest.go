@@ -1,0 +1,159 @@
+// Package scripttest gives the CLI's testscript scripts what they need:
+// a PostgreSQL database per script, the Synapse fixture's path, and
+// commands to write configs and to run SQL against either engine.
+//
+// In scripts:
+//
+//	mkconfig hs.yaml sqlite [path]   write a homeserver.yaml using SQLite (default path: $WORK/homeserver.db)
+//	mkconfig hs.yaml pg              write a homeserver.yaml using the script's PostgreSQL database
+//	sql TARGET 'QUERY'               run SQL (TARGET: a SQLite file or "pg"); rows go to stdout as a|b|c
+//
+// Variables: $FIXTURE is the real Synapse v1.98 SQLite database (read-only:
+// copy it first), $PGDB the script's PostgreSQL database name.
+package scripttest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"hsops/internal/config"
+	"hsops/internal/db"
+	"hsops/internal/pgtest"
+)
+
+// Fixture is the path of the real Synapse database fixture.
+func Fixture() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "..", "shared", "fixtures", "synapse-1.98-sqlite", "homeserver.db")
+}
+
+// Params returns testscript parameters for dir with the helpers installed.
+func Params(dir string) testscript.Params {
+	return testscript.Params{
+		Dir:                 dir,
+		RequireExplicitExec: true,
+		Setup:               setup,
+		Cmds:                map[string]func(*testscript.TestScript, bool, []string){"mkconfig": mkconfig, "sql": sqlCmd},
+	}
+}
+
+const pgKey = "hsops-pg-database"
+
+func setup(env *testscript.Env) error {
+	env.Setenv("FIXTURE", Fixture())
+	if _, err := pgtest.Admin(); err != nil {
+		if os.Getenv("CI") == "true" {
+			return fmt.Errorf("no PostgreSQL for the scripts: %w", err)
+		}
+		env.Setenv("PGDB", "")
+		return nil
+	}
+	d, err := pgtest.Create("C")
+	if err != nil {
+		return err
+	}
+	env.Values[pgKey] = d
+	env.Setenv("PGDB", d.Name)
+	env.Defer(func() { _ = pgtest.DropDatabase(d.Name) })
+	return nil
+}
+
+func pgDatabase(ts *testscript.TestScript) pgtest.Database {
+	d, ok := ts.Value(pgKey).(pgtest.Database)
+	if !ok {
+		ts.Fatalf("no PostgreSQL available for this script (set %s)", pgtest.EnvURL)
+	}
+	return d
+}
+
+// mkconfig FILE sqlite|pg [sqlite-path]
+func mkconfig(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: mkconfig FILE sqlite|pg [sqlite-path]")
+	}
+	var b strings.Builder
+	b.WriteString("server_name: example.org\nreport_stats: false\npid_file: " + ts.MkAbs("homeserver.pid") + "\n")
+	switch args[1] {
+	case "sqlite":
+		p := ts.MkAbs("homeserver.db")
+		if len(args) > 2 {
+			p = ts.MkAbs(args[2])
+		}
+		fmt.Fprintf(&b, "database:\n  name: sqlite3\n  args:\n    database: %s\n", p)
+	case "pg":
+		b.WriteString(pgDatabase(ts).YAML())
+	default:
+		ts.Fatalf("mkconfig: unknown engine %q", args[1])
+	}
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]), []byte(b.String()), 0o600))
+}
+
+// sql TARGET QUERY
+func sqlCmd(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: sql TARGET QUERY")
+	}
+	var cfg config.Database
+	if args[0] == "pg" {
+		cfg = pgDatabase(ts).Config
+	} else {
+		cfg = config.Database{Name: config.EngineSQLite, Args: map[string]string{"database": ts.MkAbs(args[0])}}
+	}
+	ctx := context.Background()
+	d, err := db.Open(ctx, cfg, db.Options{})
+	if err != nil {
+		ts.Fatalf("sql: %v", err)
+	}
+	defer d.Close()
+	err = query(ctx, ts, d, args[1])
+	if neg {
+		if err == nil {
+			ts.Fatalf("sql: unexpected success")
+		}
+		return
+	}
+	if err != nil {
+		ts.Fatalf("sql: %v", err)
+	}
+}
+
+func query(ctx context.Context, ts *testscript.TestScript, d *db.DB, q string) error {
+	rows, err := d.QueryContext(ctx, q)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return err
+	}
+	vals := make([]any, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			return err
+		}
+		out := make([]string, len(cols))
+		for i, v := range vals {
+			switch x := v.(type) {
+			case nil:
+				out[i] = "NULL"
+			case []byte:
+				out[i] = string(x)
+			default:
+				out[i] = fmt.Sprint(x)
+			}
+		}
+		fmt.Fprintln(ts.Stdout(), strings.Join(out, "|"))
+	}
+	return rows.Err()
+}
