@@ -69,19 +69,24 @@ func finishFullUserID(table, update string) func(context.Context, *sql.Tx, Env) 
 func backfillFullUserID(ctx context.Context, tx *sql.Tx, env Env, table string, after, upTo *string) error {
 	cond, args := KeyRange{After: after, UpTo: upTo}.Cond("user_id")
 	where := "full_user_id IS NULL AND " + cond
-	var missing int
-	if err := tx.QueryRowContext(ctx, db.Rebind(env.Engine, "SELECT count(*) FROM "+table+" WHERE "+where), args...).Scan(&missing); err != nil {
-		return err
-	}
-	if missing == 0 {
-		return nil
-	}
-	server, err := serverName(ctx, tx, env)
-	if err != nil {
-		return fmt.Errorf("back-fill %s.full_user_id: %w", table, err)
+	server := env.ServerName
+	if server == "" {
+		// Only look the server name up when a row needs it: an empty
+		// table must not require a config that names the server.
+		var missing int
+		if err := tx.QueryRowContext(ctx, db.Rebind(env.Engine, "SELECT count(*) FROM "+table+" WHERE "+where), args...).Scan(&missing); err != nil {
+			return err
+		}
+		if missing == 0 {
+			return nil
+		}
+		var err error
+		if server, err = serverName(ctx, tx, env); err != nil {
+			return fmt.Errorf("back-fill %s.full_user_id: %w", table, err)
+		}
 	}
 	q := "UPDATE " + table + " SET full_user_id = '@' || user_id || ':' || ? WHERE " + where
-	_, err = tx.ExecContext(ctx, db.Rebind(env.Engine, q), append([]any{server}, args...)...)
+	_, err := tx.ExecContext(ctx, db.Rebind(env.Engine, q), append([]any{server}, args...)...)
 	return err
 }
 

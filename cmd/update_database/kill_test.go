@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"hsops/internal/catalog"
+	"hsops/internal/config"
+	"hsops/internal/db"
+	"hsops/internal/dbtest"
+	"hsops/internal/pgtest"
+	"hsops/internal/rowsum"
+	"hsops/schema"
+)
+
+// buildTool builds this command into a temporary directory, so that tests
+// can run (and kill) the real binary.
+func buildTool(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "update_database")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// seedForUpdates fills a database at schema 68 with enough rows that every
+// background update the upgrade to 83 queues takes many small batches.
+func seedForUpdates(t *testing.T, d *db.DB, n int) {
+	t.Helper()
+	tx, err := d.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec := func(q string, args ...any) {
+		t.Helper()
+		if _, err := tx.Exec(d.Rebind(q), args...); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	exec("INSERT INTO rooms (room_id, is_public, creator, room_version) VALUES ('!r:example.org', ?, '@u0:example.org', '10')", true)
+	for i := 1; i <= n; i++ {
+		ev := fmt.Sprintf("$ev%06d", i)
+		user := fmt.Sprintf("@u%d:example.org", i%200)
+		exec(`INSERT INTO events (stream_ordering, topological_ordering, event_id, type, room_id, processed, outlier, depth, origin_server_ts, sender)
+			VALUES (?, ?, ?, 'm.room.member', '!r:example.org', ?, ?, ?, ?, ?)`, i, i, ev, true, false, i, 1000+i, user)
+		exec("INSERT INTO state_events (event_id, room_id, type, state_key) VALUES (?, '!r:example.org', 'm.room.member', ?)", ev, user)
+		exec("INSERT INTO room_memberships (event_id, user_id, sender, room_id, membership) VALUES (?, ?, ?, '!r:example.org', 'join')", ev, user, user)
+		if i > 1 {
+			exec("INSERT INTO event_edges (event_id, prev_event_id, room_id, is_state) VALUES (?, ?, '!r:example.org', ?)", ev, fmt.Sprintf("$ev%06d", i-1), false)
+		}
+		exec("INSERT INTO event_push_actions (room_id, event_id, user_id, actions, stream_ordering, notif, highlight) VALUES ('!r:example.org', ?, ?, '[]', ?, 1, 0)", ev, user, i)
+		if i%3 == 0 {
+			exec("INSERT INTO event_relations (event_id, relates_to_id, relation_type) VALUES (?, ?, 'm.thread')", ev, fmt.Sprintf("$ev%06d", i-1))
+		}
+		exec("INSERT INTO state_group_edges (state_group, prev_state_group) VALUES (?, ?)", i+1, i)
+	}
+	for u := 0; u < 200; u++ {
+		user := fmt.Sprintf("@u%d:example.org", u)
+		exec("INSERT INTO current_state_events (event_id, room_id, type, state_key, membership) VALUES (?, '!r:example.org', 'm.room.member', ?, 'join')", fmt.Sprintf("$ev%06d", n-199+u), user)
+		exec("INSERT INTO local_current_membership (room_id, user_id, event_id, membership) VALUES ('!r:example.org', ?, ?, 'join')", user, fmt.Sprintf("$ev%06d", n-199+u))
+		exec("INSERT INTO profiles (user_id, displayname) VALUES (?, ?)", fmt.Sprintf("u%d", u), user)
+		exec("INSERT INTO user_filters (user_id, filter_id, filter_json) VALUES (?, 1, ?)", fmt.Sprintf("u%d", u), []byte("{}"))
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// contents is a database's catalog and per-table checksums.
+func contents(t *testing.T, d *db.DB) string {
+	t.Helper()
+	ctx := context.Background()
+	c, err := catalog.Dump(ctx, d, catalog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables, err := d.Tables(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	b.WriteString(strings.Join(c.Lines, "\n"))
+	for _, tbl := range tables {
+		if strings.HasPrefix(tbl, "event_search_") || tbl == "hsops_engine" {
+			continue
+		}
+		cols, err := rowsum.Columns(ctx, d, d, tbl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum, err := rowsum.Table(ctx, d, db.QuoteIdent(tbl), cols)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "\n%s: %s", tbl, sum)
+	}
+	return b.String()
+}
+
+func writeConfig(t *testing.T, dir string, dbc config.Database) string {
+	t.Helper()
+	var dbYAML string
+	if dbc.IsSQLite() {
+		dbYAML = fmt.Sprintf("database:\n  name: sqlite3\n  args:\n    database: %s\n", dbc.SQLitePath())
+	} else {
+		dbYAML = pgtest.Database{Config: dbc}.YAML()
+	}
+	p := filepath.Join(dir, fmt.Sprintf("hs-%d.yaml", time.Now().UnixNano()))
+	cfg := "server_name: example.org\nbackground_updates:\n  background_update_duration_ms: 2\n  default_batch_size: 20\n  min_batch_size: 10\n" + dbYAML
+	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestKill_BackgroundUpdatesResume kills update_database
+// --run-background-updates with SIGKILL at increasing moments, runs it again
+// each time, and compares the end result with an uninterrupted run: the same
+// schema and the same data, no batch lost or done twice.
+func TestKill_BackgroundUpdatesResume(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills a real process many times")
+	}
+	bin := buildTool(t)
+	dbtest.Engines(t, func(t *testing.T, e db.Engine) {
+		ctx := context.Background()
+		dir := t.TempDir()
+		s := schema.Engine()
+		victim := dbtest.New(t, e)
+		reference := dbtest.New(t, e)
+		for _, tg := range []dbtest.Target{victim, reference} {
+			d := tg.Open(t)
+			if _, err := s.Apply(ctx, d, schema.Options{Target: 68}); err != nil {
+				t.Fatal(err)
+			}
+			seedForUpdates(t, d, 6000)
+			if _, err := s.Apply(ctx, d, schema.Options{ServerName: "example.org"}); err != nil {
+				t.Fatal(err)
+			}
+			d.Close()
+		}
+		refConfig := writeConfig(t, dir, reference.Config)
+		if out, err := exec.Command(bin, "--database-config", refConfig, "--run-background-updates").CombinedOutput(); err != nil {
+			t.Fatalf("uninterrupted run: %v\n%s", err, out)
+		}
+
+		victimConfig := writeConfig(t, dir, victim.Config)
+		kills := 0
+		for delay := 25 * time.Millisecond; ; delay += 5 * time.Millisecond {
+			if delay > 30*time.Second {
+				t.Fatal("the run never finished")
+			}
+			cmd := exec.Command(bin, "--database-config", victimConfig, "--run-background-updates")
+			cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("run after %d kills failed: %v", kills, err)
+				}
+			case <-time.After(delay):
+				_ = cmd.Process.Signal(syscall.SIGKILL)
+				<-done
+				kills++
+				continue
+			}
+			break
+		}
+		if kills < 5 {
+			t.Fatalf("only %d kills happened: the test did not exercise resumption", kills)
+		}
+		t.Logf("%s: killed %d times before a run completed", e, kills)
+		want := contents(t, reference.Open(t))
+		got := contents(t, victim.Open(t))
+		if got != want {
+			t.Fatalf("after %d kills the database differs from an uninterrupted run:\n%s", kills, diffLines(want, got))
+		}
+	})
+}
+
+func diffLines(a, b string) string {
+	in := map[string]bool{}
+	for _, l := range strings.Split(a, "\n") {
+		in[l] = true
+	}
+	var out []string
+	for _, l := range strings.Split(b, "\n") {
+		if !in[l] {
+			out = append(out, "+ "+l)
+		}
+	}
+	in = map[string]bool{}
+	for _, l := range strings.Split(b, "\n") {
+		in[l] = true
+	}
+	for _, l := range strings.Split(a, "\n") {
+		if !in[l] {
+			out = append(out, "- "+l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
