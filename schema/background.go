@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"hsops/internal/config"
@@ -212,6 +213,7 @@ type Runner struct {
 	// OnEvent receives progress events.
 	OnEvent func(UpdateEvent)
 
+	mu    sync.Mutex
 	perfs map[string]*perf
 }
 
@@ -308,7 +310,7 @@ func (r *Runner) run(ctx context.Context, name string) error {
 			return &UpdateError{Update: name, Err: err}
 		}
 		done += int64(items)
-		rate, _ := r.perf(name).rate()
+		rate, _ := r.tunedRate(name)
 		r.emit(UpdateEvent{Type: "batch", Update: name, Items: items, Done: done, Left: left, Total: total, BatchSize: size, Millis: millis, Rate: rate})
 		if finished {
 			r.emit(UpdateEvent{Type: "done", Update: name, Done: done, Total: total})
@@ -339,7 +341,7 @@ func (r *Runner) Step(ctx context.Context) (done bool, err error) {
 	if err != nil {
 		return false, &UpdateError{Update: next.Name, Err: r.explain(ctx, next.Name, err)}
 	}
-	rate, _ := r.perf(next.Name).rate()
+	rate, _ := r.tunedRate(next.Name)
 	r.emit(UpdateEvent{Type: "batch", Update: next.Name, Items: items, BatchSize: size, Millis: millis, Rate: rate})
 	if finished {
 		r.emit(UpdateEvent{Type: "done", Update: next.Name})
@@ -347,7 +349,31 @@ func (r *Runner) Step(ctx context.Context) (done bool, err error) {
 	return false, nil
 }
 
-func (r *Runner) perf(name string) *perf {
+// Perf reports an update's performance in this process: items and
+// milliseconds so far, and the tuned rate (ok false before a batch ran).
+func (r *Runner) Perf(name string) (items int64, millis float64, rate float64, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := r.perfLocked(name)
+	rate, ok = p.rate()
+	return p.totalItems, p.totalMillis, rate, ok
+}
+
+// record notes a batch's items and duration.
+func (r *Runner) record(name string, items int, millis float64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.perfLocked(name).record(items, millis)
+}
+
+// tunedRate is the update's measured rate.
+func (r *Runner) tunedRate(name string) (float64, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.perfLocked(name).rate()
+}
+
+func (r *Runner) perfLocked(name string) *perf {
 	if r.perfs == nil {
 		r.perfs = map[string]*perf{}
 	}
@@ -363,7 +389,7 @@ func (r *Runner) perf(name string) *perf {
 // should take the target duration at the measured rate.
 func (r *Runner) batchSize(name string) int {
 	t := r.tuning()
-	rate, ok := r.perf(name).rate()
+	rate, ok := r.tunedRate(name)
 	if !ok {
 		return t.DefaultBatchSize
 	}
@@ -400,7 +426,7 @@ func (r *Runner) batch(ctx context.Context, name string, h Handler) (items int, 
 	}
 	millis = float64(time.Since(t0).Microseconds()) / 1000
 	if err == nil {
-		r.perf(name).record(items, millis)
+		r.record(name, items, millis)
 	}
 	return items, done, size, millis, err
 }

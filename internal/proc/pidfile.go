@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // ErrNoPidFile means the pid file does not exist.
@@ -69,4 +70,83 @@ func Cmdline(pid int) string {
 		return ""
 	}
 	return strings.TrimSpace(strings.ReplaceAll(string(data), "\x00", " "))
+}
+
+// StartTime returns when a process started, from /proc (ok false when it
+// cannot be read).
+func StartTime(pid int) (time.Time, bool) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return time.Time{}, false
+	}
+	s := string(data)
+	i := strings.LastIndex(s, ")")
+	if i < 0 {
+		return time.Time{}, false
+	}
+	fields := strings.Fields(s[i+1:])
+	// Fields after the command: state is [0], starttime is field 22 of the
+	// whole line, so [19] here.
+	if len(fields) < 20 {
+		return time.Time{}, false
+	}
+	ticks, err := strconv.ParseInt(fields[19], 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	boot, ok := bootTime()
+	if !ok {
+		return time.Time{}, false
+	}
+	const clockTicks = 100 // sysconf(_SC_CLK_TCK) on Linux
+	return boot.Add(time.Duration(ticks) * time.Second / clockTicks), true
+}
+
+func bootTime() (time.Time, bool) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return time.Time{}, false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "btime ") {
+			n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimPrefix(line, "btime ")), 10, 64)
+			if err != nil {
+				return time.Time{}, false
+			}
+			return time.Unix(n, 0), true
+		}
+	}
+	return time.Time{}, false
+}
+
+// Owner says whether the live process a pid file names is the process that
+// wrote it.
+type Owner int
+
+// The answers of PidFileOwner.
+const (
+	// Ours: a homeserver process that started before the pid file was
+	// written.
+	Ours Owner = iota
+	// Gone: no such process (or a zombie).
+	Gone
+	// Recycled: the pid now belongs to another program, or to a process
+	// started after the pid file was written.
+	Recycled
+)
+
+// PidFileOwner checks the process named by a pid file. looksOurs is given
+// the command line and says whether it could be a homeserver.
+func PidFileOwner(pid int, pidFile string, looksOurs func(cmdline string) bool) Owner {
+	if !Running(pid) {
+		return Gone
+	}
+	if cmd := Cmdline(pid); cmd != "" && !looksOurs(cmd) {
+		return Recycled
+	}
+	st, err := os.Stat(pidFile)
+	if started, ok := StartTime(pid); ok && err == nil && started.After(st.ModTime().Add(2*time.Second)) {
+		return Recycled
+	}
+	return Ours
 }

@@ -6,7 +6,12 @@
 //
 //	mkconfig hs.yaml sqlite [path]   write a homeserver.yaml using SQLite (default path: $WORK/homeserver.db)
 //	mkconfig hs.yaml pg              write a homeserver.yaml using the script's PostgreSQL database
+//	mkdb TARGET VERSION              create an engine database at a schema version (TARGET: a SQLite file or "pg")
 //	sql TARGET 'QUERY'               run SQL (TARGET: a SQLite file or "pg"); rows go to stdout as a|b|c
+//	freeport NAME...                 set each variable to a free loopback TCP port
+//	subst FILE...                    replace $VAR and ${VAR} in files with the script's variables
+//	httpget URL                      GET a URL; the body goes to stdout ("! httpget" expects a failure)
+//	portfree PORT                    assert that nothing listens on 127.0.0.1:PORT
 //
 // Variables: $FIXTURE is the real Synapse v1.98 SQLite database (read-only:
 // copy it first), $PGDB the script's PostgreSQL database name.
@@ -15,16 +20,22 @@ package scripttest
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"hsops/internal/config"
 	"hsops/internal/db"
 	"hsops/internal/pgtest"
+	"hsops/schema"
 )
 
 // Fixture is the path of the real Synapse database fixture.
@@ -39,7 +50,9 @@ func Params(dir string) testscript.Params {
 		Dir:                 dir,
 		RequireExplicitExec: true,
 		Setup:               setup,
-		Cmds:                map[string]func(*testscript.TestScript, bool, []string){"mkconfig": mkconfig, "sql": sqlCmd},
+		Cmds: map[string]func(*testscript.TestScript, bool, []string){
+			"mkconfig": mkconfig, "mkdb": mkdb, "sql": sqlCmd, "freeport": freeport, "subst": subst, "httpget": httpget, "portfree": portfree,
+		},
 	}
 }
 
@@ -156,4 +169,90 @@ func query(ctx context.Context, ts *testscript.TestScript, d *db.DB, q string) e
 		fmt.Fprintln(ts.Stdout(), strings.Join(out, "|"))
 	}
 	return rows.Err()
+}
+
+// freeport NAME...
+func freeport(ts *testscript.TestScript, neg bool, args []string) {
+	for _, name := range args {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		ts.Check(err)
+		ts.Setenv(name, strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
+		l.Close()
+	}
+}
+
+// subst FILE...
+func subst(ts *testscript.TestScript, neg bool, args []string) {
+	for _, f := range args {
+		data, err := os.ReadFile(ts.MkAbs(f))
+		ts.Check(err)
+		out := os.Expand(string(data), ts.Getenv)
+		ts.Check(os.WriteFile(ts.MkAbs(f), []byte(out), 0o600))
+	}
+}
+
+// httpget URL
+func httpget(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: httpget URL")
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(args[0])
+	if err == nil && resp.StatusCode != 200 {
+		err = fmt.Errorf("status %s", resp.Status)
+	}
+	if err != nil {
+		if resp != nil {
+			resp.Body.Close()
+		}
+		if neg {
+			return
+		}
+		ts.Fatalf("httpget %s: %v", args[0], err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if neg {
+		ts.Fatalf("httpget %s: unexpected success", args[0])
+	}
+	fmt.Fprintln(ts.Stdout(), string(body))
+}
+
+// portfree PORT
+func portfree(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: portfree PORT")
+	}
+	conn, err := net.DialTimeout("tcp", "127.0.0.1:"+args[0], time.Second)
+	if err == nil {
+		conn.Close()
+		if !neg {
+			ts.Fatalf("something still listens on port %s", args[0])
+		}
+		return
+	}
+	if neg {
+		ts.Fatalf("nothing listens on port %s", args[0])
+	}
+}
+
+// mkdb TARGET VERSION
+func mkdb(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: mkdb TARGET VERSION")
+	}
+	v, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	var cfg config.Database
+	if args[0] == "pg" {
+		cfg = pgDatabase(ts).Config
+	} else {
+		cfg = config.Database{Name: config.EngineSQLite, Args: map[string]string{"database": ts.MkAbs(args[0])}}
+	}
+	ctx := context.Background()
+	d, err := db.Open(ctx, cfg, db.Options{Create: true})
+	ts.Check(err)
+	defer d.Close()
+	_, err = schema.Engine().Apply(ctx, d, schema.Options{Target: v, ServerName: "example.org"})
+	ts.Check(err)
 }

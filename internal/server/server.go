@@ -1,0 +1,351 @@
+// Package server is the homeserver engine's process: start-up (database
+// checks, schema upgrade or worker refusal, listeners), the HTTP API, the
+// in-process background updates, and an orderly shutdown.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"hsops/internal/buildinfo"
+	"hsops/internal/config"
+	"hsops/internal/db"
+	"hsops/internal/sequences"
+	"hsops/internal/store"
+	"hsops/schema"
+)
+
+// Errors of start-up that the command maps to messages and exit codes.
+var (
+	// ErrNoListeners means the config has no HTTP listener for this process.
+	ErrNoListeners = errors.New("no HTTP listener configured")
+	// ErrListen means a listener could not be bound.
+	ErrListen = errors.New("cannot listen")
+)
+
+// Options configure a server.
+type Options struct {
+	Config *config.Config
+	Log    *Logger
+	// Notify sends systemd notifications (READY=1 ...); nil sends none.
+	Notify func(state string)
+}
+
+// Server is a running homeserver process.
+type Server struct {
+	cfg      *config.Config
+	log      *Logger
+	notify   func(string)
+	worker   bool
+	instance string
+	dbs      []*db.DB
+	store    *store.Store
+	bg       *bgController
+	http     *http.Server
+	lns      []net.Listener
+	started  time.Time
+	nonces   *nonceStore
+	wg       sync.WaitGroup
+}
+
+// Instance is this process's name: "master" or the worker name.
+func (s *Server) Instance() string { return s.instance }
+
+// Addrs are the addresses the server listens on.
+func (s *Server) Addrs() []net.Addr {
+	out := make([]net.Addr, len(s.lns))
+	for i, l := range s.lns {
+		out[i] = l.Addr()
+	}
+	return out
+}
+
+// Start does everything before serving: open and check the databases,
+// prepare or check the schema, bind the listeners. On error nothing is left
+// open.
+func Start(ctx context.Context, opts Options) (_ *Server, err error) {
+	cfg := opts.Config
+	s := &Server{cfg: cfg, log: opts.Log, notify: opts.Notify, worker: cfg.IsWorker(), instance: "master", started: time.Now(), nonces: newNonceStore()}
+	if s.notify == nil {
+		s.notify = func(string) {}
+	}
+	if s.worker {
+		s.instance = cfg.WorkerName
+		if s.instance == "" {
+			return nil, fmt.Errorf("%w: worker_name is required for a worker", config.ErrInvalid)
+		}
+	}
+	if cfg.ServerName == "" {
+		return nil, fmt.Errorf("%w: server_name is required", config.ErrInvalid)
+	}
+	if len(cfg.Databases) == 0 {
+		return nil, config.ErrNoDatabase
+	}
+	defer func() {
+		if err != nil {
+			s.closeAll()
+		}
+	}()
+	role := "main process"
+	if s.worker {
+		role = "worker " + s.instance
+	}
+	s.log.Infof("starting homeserver %s for %s as the %s (pid %d)", buildinfo.ServerVersion(), cfg.ServerName, role, os.Getpid())
+	for _, dbc := range cfg.Databases {
+		d, err := s.openDatabase(ctx, dbc)
+		if err != nil {
+			return nil, err
+		}
+		s.dbs = append(s.dbs, d)
+	}
+	main, state := s.databaseFor("main"), s.databaseFor("state")
+	s.store = store.New(main, state, cfg.ServerName, s.instance)
+	if err := s.store.CheckServerName(ctx); err != nil {
+		return nil, err
+	}
+	for _, d := range s.dbs {
+		if err := sequences.Check(ctx, d); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.listen(); err != nil {
+		return nil, err
+	}
+	s.bg = newBGController(s)
+	return s, nil
+}
+
+func (s *Server) databaseFor(store string) *db.DB {
+	for _, d := range s.dbs {
+		for _, st := range d.DataStores {
+			if st == store {
+				return d
+			}
+		}
+	}
+	return s.dbs[0]
+}
+
+// openDatabase opens one physical database, checks the server, and brings
+// the schema up to date (main process) or checks it is (worker).
+func (s *Server) openDatabase(ctx context.Context, dbc config.Database) (*db.DB, error) {
+	d, err := db.Open(ctx, dbc, db.Options{Create: !s.worker, AppName: "hsops homeserver " + s.instance, MaxConns: maxConns(dbc)})
+	if s.worker && errors.Is(err, db.ErrNotFound) {
+		return nil, fmt.Errorf("%w: uninitialised database (%v): run the main process to prepare the database schema before starting worker processes", schema.ErrWorker, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*db.DB, error) {
+		d.Close()
+		return nil, err
+	}
+	if err := db.CheckServer(ctx, d, dbc.AllowUnsafeLocale, false); err != nil {
+		return fail(err)
+	}
+	set := schema.Engine()
+	opts := schema.Options{Stores: dbc.DataStores, Worker: s.worker, ServerName: s.cfg.ServerName, Holder: "homeserver " + s.instance,
+		Progress: func(ev schema.Event) {
+			switch ev.Type {
+			case "snapshot":
+				s.log.Infof("%s: created at schema %d", d.Desc, ev.Version)
+			case "version":
+				s.log.Infof("%s: applying schema deltas for v%d", d.Desc, ev.Version)
+			case "delta":
+				s.log.Infof("%s: applied %d/%s (%d ms)", d.Desc, ev.Version, ev.File, ev.Millis)
+			}
+		}}
+	if s.worker {
+		st, err := schema.ReadState(ctx, d, d.DB)
+		if err != nil {
+			return fail(err)
+		}
+		if _, err := set.Plan(st, d.Engine, opts); err != nil {
+			return fail(err)
+		}
+		return d, nil
+	}
+	// A long upgrade must not be killed by systemd's start timeout.
+	stop := make(chan struct{})
+	go func() {
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				s.notify("EXTEND_TIMEOUT_USEC=30000000")
+			}
+		}
+	}()
+	res, err := set.Apply(ctx, d, opts)
+	close(stop)
+	if err != nil {
+		return fail(err)
+	}
+	if len(res.Applied) > 0 || res.Plan.Create {
+		s.log.Infof("%s: schema is at %d", d.Desc, res.Version)
+	}
+	return d, nil
+}
+
+func maxConns(dbc config.Database) int {
+	if dbc.IsSQLite() {
+		return 1
+	}
+	if v, err := strconv.Atoi(dbc.Args["cp_max"]); err == nil && v > 0 {
+		return v
+	}
+	return 10
+}
+
+func (s *Server) listeners() []config.Listener {
+	if s.worker {
+		return s.cfg.WorkerListeners
+	}
+	return s.cfg.Listeners
+}
+
+// listen binds every address of every HTTP listener.
+func (s *Server) listen() error {
+	for _, l := range s.listeners() {
+		if l.Type != "http" && l.Type != "metrics" && l.Type != "" {
+			continue
+		}
+		if l.Path != "" {
+			ln, err := net.Listen("unix", l.Path)
+			if err != nil {
+				return fmt.Errorf("%w on %s: %v", ErrListen, l.Path, err)
+			}
+			s.lns = append(s.lns, ln)
+			continue
+		}
+		bound := 0
+		for _, addr := range l.Addresses() {
+			hostport := net.JoinHostPort(addr, strconv.Itoa(l.Port))
+			ln, err := net.Listen("tcp", hostport)
+			if err != nil {
+				// "::" usually takes IPv4 too; then "0.0.0.0" finds the
+				// port in use, which is fine.
+				if addr == "0.0.0.0" && bound > 0 && errors.Is(err, syscall.EADDRINUSE) {
+					continue
+				}
+				return fmt.Errorf("%w on %s: %v", ErrListen, hostport, err)
+			}
+			bound++
+			s.lns = append(s.lns, ln)
+		}
+	}
+	if len(s.lns) == 0 {
+		what := "listeners"
+		if s.worker {
+			what = "worker_listeners"
+		}
+		return fmt.Errorf("%w: add an http listener to %s", ErrNoListeners, what)
+	}
+	return nil
+}
+
+// Serve serves until ctx is cancelled, then shuts down in order: stop
+// accepting, finish in-flight requests and the current background-update
+// batch, close the databases.
+func (s *Server) Serve(ctx context.Context) error {
+	s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 30 * time.Second}
+	errs := make(chan error, len(s.lns))
+	for _, ln := range s.lns {
+		ln := ln
+		s.log.Infof("listening on %s", ln.Addr())
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errs <- err
+			}
+		}()
+	}
+	if !s.worker && s.runsBackgroundTasks() {
+		s.bg.start()
+	}
+	s.notify("READY=1\nMAINPID=" + strconv.Itoa(os.Getpid()))
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errs:
+	}
+	s.log.Infof("shutting down")
+	s.notify("STOPPING=1")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_ = s.http.Shutdown(sctx)
+	s.bg.stop()
+	s.wg.Wait()
+	s.closeAll()
+	s.log.Infof("stopped")
+	return err
+}
+
+// runsBackgroundTasks follows Synapse's run_background_tasks_on (default
+// the main process, "master").
+func (s *Server) runsBackgroundTasks() bool {
+	var on string
+	if v, ok := s.cfg.Raw("run_background_tasks_on"); ok {
+		on, _ = v.(string)
+	}
+	if on == "" {
+		on = "master"
+	}
+	return on == s.instance
+}
+
+func (s *Server) closeAll() {
+	for _, d := range s.dbs {
+		d.Close()
+	}
+	for _, ln := range s.lns {
+		ln.Close()
+	}
+}
+
+// WritePidFile writes the pid atomically (temporary file, then rename),
+// mode 0644.
+func WritePidFile(path string, pid int) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, ".pid-*")
+	if err != nil {
+		return fmt.Errorf("write pid file %q: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := fmt.Fprintf(tmp, "%d\n", pid); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write pid file %q: %w", path, err)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write pid file %q: %w", path, err)
+	}
+	return nil
+}
+
+// RemovePidFile removes the pid file if it still holds pid.
+func RemovePidFile(path string, pid int) {
+	data, err := os.ReadFile(path)
+	if err == nil && string(data) == strconv.Itoa(pid)+"\n" {
+		_ = os.Remove(path)
+	}
+}
