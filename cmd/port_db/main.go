@@ -1,0 +1,246 @@
+// Command port_db moves a homeserver's SQLite database to PostgreSQL in
+// repeatable snapshots. It accepts the flags of Synapse's synapse_port_db.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"hsops/internal/cli"
+	"hsops/internal/config"
+	"hsops/internal/db"
+	"hsops/internal/porter"
+	"hsops/schema"
+)
+
+// Exit codes: 1 to 5 keep Synapse's meanings.
+const (
+	exitOK          = 0
+	exitNoSQLite    = 1
+	exitUsage       = 2
+	exitNotPostgres = 3
+	exitConfig      = 4
+	exitFailed      = 5
+	exitSource      = 6
+	exitTarget      = 7
+	exitUnreachable = 8
+	exitVerify      = 9
+	exitInternal    = 70
+	exitInterrupted = 130
+)
+
+const exitCodesHelp = `Exit codes (1-5 as Synapse's synapse_port_db):
+  0   the port finished (or the dry run found nothing wrong)
+  1   the SQLite database does not exist
+  2   usage error, or the database section has no 'name'
+  3   the --postgres-config database is not psycopg2
+  4   the --postgres-config file is missing, invalid, or has no database section
+  5   the port failed while copying (nothing committed is lost: run it again to continue)
+  6   the SQLite database was refused (not a homeserver database, corrupt, auto_vacuum on,
+      pending background updates, open in another process, rowids moved since the last run)
+  7   the PostgreSQL database was refused (version, encoding, locale, someone else's data,
+      a port of a different source, a schema at another version or not prepared)
+  8   PostgreSQL cannot be reached
+  9   --verify found differences between the two databases
+  70  internal error
+  130 interrupted (run the same command again to continue)`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return cli.Run(cli.Tool{Name: "port_db", UsageCode: exitUsage, InternalCode: exitInternal, Classify: classify}, newRootCmd(ctx, stdout, stderr), args, stdout, stderr)
+}
+
+type options struct {
+	sqlitePath string
+	pgConfig   string
+	curses     bool
+	batchSize  int
+	verbose    bool
+	jobs       int
+	verify     bool
+	dryRun     bool
+	json       bool
+	allowInUse bool
+	stdout     io.Writer
+	stderr     io.Writer
+}
+
+func newRootCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
+	o := &options{stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:   "port_db --sqlite-database homeserver.db --postgres-config homeserver-postgres.yaml [flags]",
+		Short: "Move a homeserver's SQLite database to PostgreSQL, in repeatable snapshots",
+		Long: `port_db copies a homeserver's SQLite database into PostgreSQL. Run it on a copy
+of the database taken while the homeserver was stopped, as often as you like
+while the homeserver runs again (each run adds only what is new), then stop the
+homeserver, run it once more on the live file, switch the config to
+PostgreSQL and start. Killing it at any moment and running it again is safe.
+
+--postgres-config is a homeserver config whose database section is psycopg2
+(a complete Synapse config loads; only the database section and server_name
+are used). An hsops engine database is ported into a schema created for it at
+the source's schema version; a Synapse database into a schema Synapse prepared
+(update_synapse_database --database-config homeserver-postgres.yaml).
+
+It is compatible with Synapse's synapse_port_db: a port begun by either can be
+finished by the other (the progress is in port_from_sqlite3).
+
+` + exitCodesHelp,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runPort(ctx, o) },
+	}
+	f := root.Flags()
+	f.StringVar(&o.sqlitePath, "sqlite-database", "", "the SQLite database to port (a snapshot, or the stopped homeserver's file)")
+	f.StringVar(&o.pgConfig, "postgres-config", "", "a homeserver config whose database section points at PostgreSQL")
+	f.BoolVar(&o.curses, "curses", false, "full-screen progress (same as the terminal progress display)")
+	f.IntVar(&o.batchSize, "batch-size", 10000, "rows per batch of an append-only table (Synapse's default is 1000; each batch is one transaction)")
+	f.BoolVarP(&o.verbose, "verbose", "v", false, "report every batch")
+	f.IntVar(&o.jobs, "jobs", min(runtime.NumCPU(), 4), "tables copied in parallel")
+	f.BoolVar(&o.verify, "verify", false, "after the copy, compare row counts and content checksums of every table on both sides")
+	f.BoolVar(&o.dryRun, "dry-run", false, "check both databases and show what would be copied; write nothing")
+	f.BoolVar(&o.json, "json", false, "print progress and the summary as JSON lines")
+	f.BoolVar(&o.allowInUse, "allow-in-use", false, "port even though another process has the SQLite file open")
+	_ = root.MarkFlagRequired("sqlite-database")
+	_ = root.MarkFlagRequired("postgres-config")
+	return root
+}
+
+func runPort(ctx context.Context, o *options) error {
+	if o.batchSize < 1 || o.jobs < 1 {
+		return cli.Usagef("--batch-size and --jobs must be at least 1")
+	}
+	if st, err := os.Stat(o.sqlitePath); err != nil || st.IsDir() {
+		return cli.Fail(exitNoSQLite, fmt.Errorf("the SQLite database %q does not exist", o.sqlitePath), "check the path given to --sqlite-database")
+	}
+	cfg, err := config.Load(o.pgConfig)
+	if err != nil {
+		return cli.Fail(exitConfig, err, "--postgres-config must be a readable homeserver config")
+	}
+	if !cfg.Has("database") {
+		return cli.Fail(exitConfig, errors.New("the configuration file must have a 'database' section"), "add a database section with name: psycopg2 and its args")
+	}
+	if _, ok := cfg.Raw("database.name"); !ok {
+		return cli.Fail(exitUsage, errors.New("malformed database config: no 'name'"), "add name: psycopg2 to the database section")
+	}
+	target := cfg.Databases[0]
+	if !target.IsPostgres() {
+		return cli.Fail(exitNotPostgres, errors.New("database must use the 'psycopg2' connector"), "set database.name to psycopg2 in "+o.pgConfig)
+	}
+	out := newProgress(o)
+	res, err := porter.Run(ctx, porter.Options{
+		SQLitePath: o.sqlitePath, Target: target, ServerName: cfg.ServerName, BatchSize: o.batchSize, Jobs: o.jobs,
+		Verify: o.verify, DryRun: o.dryRun, AllowInUse: o.allowInUse, Progress: out.event,
+	})
+	out.close()
+	if res != nil && (err == nil || errors.Is(err, porter.ErrVerify)) {
+		printSummary(o, res)
+	}
+	return err
+}
+
+func classify(err error) (int, string, bool) {
+	var ce *porter.ConvertError
+	switch {
+	case errors.Is(err, context.Canceled):
+		return exitInterrupted, "everything committed so far is kept: run the same command again to continue", true
+	case errors.Is(err, db.ErrUnreachable):
+		return exitUnreachable, "check that PostgreSQL is running and the database args of --postgres-config (host, port, user, password, dbname)", true
+	case errors.Is(err, db.ErrNotFound):
+		return exitNoSQLite, "check the path given to --sqlite-database", true
+	case errors.Is(err, db.ErrNotDatabase):
+		return exitSource, "--sqlite-database must be a homeserver's SQLite database", true
+	case errors.Is(err, porter.ErrSource):
+		return exitSource, "nothing was written", true
+	case errors.Is(err, db.ErrBadLocale), errors.Is(err, db.ErrBadEncoding):
+		return exitTarget, "nothing was written. Create the database with\n  createdb --encoding=UTF8 --locale=C --template=template0 --owner=<user> <name>", true
+	case errors.Is(err, db.ErrServerTooOld):
+		return exitTarget, "nothing was written: PostgreSQL 11 or newer is required", true
+	case errors.Is(err, porter.ErrTarget), errors.Is(err, schema.ErrNotEngine), errors.Is(err, schema.ErrNotHomeserver):
+		return exitTarget, "nothing was written", true
+	case errors.Is(err, porter.ErrVerify):
+		return exitVerify, "the differences are listed above; rows deleted from SQLite after they were ported stay in PostgreSQL", true
+	case errors.As(err, &ce):
+		return exitFailed, "fix that row in the SQLite database (or a copy of it), then run the same command again: what was copied is kept", true
+	case errors.Is(err, schema.ErrLocked):
+		return exitTarget, "another process is changing the target's schema: wait for it", true
+	}
+	return exitFailed, "what was committed is kept: fix the cause and run the same command again to continue", true
+}
+
+// printSummary prints the per-table summary and the next steps.
+func printSummary(o *options, res *porter.Result) {
+	if o.json {
+		cli.NewJSONLines(o.stdout).Emit(map[string]any{"event": "summary", "result": res})
+		return
+	}
+	w := o.stdout
+	verb := "copied"
+	if res.DryRun {
+		verb = "would copy"
+	}
+	fmt.Fprintf(w, "\n%-40s %-18s %12s %12s %9s %12s  %s\n", "table", "strategy", "already", verb, "time", "rows/s", "verify")
+	for _, t := range res.Tables {
+		rate := "-"
+		if t.Millis > 0 && t.Copied > 0 {
+			rate = fmt.Sprintf("%.0f", float64(t.Copied)/(float64(t.Millis)/1000))
+		}
+		v := ""
+		if t.Verify != nil {
+			v = "ok"
+			if !t.Verify.Match {
+				v = "DIFFERS: " + t.Verify.Detail
+			}
+		}
+		dur := "-"
+		if !res.DryRun {
+			dur = fmt.Sprintf("%.2fs", float64(t.Millis)/1000)
+		}
+		fmt.Fprintf(w, "%-40s %-18s %12d %12d %9s %12s  %s\n", t.Name, t.Strategy, t.Already, t.Copied, dur, rate, v)
+		if t.NUL > 0 || t.BadUTF8 > 0 {
+			fmt.Fprintf(w, "%-40s %d NUL characters and %d invalid UTF-8 sequences replaced by U+FFFD\n", "", t.NUL, t.BadUTF8)
+		}
+		if t.Skipped > 0 {
+			fmt.Fprintf(w, "%-40s %d rows skipped (their events are missing)\n", "", t.Skipped)
+		}
+	}
+	for _, n := range res.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
+	if res.DryRun {
+		total := int64(0)
+		for _, t := range res.Tables {
+			total += t.Copied
+		}
+		fmt.Fprintf(w, "\n%s database at schema %d -> %s: %d rows would be copied; nothing was written (--dry-run)\n", res.Mode, res.SchemaVersion, res.Target, total)
+		return
+	}
+	secs := res.Duration.Seconds()
+	fmt.Fprintf(w, "\nported %d rows (%.1f MB) in %.2fs: %.0f rows/s, %.1f MB/s\n", res.Rows, float64(res.Bytes)/1e6, secs, float64(res.Rows)/secs, float64(res.Bytes)/1e6/secs)
+	for _, s := range res.Sequences {
+		fmt.Fprintf(w, "sequence %s: %d -> %d\n", s.Name, s.From, s.To)
+	}
+	if res.VerifyFailed {
+		fmt.Fprintln(w, "verification found differences (see above)")
+		return
+	}
+	live := filepath.Base(o.sqlitePath)
+	fmt.Fprintf(w, "\nnext steps:\n")
+	fmt.Fprintf(w, "  - if %s is a snapshot: stop the homeserver, then port the live database once more (only new rows move):\n", live)
+	fmt.Fprintf(w, "      port_db --sqlite-database <live homeserver.db> --postgres-config %s\n", o.pgConfig)
+	fmt.Fprintf(w, "  - switch the homeserver's database section to the one in %s\n", o.pgConfig)
+	fmt.Fprintf(w, "  - start it: synctl start <config>\n")
+}

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"hsops/internal/config"
+	"hsops/internal/db"
+	"hsops/internal/gen"
+	"hsops/internal/pgtest"
+	"hsops/internal/scripttest"
+	"hsops/schema"
+)
+
+func TestMain(m *testing.M) {
+	testscript.Main(pgtest.Stopping(m), map[string]func(){
+		"port_db": func() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) },
+	})
+}
+
+func TestScripts(t *testing.T) {
+	p := scripttest.Params("testdata/script")
+	p.Cmds["mksource"] = mksource
+	testscript.Run(t, p)
+}
+
+// mksource FILE USERS ROOMS MESSAGES: an engine SQLite database filled by
+// the generator.
+func mksource(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 4 {
+		ts.Fatalf("usage: mksource FILE USERS ROOMS MESSAGES")
+	}
+	var n [3]int
+	for i := range n {
+		fmt.Sscan(args[i+1], &n[i])
+	}
+	if err := makeSource(ts.MkAbs(args[0]), gen.Params{Users: n[0], Rooms: n[1], Messages: n[2], Backfilled: 2, Seed: 7}); err != nil {
+		ts.Fatalf("mksource: %v", err)
+	}
+}
+
+func makeSource(path string, p gen.Params) error {
+	ctx := context.Background()
+	d, err := db.Open(ctx, config.Database{Name: config.EngineSQLite, Args: map[string]string{"database": path}}, db.Options{Create: true})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if _, err := schema.Engine().Apply(ctx, d, schema.Options{ServerName: "example.org"}); err != nil {
+		return err
+	}
+	_, err = gen.Generate(ctx, d, p)
+	return err
+}
+
+// TestKill_PortResumesExactly kills the real port_db with SIGKILL at 20
+// random moments while it ports a database of more than 100,000 rows, runs
+// it again each time, and checks the final result row for row.
+func TestKill_PortResumesExactly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills a real process 20 times")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "port_db")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	src := filepath.Join(dir, "homeserver.db")
+	if err := makeSource(src, gen.Params{Users: 200, Rooms: 20, Messages: 20000, Backfilled: 20, Seed: 11}); err != nil {
+		t.Fatal(err)
+	}
+	rows := int64(0)
+	s, err := db.Open(context.Background(), config.Database{Name: config.EngineSQLite, Args: map[string]string{"database": src}}, db.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables, _ := s.Tables(context.Background(), s)
+	for _, tb := range tables {
+		var n int64
+		_ = s.QueryRow("SELECT count(*) FROM " + db.QuoteIdent(tb)).Scan(&n)
+		rows += n
+	}
+	s.Close()
+	if rows < 100000 {
+		t.Fatalf("the source has only %d rows", rows)
+	}
+	tgt := pgtest.NewDatabase(t)
+	cfg := filepath.Join(dir, "pg.yaml")
+	if err := os.WriteFile(cfg, []byte("server_name: example.org\n"+tgt.YAML()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--sqlite-database", src, "--postgres-config", cfg, "--batch-size", "500", "--jobs", "2"}
+	rnd := rand.New(rand.NewSource(time.Now().UnixNano()))
+	kills, finished := 0, false
+	for kills < 20 && !finished {
+		cmd := exec.Command(bin, args...)
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stderr = io.Discard
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Kill only once copying has begun, at a random moment of it.
+		copying := make(chan struct{})
+		go func() {
+			sc := bufio.NewScanner(stdout)
+			signalled := false
+			for sc.Scan() {
+				if !signalled && sc.Text() == "Copying to postgres..." {
+					close(copying)
+					signalled = true
+				}
+			}
+			if !signalled {
+				close(copying)
+			}
+		}()
+		done := make(chan error, 1)
+		<-copying
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("run after %d kills failed: %v", kills, err)
+			}
+			finished = true
+		case <-time.After(time.Duration(rnd.Intn(200)) * time.Millisecond):
+			_ = cmd.Process.Signal(syscall.SIGKILL)
+			<-done
+			kills++
+		}
+	}
+	t.Logf("%d kills during the copy (finished by itself: %v)", kills, finished)
+	if kills < 20 && !finished {
+		t.Fatalf("only %d kills", kills)
+	}
+	d := openTarget(t, tgt)
+	var partial int64
+	if err := d.QueryRow("SELECT count(*) FROM events").Scan(&partial); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	t.Logf("events ported before the final run: %d", partial)
+	if partial == 0 {
+		t.Fatal("the killed runs committed nothing: the test did not exercise resumption")
+	}
+	out, err := exec.Command(bin, append(args, "--verify")...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("final run with --verify: %v\n%s", err, out)
+	}
+	t.Logf("source rows: %d\n%s", rows, out)
+}
+
+func openTarget(t *testing.T, tgt pgtest.Database) *db.DB {
+	t.Helper()
+	d, err := db.Open(context.Background(), tgt.Config, db.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}

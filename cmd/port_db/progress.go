@@ -1,0 +1,170 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"hsops/internal/cli"
+	"hsops/internal/porter"
+)
+
+// progress shows a port's progress: on a terminal an overall bar and a bar
+// per table being copied (redrawn at most five times a second); otherwise
+// Synapse's plain lines ("<state>...", "<table>: <perc>% (<done>/<total>)",
+// at most one every few seconds per table); with --json one object per event.
+type progress struct {
+	o      *options
+	jsonl  *cli.JSONLines
+	tty    bool
+	mu     sync.Mutex
+	start  time.Time
+	state  string
+	tables map[string]*tableProgress
+	lines  int
+	last   time.Time
+	bytes  int64
+}
+
+type tableProgress struct {
+	done, total int64
+	finished    bool
+	lastLine    time.Time
+}
+
+func newProgress(o *options) *progress {
+	return &progress{o: o, jsonl: cli.NewJSONLines(o.stdout), tty: cli.IsTerminal(o.stderr) && !o.json,
+		start: time.Now(), tables: map[string]*tableProgress{}}
+}
+
+func (p *progress) event(ev porter.Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.o.json {
+		p.jsonl.Emit(ev)
+		return
+	}
+	switch ev.Type {
+	case "state":
+		p.state = ev.State
+		if p.tty {
+			p.redraw(true)
+		} else {
+			fmt.Fprintf(p.o.stdout, "%s...\n", ev.State)
+		}
+	case "note", "warning":
+		p.clear()
+		prefix := "note"
+		if ev.Type == "warning" {
+			prefix = "warning"
+		}
+		if ev.Table != "" {
+			fmt.Fprintf(p.o.stderr, "%s: %s: %s\n", prefix, ev.Table, ev.Message)
+		} else {
+			fmt.Fprintf(p.o.stderr, "%s: %s\n", prefix, ev.Message)
+		}
+		p.redraw(true)
+	case "table", "batch", "table_done":
+		t := p.tables[ev.Table]
+		if t == nil {
+			t = &tableProgress{}
+			p.tables[ev.Table] = t
+		}
+		t.done, t.total = ev.Done, ev.Total
+		if ev.Type == "table_done" {
+			t.finished = true
+		}
+		p.bytes += ev.Bytes
+		if p.tty {
+			p.redraw(ev.Type == "table_done")
+			return
+		}
+		now := time.Now()
+		if ev.Type == "table_done" || p.o.verbose || now.Sub(t.lastLine) >= 3*time.Second {
+			if t.total > 0 && (ev.Type != "table" || p.o.verbose) {
+				fmt.Fprintf(p.o.stdout, "%s: %d%% (%d/%d)\n", ev.Table, t.done*100/t.total, t.done, t.total)
+			}
+			t.lastLine = now
+		}
+	}
+}
+
+func bar(done, total int64, width int) string {
+	if total <= 0 {
+		return "[" + strings.Repeat(" ", width) + "]"
+	}
+	n := int(done * int64(width) / total)
+	if n > width {
+		n = width
+	}
+	return "[" + strings.Repeat("#", n) + strings.Repeat(" ", width-n) + "]"
+}
+
+// clear erases what the last redraw printed.
+func (p *progress) clear() {
+	if p.tty && p.lines > 0 {
+		fmt.Fprintf(p.o.stderr, "\x1b[%dA\x1b[J", p.lines)
+		p.lines = 0
+	}
+}
+
+func (p *progress) redraw(force bool) {
+	if !p.tty || (!force && time.Since(p.last) < 200*time.Millisecond) {
+		return
+	}
+	p.last = time.Now()
+	p.clear()
+	var done, total int64
+	var active []string
+	finished := 0
+	for name, t := range p.tables {
+		done += t.done
+		total += t.total
+		if t.finished {
+			finished++
+		} else {
+			active = append(active, name)
+		}
+	}
+	sort.Strings(active)
+	elapsed := time.Since(p.start).Seconds()
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s...\n", p.state)
+	if total > 0 {
+		rate := float64(0)
+		if elapsed > 0 {
+			rate = float64(done) / elapsed
+		}
+		eta := "?"
+		if rate > 0 {
+			eta = (time.Duration(float64(total-done)/rate) * time.Second).Round(time.Second).String()
+		}
+		fmt.Fprintf(&b, "%s %3d%% %d/%d rows  %.0f rows/s  %.1f MB/s  ETA %s  (%d tables done)\n",
+			bar(done, total, 30), done*100/total, done, total, rate, float64(p.bytes)/1e6/max(elapsed, 0.001), eta, finished)
+	}
+	for i, name := range active {
+		if i == 8 {
+			fmt.Fprintf(&b, "  ... and %d more tables\n", len(active)-8)
+			break
+		}
+		t := p.tables[name]
+		pct := int64(0)
+		if t.total > 0 {
+			pct = t.done * 100 / t.total
+		}
+		fmt.Fprintf(&b, "  %-36s %s %3d%% (%d/%d)\n", name, bar(t.done, t.total, 20), pct, t.done, t.total)
+	}
+	out := b.String()
+	p.lines = strings.Count(out, "\n")
+	fmt.Fprint(p.o.stderr, out)
+}
+
+func (p *progress) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tty {
+		p.redraw(true)
+	}
+}

@@ -1,0 +1,519 @@
+package porter
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"hsops/internal/config"
+	"hsops/internal/db"
+	"hsops/schema"
+)
+
+// Errors a caller maps to exit codes.
+var (
+	// ErrSource means the SQLite database was refused; nothing was written.
+	ErrSource = errors.New("source refused")
+	// ErrTarget means the PostgreSQL database was refused; nothing was
+	// written.
+	ErrTarget = errors.New("target refused")
+	// ErrVerify means --verify found differences.
+	ErrVerify = errors.New("verification found differences")
+)
+
+// Options configure a port.
+type Options struct {
+	SQLitePath string
+	Target     config.Database
+	// ServerName is the target config's server_name; users of another
+	// server in the source are refused, as Synapse does.
+	ServerName string
+	// BatchSize is the number of rows per batch of an append-only table.
+	BatchSize int
+	// Jobs is the number of tables copied at once.
+	Jobs   int
+	Verify bool
+	DryRun bool
+	// AllowInUse skips the check that no other process has the source open.
+	AllowInUse bool
+	Progress   func(Event)
+}
+
+// Event reports progress.
+type Event struct {
+	// Type is "state", "table", "batch", "table_done", "warning" or "note".
+	Type    string `json:"event"`
+	State   string `json:"state,omitempty"`
+	Table   string `json:"table,omitempty"`
+	Rows    int64  `json:"rows,omitempty"`
+	Done    int64  `json:"done,omitempty"`
+	Total   int64  `json:"total,omitempty"`
+	Bytes   int64  `json:"bytes,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// TableResult is what happened to one table.
+type TableResult struct {
+	Name     string   `json:"table"`
+	Strategy Strategy `json:"strategy"`
+	// Already is the rows ported by earlier runs; Copied the rows copied by
+	// this one (for a dry run: the rows it would copy).
+	Already  int64         `json:"already_ported"`
+	Copied   int64         `json:"copied"`
+	Bytes    int64         `json:"bytes"`
+	Duration time.Duration `json:"-"`
+	Millis   int64         `json:"ms"`
+	NUL      int64         `json:"nul_replaced,omitempty"`
+	BadUTF8  int64         `json:"invalid_utf8_replaced,omitempty"`
+	Skipped  int64         `json:"skipped,omitempty"`
+	Verify   *VerifyResult `json:"verify,omitempty"`
+}
+
+// SequenceChange is a sequence the porter moved.
+type SequenceChange struct {
+	Name string `json:"sequence"`
+	From int64  `json:"from"`
+	To   int64  `json:"to"`
+}
+
+// Result is a port's outcome.
+type Result struct {
+	Source        string           `json:"source"`
+	Target        string           `json:"target"`
+	Mode          string           `json:"mode"`
+	SchemaVersion int              `json:"schema_version"`
+	CreatedSchema bool             `json:"created_schema"`
+	Resumed       bool             `json:"resumed"`
+	DryRun        bool             `json:"dry_run"`
+	Tables        []TableResult    `json:"tables"`
+	Sequences     []SequenceChange `json:"sequences"`
+	Rows          int64            `json:"rows"`
+	Bytes         int64            `json:"bytes"`
+	Duration      time.Duration    `json:"-"`
+	Millis        int64            `json:"ms"`
+	Notes         []string         `json:"notes,omitempty"`
+	VerifyFailed  bool             `json:"verify_failed,omitempty"`
+}
+
+// porter is one run.
+type porter struct {
+	opts   Options
+	src    *db.DB
+	tgt    *db.DB
+	srcSt  *schema.State
+	tgtSt  *schema.State
+	mode   string
+	tables []*Table
+	srcAll map[string]string
+	res    *Result
+	mu     sync.Mutex
+}
+
+func (p *porter) emit(ev Event) {
+	if p.opts.Progress != nil {
+		p.mu.Lock()
+		p.opts.Progress(ev)
+		p.mu.Unlock()
+	}
+}
+
+func (p *porter) state(s string) { p.emit(Event{Type: "state", State: s}) }
+
+func (p *porter) note(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	p.mu.Lock()
+	p.res.Notes = append(p.res.Notes, msg)
+	p.mu.Unlock()
+	p.emit(Event{Type: "note", Message: msg})
+}
+
+func sourceErr(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrSource, fmt.Sprintf(format, args...))
+}
+
+func targetErr(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrTarget, fmt.Sprintf(format, args...))
+}
+
+// Run ports the SQLite database into PostgreSQL (or, with DryRun, reports
+// what it would do without writing anything).
+func Run(ctx context.Context, opts Options) (*Result, error) {
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 10000
+	}
+	if opts.Jobs <= 0 {
+		opts.Jobs = 1
+	}
+	t0 := time.Now()
+	p := &porter{opts: opts, res: &Result{DryRun: opts.DryRun}}
+	defer p.close()
+	if err := p.prepare(ctx); err != nil {
+		return nil, err
+	}
+	if opts.DryRun {
+		if err := p.dryRun(ctx); err != nil {
+			return nil, err
+		}
+		p.finish(t0)
+		return p.res, nil
+	}
+	if err := p.setupTarget(ctx); err != nil {
+		return p.res, err
+	}
+	if err := p.copyAll(ctx); err != nil {
+		p.finish(t0)
+		return p.res, err
+	}
+	p.state("Setting up sequence generators")
+	if err := p.setSequences(ctx); err != nil {
+		return p.res, err
+	}
+	if opts.Verify {
+		p.state("Verifying")
+		if err := p.verify(ctx); err != nil {
+			return p.res, err
+		}
+	}
+	if _, err := p.tgt.ExecContext(ctx, "UPDATE hsops_port SET completed_ts = $1, updated_ts = $1", time.Now().UnixMilli()); err != nil {
+		return p.res, err
+	}
+	p.finish(t0)
+	if p.res.VerifyFailed {
+		return p.res, fmt.Errorf("%w: see the summary", ErrVerify)
+	}
+	return p.res, nil
+}
+
+func (p *porter) finish(t0 time.Time) {
+	p.res.Duration = time.Since(t0)
+	p.res.Millis = p.res.Duration.Milliseconds()
+	p.res.Rows, p.res.Bytes = 0, 0
+	for _, t := range p.res.Tables {
+		p.res.Rows += t.Copied
+		p.res.Bytes += t.Bytes
+	}
+}
+
+func (p *porter) close() {
+	if p.src != nil {
+		p.src.Close()
+	}
+	if p.tgt != nil {
+		p.tgt.Close()
+	}
+}
+
+// prepare opens both sides and runs every check. It writes nothing.
+func (p *porter) prepare(ctx context.Context) error {
+	o := p.opts
+	p.state("Preparing sqlite3")
+	st, err := os.Stat(o.SQLitePath)
+	if err != nil || st.IsDir() {
+		return fmt.Errorf("%w: %q", db.ErrNotFound, o.SQLitePath)
+	}
+	p.src, err = db.OpenSQLite(ctx, o.SQLitePath, db.Options{ReadOnly: true, MaxConns: o.Jobs + 2})
+	if err != nil {
+		return err
+	}
+	p.res.Source = p.src.Desc
+	if p.srcSt, err = schema.ReadState(ctx, p.src, p.src.DB); err != nil {
+		return sourceErr("read its bookkeeping: %v", err)
+	}
+	switch p.srcSt.Kind {
+	case schema.KindEmpty:
+		return sourceErr("%s is empty: there is nothing to port", p.src.Desc)
+	case schema.KindUnknown:
+		return sourceErr("%s is not a homeserver database (no schema_version)", p.src.Desc)
+	case schema.KindEngine:
+		p.mode = "engine"
+	default:
+		p.mode = "synapse"
+	}
+	p.res.Mode = p.mode
+	p.res.SchemaVersion = p.srcSt.Version
+	if err := p.checkSource(ctx); err != nil {
+		return err
+	}
+
+	p.state("Preparing psycopg2")
+	p.tgt, err = db.Open(ctx, o.Target, db.Options{AppName: "hsops port_db", MaxConns: o.Jobs + 3})
+	if err != nil {
+		return err
+	}
+	p.res.Target = p.tgt.Desc
+	if err := db.CheckServer(ctx, p.tgt, o.Target.AllowUnsafeLocale, false); err != nil {
+		return err
+	}
+	if p.tgtSt, err = schema.ReadState(ctx, p.tgt, p.tgt.DB); err != nil {
+		return err
+	}
+	if err := p.checkTarget(ctx); err != nil {
+		return err
+	}
+	p.state("Fetching tables")
+	return p.buildWorkSet(ctx)
+}
+
+// checkSource: auto_vacuum off, no pending background updates, not in use,
+// users native to the target's server name.
+func (p *porter) checkSource(ctx context.Context) error {
+	var av int
+	if err := p.src.QueryRowContext(ctx, "PRAGMA auto_vacuum").Scan(&av); err != nil {
+		return sourceErr("read auto_vacuum: %v", err)
+	}
+	if av != 0 {
+		return sourceErr("auto_vacuum is enabled in the SQLite database (this is not the default configuration). " +
+			"The port identifies the rows it already copied by their rowids, and a vacuum may renumber them between runs; " +
+			"to disable auto_vacuum, stop the homeserver and run: PRAGMA auto_vacuum=off; VACUUM;")
+	}
+	if n := len(p.srcSt.Updates); n > 0 {
+		names := make([]string, 0, n)
+		for _, u := range p.srcSt.Updates {
+			names = append(names, u.Name)
+		}
+		return sourceErr("pending background updates exist in the SQLite database (%s): start the homeserver again and wait until every update has finished before porting", strings.Join(names, ", "))
+	}
+	if !p.opts.AllowInUse {
+		if holders := openers(p.opts.SQLitePath); len(holders) > 0 {
+			return sourceErr("the SQLite database is open in another process (%s): stop the homeserver, or port a copy of the file (a snapshot)", strings.Join(holders, "; "))
+		}
+	}
+	if p.opts.ServerName != "" {
+		var name string
+		err := p.src.QueryRowContext(ctx, "SELECT name FROM users LIMIT 1").Scan(&name)
+		if err == nil {
+			if i := strings.Index(name, ":"); i >= 0 && name[i+1:] != p.opts.ServerName {
+				return sourceErr("found users in the database not native to %s (for example %s): the target config's server_name must be the source's", p.opts.ServerName, name)
+			}
+		}
+	}
+	return nil
+}
+
+// openers lists the other processes that have a file open (best effort,
+// from /proc).
+func openers(path string) []string {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil
+	}
+	target, err := os.Stat(abs)
+	if err != nil {
+		return nil
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+	self := strconv.Itoa(os.Getpid())
+	seen := map[string]bool{}
+	var out []string
+	for _, fd := range procs {
+		pid := strings.Split(fd, "/")[2]
+		if pid == self || seen[pid] {
+			continue
+		}
+		st, err := os.Stat(fd)
+		if err != nil || !os.SameFile(st, target) {
+			continue
+		}
+		seen[pid] = true
+		cmd, _ := os.ReadFile("/proc/" + pid + "/cmdline")
+		out = append(out, fmt.Sprintf("pid %s: %s", pid, strings.TrimSpace(strings.ReplaceAll(string(cmd), "\x00", " "))))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// checkTarget decides whether the target can receive this source.
+func (p *porter) checkTarget(ctx context.Context) error {
+	src, tgt := p.srcSt, p.tgtSt
+	switch tgt.Kind {
+	case schema.KindEmpty:
+		if p.mode == "synapse" {
+			return targetErr("%s is empty, and the source is a Synapse database, whose schema hsops does not create: "+
+				"prepare the target with Synapse first, at the source's schema version %d: "+
+				"update_synapse_database --database-config homeserver-postgres.yaml", p.tgt.Desc, src.Version)
+		}
+		return db.CheckNewPostgres(ctx, p.tgt)
+	case schema.KindUnknown:
+		return targetErr("%s holds %d tables that are not a homeserver schema: use an empty database", p.tgt.Desc, tgt.Tables)
+	}
+	if (tgt.Kind == schema.KindEngine) != (p.mode == "engine") {
+		if p.mode == "engine" {
+			return targetErr("%s holds a Synapse schema, and the source is an hsops engine database: port into an empty database", p.tgt.Desc)
+		}
+		return targetErr("%s holds an hsops engine schema, and the source is a Synapse database: prepare the target with Synapse", p.tgt.Desc)
+	}
+	if tgt.Version != src.Version && !(p.mode == "engine" && tgt.Version < src.Version) {
+		return targetErr("the target is at schema %d and the source at %d: both must be at the same version "+
+			"(upgrade the older one: the homeserver, update_database, or Synapse's update_synapse_database)", tgt.Version, src.Version)
+	}
+	return p.checkOwnership(ctx)
+}
+
+// checkOwnership accepts a target that is a previous port of this same
+// source, or that holds no rows in its data tables.
+func (p *porter) checkOwnership(ctx context.Context) error {
+	hasPort, err := p.tgt.TableExists(ctx, p.tgt, "port_from_sqlite3")
+	if err != nil {
+		return err
+	}
+	hasOurs, err := p.tgt.TableExists(ctx, p.tgt, "hsops_port")
+	if err != nil {
+		return err
+	}
+	id := identity(ctx, p.src, p.srcSt)
+	if hasOurs {
+		var prev, prevPath string
+		err := p.tgt.QueryRowContext(ctx, "SELECT source_identity, source_path FROM hsops_port").Scan(&prev, &prevPath)
+		if err != nil && err != sql.ErrNoRows {
+			return err
+		}
+		if err == nil && prev != id {
+			return targetErr("%s holds a port of a different database (%s, from %s), not of this one (%s): port into an empty database, or use the same source", p.tgt.Desc, prev, prevPath, id)
+		}
+		if err == nil {
+			p.res.Resumed = true
+			return nil
+		}
+	}
+	if hasPort {
+		p.res.Resumed = true
+		p.note("the target holds a port begun by Synapse's porter; continuing it")
+		return nil
+	}
+	// No port bookkeeping: the data tables must be empty.
+	for name := range appendOnly {
+		ok, err := p.tgt.TableExists(ctx, p.tgt, name)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		var n int64
+		if err := p.tgt.QueryRowContext(ctx, "SELECT count(*) FROM (SELECT 1 FROM "+db.QuoteIdent(name)+" LIMIT 1) AS x").Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return targetErr("%s already holds data (table %s is not empty) and no port of this source: port into an empty database, or one the homeserver prepared and never used", p.tgt.Desc, name)
+		}
+	}
+	return nil
+}
+
+// identity names a source database stably across its snapshots: the
+// engine's mark, or the first user and first event by rowid.
+func identity(ctx context.Context, d *db.DB, st *schema.State) string {
+	if st.Mark != nil {
+		return fmt.Sprintf("hsops engine database created %d at schema %d", st.Mark.CreatedTS, st.Mark.CreatedVersion)
+	}
+	var user, event sql.NullString
+	_ = d.QueryRowContext(ctx, "SELECT name FROM users ORDER BY rowid LIMIT 1").Scan(&user)
+	_ = d.QueryRowContext(ctx, "SELECT event_id FROM events WHERE rowid > 0 ORDER BY rowid LIMIT 1").Scan(&event)
+	if !user.Valid && !event.Valid {
+		return "synapse database without users or events"
+	}
+	return fmt.Sprintf("synapse database (first user %s, first event %s)", user.String, event.String)
+}
+
+// buildWorkSet classifies the tables present on both sides.
+func (p *porter) buildWorkSet(ctx context.Context) error {
+	var err error
+	if p.srcAll, err = sourceTables(ctx, p.src); err != nil {
+		return err
+	}
+	// An empty target gets the source's schema: judge it by the source.
+	empty := p.tgtSt.Kind == schema.KindEmpty
+	inTarget := map[string]bool{}
+	fks := map[string][]string{}
+	if !empty {
+		tgtTables, err := p.tgt.Tables(ctx, p.tgt)
+		if err != nil {
+			return err
+		}
+		for _, t := range tgtTables {
+			inTarget[t] = true
+		}
+		if fks, err = foreignKeys(ctx, p.tgt); err != nil {
+			return err
+		}
+	}
+	names := make([]string, 0, len(p.srcAll))
+	for n := range p.srcAll {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var onlySource []string
+	p.tables = nil
+	for _, name := range names {
+		if never[name] || isDerived(name, p.srcAll) {
+			continue
+		}
+		if !empty && !inTarget[name] {
+			if !ignored[name] {
+				onlySource = append(onlySource, name)
+			}
+			continue
+		}
+		if name == "background_updates" && p.mode == "synapse" {
+			// The target's queue is Synapse's: it runs it at first start.
+			continue
+		}
+		t := &Table{Name: name, Refs: fks[name]}
+		switch {
+		case ignored[name]:
+			t.Strategy = Ignored
+		case name == "event_search":
+			t.Strategy = Search
+		case name == "user_directory_stream_pos":
+			t.Strategy = DirectoryPos
+		case appendOnly[name]:
+			t.Strategy = AppendOnly
+		default:
+			t.Strategy = Recopy
+		}
+		if !empty && (t.Strategy == AppendOnly || t.Strategy == Recopy) {
+			if err := p.columnsOf(ctx, t); err != nil {
+				return err
+			}
+		}
+		p.tables = append(p.tables, t)
+	}
+	if len(onlySource) > 0 {
+		return sourceErr("tables exist only in the SQLite database, so the two schemas differ: %s", strings.Join(onlySource, ", "))
+	}
+	return nil
+}
+
+// columnsOf reads a table's source columns and matches them to the target.
+func (p *porter) columnsOf(ctx context.Context, t *Table) error {
+	srcCols, err := p.src.Columns(ctx, p.src, t.Name)
+	if err != nil {
+		return err
+	}
+	tgtCols, err := targetColumns(ctx, p.tgt, t.Name)
+	if err != nil {
+		return err
+	}
+	var missing []string
+	for _, c := range srcCols {
+		entry, ok := tgtCols[strings.ToLower(c)]
+		if !ok {
+			missing = append(missing, c)
+			continue
+		}
+		name, typ, _ := strings.Cut(entry, "\x00")
+		t.Columns = append(t.Columns, Column{Name: name, Source: c, TargetType: typ, kind: kindOf(typ)})
+	}
+	if len(missing) > 0 {
+		return sourceErr("columns of %s exist only in the SQLite database: %s", t.Name, strings.Join(missing, ", "))
+	}
+	return nil
+}

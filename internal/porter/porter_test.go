@@ -1,0 +1,240 @@
+package porter
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"hsops/internal/catalog"
+	"hsops/internal/config"
+	"hsops/internal/db"
+	"hsops/internal/gen"
+	"hsops/internal/pgtest"
+	"hsops/internal/sequences"
+	"hsops/internal/store"
+	"hsops/schema"
+)
+
+func port(t *testing.T, src string, tgt config.Database, mutate ...func(*Options)) (*Result, error) {
+	t.Helper()
+	o := Options{SQLitePath: src, Target: tgt, ServerName: "example.org", Jobs: 2, BatchSize: 500, Verify: true}
+	for _, m := range mutate {
+		m(&o)
+	}
+	return Run(context.Background(), o)
+}
+
+func mustPort(t *testing.T, src string, tgt config.Database, mutate ...func(*Options)) *Result {
+	t.Helper()
+	res, err := port(t, src, tgt, mutate...)
+	if err != nil {
+		t.Fatalf("port: %v", err)
+	}
+	return res
+}
+
+func copied(res *Result, table string) int64 {
+	for _, t := range res.Tables {
+		if t.Name == table {
+			return t.Copied
+		}
+	}
+	return -1
+}
+
+func assertExact(t *testing.T, res *Result) {
+	t.Helper()
+	verified := 0
+	for _, tr := range res.Tables {
+		if tr.Verify == nil {
+			continue
+		}
+		verified++
+		if !tr.Verify.Match {
+			t.Errorf("%s differs: %s", tr.Name, tr.Verify.Detail)
+		}
+	}
+	if verified < 40 {
+		t.Errorf("only %d tables verified", verified)
+	}
+}
+
+func count(t *testing.T, d *db.DB, q string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	if err := d.QueryRow(d.Rebind(q), args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return n
+}
+
+func TestPort_EngineDatabaseIsExact(t *testing.T) {
+	src := engineSource(t, gen.Params{Users: 20, Rooms: 5, Messages: 2000, Backfilled: 3, Seed: 1})
+	tgt := pgtest.NewDatabase(t)
+	res := mustPort(t, src, tgt.Config)
+	if !res.CreatedSchema || res.Mode != "engine" || res.SchemaVersion != 83 {
+		t.Errorf("got created=%v mode=%s schema=%d", res.CreatedSchema, res.Mode, res.SchemaVersion)
+	}
+	assertExact(t, res)
+	s, d := openSQLite(t, src), openPG(t, tgt.Config)
+	// Booleans are booleans, bytea is bytes, backfilled events came over.
+	if n := count(t, d, "SELECT count(*) FROM events WHERE outlier = false AND processed = true"); n != count(t, s, "SELECT count(*) FROM events") {
+		t.Errorf("booleans: %d events with outlier=false", n)
+	}
+	var filter []byte
+	if err := d.QueryRow("SELECT filter_json FROM user_filters WHERE user_id = 'user1'").Scan(&filter); err != nil || string(filter) != `{"room":{"timeline":{"limit":20}}}` {
+		t.Errorf("bytea: got %q, %v", filter, err)
+	}
+	if n := count(t, d, "SELECT count(*) FROM events WHERE stream_ordering < 0"); n != 15 {
+		t.Errorf("backfilled events: %d, want 15", n)
+	}
+	// Search still finds the messages.
+	want := count(t, s, "SELECT count(*) FROM event_search WHERE event_search MATCH 'value:coffee'")
+	got := count(t, d, "SELECT count(*) FROM event_search WHERE vector @@ to_tsquery('english', 'coffee')")
+	if want == 0 || got != want {
+		t.Errorf("search for coffee: %d on PostgreSQL, %d on SQLite", got, want)
+	}
+	if err := sequences.Check(context.Background(), d); err != nil {
+		t.Errorf("sequences after the port: %v", err)
+	}
+}
+
+func TestPort_SnapshotsMoveOnlyNewRows(t *testing.T) {
+	ctx := context.Background()
+	src := engineSource(t, gen.Params{Users: 10, Rooms: 3, Messages: 600, Seed: 2})
+	tgt := pgtest.NewDatabase(t)
+	first := mustPort(t, src, tgt.Config)
+	assertExact(t, first)
+
+	// The homeserver runs on: new events, one of them backfilled.
+	s, err := db.Open(ctx, config.Database{Name: config.EngineSQLite, Args: map[string]string{"database": src}}, db.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := store.New(s, s, "example.org", "master")
+	for i := 0; i < 25; i++ {
+		e := &store.Event{RoomID: "!room1:example.org", Type: "m.room.message", Sender: "@user1:example.org",
+			Content: map[string]any{"msgtype": "m.text", "body": "new message"}, OriginServerTS: int64(1800000000000 + i)}
+		if err := st.Tx(ctx, func(tx *sqlTx) error { return st.Persist(ctx, tx, e) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := &store.Event{RoomID: "!room1:example.org", Type: "m.room.message", Sender: "@user2:example.org", Backfilled: true,
+		PrevEvents: []string{}, Content: map[string]any{"msgtype": "m.text", "body": "from the past"}, OriginServerTS: 1600000000000}
+	if err := st.Tx(ctx, func(tx *sqlTx) error { return st.Persist(ctx, tx, old) }); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	second := mustPort(t, src, tgt.Config)
+	if !second.Resumed {
+		t.Error("the second run did not resume")
+	}
+	if n := copied(second, "events"); n != 26 {
+		t.Errorf("second run copied %d events, want 26 (25 new + 1 backfilled)", n)
+	}
+	if n := copied(second, "event_json"); n != 26 {
+		t.Errorf("second run copied %d event_json rows, want 26", n)
+	}
+	if n := copied(second, "state_groups"); n != 0 {
+		t.Errorf("second run copied %d state groups, want 0", n)
+	}
+	assertExact(t, second)
+	d := openPG(t, tgt.Config)
+	if n := count(t, d, "SELECT count(*) FROM events WHERE event_id = $1 AND stream_ordering < 0", old.EventID); n != 1 {
+		t.Errorf("the backfilled event is missing")
+	}
+	third := mustPort(t, src, tgt.Config)
+	if n := copied(third, "events"); n != 0 {
+		t.Errorf("a third run copied %d events, want 0", n)
+	}
+}
+
+// The Synapse mode: the source is not an engine database and the target is
+// a schema prepared beforehand (here by the engine, standing in for Synapse).
+func TestPort_SynapseModeIntoPreparedSchema(t *testing.T) {
+	ctx := context.Background()
+	src := engineSource(t, gen.Params{Users: 8, Rooms: 2, Messages: 300, Backfilled: 2, Seed: 3})
+	s, _ := db.Open(ctx, config.Database{Name: config.EngineSQLite, Args: map[string]string{"database": src}}, db.Options{})
+	if _, err := s.Exec("DROP TABLE hsops_engine"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	tgt := pgtest.NewDatabase(t)
+	d := openPG(t, tgt.Config)
+	if _, err := schema.Engine().Apply(ctx, d, schema.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Exec("DROP TABLE hsops_engine"); err != nil {
+		t.Fatal(err)
+	}
+	res := mustPort(t, src, tgt.Config)
+	if res.Mode != "synapse" || res.CreatedSchema {
+		t.Errorf("got mode %s created %v", res.Mode, res.CreatedSchema)
+	}
+	assertExact(t, res)
+}
+
+// A copy of the real Synapse v1.98 database: the source checks pass, and an
+// empty target is refused with the hint to prepare it with Synapse.
+func TestPort_SynapseFixtureNeedsAPreparedTarget(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "homeserver.db")
+	data, err := os.ReadFile(fixturePath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(src, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tgt := pgtest.NewDatabase(t)
+	_, err = port(t, src, tgt.Config, func(o *Options) { o.ServerName = "localhost" })
+	if !errors.Is(err, ErrTarget) || !strings.Contains(err.Error(), "update_synapse_database --database-config") {
+		t.Fatalf("got %v, want the target refused with the Synapse hint", err)
+	}
+	if strings.Contains(err.Error(), "source refused") {
+		t.Fatalf("the source checks failed: %v", err)
+	}
+	assertEmpty(t, tgt.Config)
+}
+
+func fixturePath() string {
+	return filepath.Join("..", "..", "..", "shared", "fixtures", "synapse-1.98-sqlite", "homeserver.db")
+}
+
+func assertEmpty(t *testing.T, cfg config.Database) {
+	t.Helper()
+	d := openPG(t, cfg)
+	c, err := catalog.Dump(context.Background(), d, catalog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Lines) != 0 {
+		t.Errorf("the refused target was written: %v", c.Lines[:min(5, len(c.Lines))])
+	}
+}
+
+func TestPort_KeepsRowsWithNULCharacters(t *testing.T) {
+	src := engineSource(t, gen.Params{Users: 3, Rooms: 1, Messages: 20, Seed: 4})
+	s := openSQLite(t, src)
+	if _, err := s.Exec("UPDATE event_json SET json = 'nul:' || char(0) || ':end' WHERE event_id = (SELECT event_id FROM events WHERE type = 'm.room.message' LIMIT 1)"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	tgt := pgtest.NewDatabase(t)
+	res := mustPort(t, src, tgt.Config)
+	var nul int64
+	for _, tr := range res.Tables {
+		nul += tr.NUL
+	}
+	if nul != 1 {
+		t.Errorf("NUL replacements: %d, want 1", nul)
+	}
+	assertExact(t, res)
+	d := openPG(t, tgt.Config)
+	if n := count(t, d, "SELECT count(*) FROM event_json WHERE json = 'nul:' || chr(65533) || ':end'"); n != 1 {
+		t.Errorf("the row with a NUL was not kept with U+FFFD")
+	}
+}
