@@ -11,6 +11,7 @@ import (
 	"hsops/internal/catalog"
 	"hsops/internal/db"
 	"hsops/internal/dbtest"
+	"hsops/internal/releases"
 )
 
 // snapshot is everything a test compares to prove "unchanged": the catalog
@@ -329,4 +330,23 @@ func TestApply_LockContention(t *testing.T) {
 			t.Errorf("after release: version %d, want 83", res.Version)
 		}
 	})
+}
+
+// The compat version recorded at each schema version is that of the last
+// Synapse release with that schema version (75 never shipped).
+func TestCompat_MatchesTheReleaseFacts(t *testing.T) {
+	last := map[int]int{}
+	for _, f := range releases.SchemaFacts() {
+		last[f.Schema] = f.Compat
+	}
+	s := Engine()
+	for v := s.Oldest; v <= s.Version; v++ {
+		want, shipped := last[v]
+		if !shipped {
+			continue
+		}
+		if got := s.CompatFor(v); got != want {
+			t.Errorf("schema %d records compat %d, the last release with it had %d", v, got, want)
+		}
+	}
 }

@@ -118,6 +118,8 @@ upgrade notes prescribe.
 	root.AddCommand(newStatusCmd(ctx, g))
 	root.AddCommand(newBackgroundCmd(ctx, g))
 	root.AddCommand(newRepairCmd(ctx, g))
+	root.AddCommand(newUpgradeCheckCmd(ctx, g))
+	root.AddCommand(newNotesCmd(g))
 	return root
 }
 

@@ -1,0 +1,129 @@
+// Command hsload makes load for the homeserver and its tools: it fills
+// databases directly (generate), drives a running homeserver through its
+// HTTP API (http), and measures port_db against a raw PostgreSQL COPY of the
+// same rows (bench-port).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"hsops/internal/cli"
+	"hsops/internal/config"
+	"hsops/internal/db"
+	"hsops/internal/gen"
+	"hsops/schema"
+)
+
+const (
+	exitUsage    = 2
+	exitConfig   = 3
+	exitFailed   = 4
+	exitInternal = 70
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := &cobra.Command{
+		Use:   "hsload generate|http|bench-port",
+		Short: "Load generators and benchmarks for the homeserver and its tools",
+		Long: `Exit codes:
+  0   done
+  2   usage error
+  3   configuration error
+  4   the run failed (see the error)
+  70  internal error`,
+		Args: cobra.NoArgs,
+	}
+	root.AddCommand(newGenerateCmd(ctx, stdout), newBenchPortCmd(ctx, stdout, stderr))
+	return cli.Run(cli.Tool{Name: "hsload", UsageCode: exitUsage, InternalCode: exitInternal, Classify: func(err error) (int, string, bool) {
+		switch {
+		case errors.Is(err, config.ErrNotFound), errors.Is(err, config.ErrInvalid), errors.Is(err, config.ErrNoDatabase):
+			return exitConfig, "", true
+		}
+		return exitFailed, "", true
+	}}, root, args, stdout, stderr)
+}
+
+func newGenerateCmd(ctx context.Context, stdout io.Writer) *cobra.Command {
+	var (
+		configs []string
+		p       gen.Params
+	)
+	cmd := &cobra.Command{
+		Use:   "generate --database-config homeserver.yaml [--users N --rooms N --messages N]",
+		Short: "Fill an empty engine database directly, fast, with the shapes the client API writes",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(configs) == 0 {
+				return cli.Usagef("--database-config is required")
+			}
+			cfg, err := config.Load(configs...)
+			if err != nil {
+				return err
+			}
+			dbc, err := cfg.MainDatabase()
+			if err != nil {
+				return err
+			}
+			if cfg.ServerName != "" {
+				p.ServerName = cfg.ServerName
+			}
+			t0 := time.Now()
+			stats, err := generate(ctx, dbc, p, func(n int) {
+				fmt.Fprintf(stdout, "\r%d events", n)
+			})
+			fmt.Fprintln(stdout)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "generated %d users, %d rooms, %d events, %d state groups, %d search rows in %s\n",
+				stats.Users, stats.Rooms, stats.Events, stats.StateGroups, stats.SearchRows, time.Since(t0).Round(time.Millisecond))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVarP(&configs, "database-config", "c", nil, "homeserver config of the database to fill")
+	f.IntVar(&p.Users, "users", 100, "users")
+	f.IntVar(&p.Rooms, "rooms", 20, "rooms")
+	f.IntVar(&p.Messages, "messages", 10000, "messages, spread over the rooms")
+	f.IntVar(&p.MembersPerRoom, "members", 10, "members per room")
+	f.IntVar(&p.Backfilled, "backfilled", 5, "backfilled events per room (negative stream orderings)")
+	f.Int64Var(&p.Seed, "seed", 1, "random seed")
+	return cmd
+}
+
+// generate creates the schema if needed and fills the database.
+func generate(ctx context.Context, dbc config.Database, p gen.Params, progress func(int)) (gen.Stats, error) {
+	d, err := db.Open(ctx, dbc, db.Options{Create: true, AppName: "hsops hsload"})
+	if err != nil {
+		return gen.Stats{}, err
+	}
+	defer d.Close()
+	if _, err := schema.Engine().Apply(ctx, d, schema.Options{ServerName: p.ServerName, Holder: "hsload generate"}); err != nil {
+		return gen.Stats{}, err
+	}
+	var n int
+	if err := d.QueryRowContext(ctx, "SELECT count(*) FROM events").Scan(&n); err != nil {
+		return gen.Stats{}, err
+	}
+	if n > 0 {
+		return gen.Stats{}, fmt.Errorf("the database already has %d events: generate into an empty one", n)
+	}
+	p.Progress = progress
+	p.TxSize = 20000
+	return gen.Generate(ctx, d, p)
+}
