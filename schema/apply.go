@@ -67,10 +67,10 @@ func (s *Set) Execute(ctx context.Context, d *db.DB, plan *Plan, opts Options) (
 					return &DeltaError{Version: plan.Snapshot, File: f.Path, Err: err}
 				}
 			}
-			if err := setVersion(ctx, tx, d.Engine, plan.Snapshot, false); err != nil {
+			if err := SetVersion(ctx, tx, d.Engine, plan.Snapshot, false); err != nil {
 				return err
 			}
-			if err := setCompat(ctx, tx, d.Engine, s.CompatFor(plan.Snapshot)); err != nil {
+			if err := SetCompat(ctx, tx, d.Engine, s.CompatFor(plan.Snapshot)); err != nil {
 				return err
 			}
 			_, err := tx.ExecContext(ctx, d.Rebind("INSERT INTO hsops_engine (engine, created_version, created_ts) VALUES (?, ?, ?)"),
@@ -95,11 +95,11 @@ func (s *Set) Execute(ctx context.Context, d *db.DB, plan *Plan, opts Options) (
 				}
 			}
 			if !hasCompat || step.Compat != compat {
-				if err := setCompat(ctx, tx, d.Engine, step.Compat); err != nil {
+				if err := SetCompat(ctx, tx, d.Engine, step.Compat); err != nil {
 					return err
 				}
 			}
-			if err := setVersion(ctx, tx, d.Engine, step.Version, true); err != nil {
+			if err := SetVersion(ctx, tx, d.Engine, step.Version, true); err != nil {
 				return err
 			}
 			for _, dl := range step.Deltas {
@@ -155,7 +155,8 @@ func (s *Set) execBookkeeping(ctx context.Context, tx *sql.Tx) error {
 	return nil
 }
 
-func setVersion(ctx context.Context, tx *sql.Tx, e db.Engine, v int, upgraded bool) error {
+// SetVersion records the schema version and whether deltas reached it.
+func SetVersion(ctx context.Context, tx *sql.Tx, e db.Engine, v int, upgraded bool) error {
 	if _, err := tx.ExecContext(ctx, "DELETE FROM schema_version"); err != nil {
 		return fmt.Errorf("set schema version: %w", err)
 	}
@@ -165,7 +166,8 @@ func setVersion(ctx context.Context, tx *sql.Tx, e db.Engine, v int, upgraded bo
 	return nil
 }
 
-func setCompat(ctx context.Context, tx *sql.Tx, e db.Engine, v int) error {
+// SetCompat records the compat version.
+func SetCompat(ctx context.Context, tx *sql.Tx, e db.Engine, v int) error {
 	if _, err := tx.ExecContext(ctx, "DELETE FROM schema_compat_version"); err != nil {
 		return fmt.Errorf("set compat version: %w", err)
 	}

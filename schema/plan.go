@@ -242,3 +242,21 @@ func (s *Set) load(v int, f file) (Delta, error) {
 	d.SQL = string(data)
 	return d, nil
 }
+
+// Deltas returns the loaded deltas of version v for the stores on an
+// engine, in the order they run.
+func (s *Set) Deltas(v int, stores []string, e db.Engine) ([]Delta, error) {
+	files, err := s.deltaFiles(v, stores, e)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Delta, 0, len(files))
+	for _, f := range files {
+		d, err := s.load(v, f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}

@@ -106,7 +106,7 @@ var spaces = regexp.MustCompile(`\s+`)
 // normalizeSQL makes SQL text comparable: no comments, no quotes around
 // identifiers, lower case, single spaces, no space inside parentheses.
 func normalizeSQL(s string) string {
-	s = stripComments(s)
+	s = StripComments(s)
 	s = strings.ReplaceAll(s, `"`, "")
 	s = strings.ToLower(s)
 	s = spaces.ReplaceAllString(s, " ")
@@ -120,7 +120,8 @@ func normalizeSQL(s string) string {
 	return s
 }
 
-func stripComments(s string) string {
+// StripComments removes SQL comments (-- and /* */) outside quotes.
+func StripComments(s string) string {
 	var b strings.Builder
 	inQuote := false
 	for i := 0; i < len(s); i++ {
@@ -149,8 +150,8 @@ func stripComments(s string) string {
 	return b.String()
 }
 
-// splitTopLevel splits a parenthesised body on commas that are not nested.
-func splitTopLevel(body string) []string {
+// SplitTopLevel splits a parenthesised body on commas that are not nested.
+func SplitTopLevel(body string) []string {
 	var out []string
 	depth, start := 0, 0
 	inQuote := false

@@ -158,7 +158,7 @@ func sqliteTable(ctx context.Context, d *db.DB, m master, virtual bool) ([]strin
 	sqlText := m.sql.String
 	open, closeIdx := strings.Index(sqlText, "("), strings.LastIndex(sqlText, ")")
 	if open >= 0 && closeIdx > open {
-		for _, item := range splitTopLevel(stripComments(sqlText[open+1 : closeIdx])) {
+		for _, item := range SplitTopLevel(StripComments(sqlText[open+1 : closeIdx])) {
 			n := normalizeSQL(item)
 			first := strings.SplitN(n, " ", 2)[0]
 			first = strings.SplitN(first, "(", 2)[0]

@@ -1,0 +1,153 @@
+package rollback
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"hsops/internal/db"
+	"hsops/schema"
+)
+
+// Result is what a rollback did.
+type Result struct {
+	Plan *Plan
+	// Backup is the copy made first (a file for SQLite), if any.
+	Backup string
+	// Version is the schema version after the rollback.
+	Version  int
+	Duration time.Duration
+	// Before and After are the pending background updates around the
+	// rollback.
+	Before, After []schema.PendingUpdate
+}
+
+// ErrBackup means the copy made before a rollback failed; nothing was
+// changed.
+var ErrBackup = errors.New("the backup before the rollback failed")
+
+// Apply rolls the database back to opts.Target under the schema lock: it
+// plans (refusing data loss unless allowed), copies the database when asked,
+// then runs every reverse and the bookkeeping in one transaction, so that a
+// rollback that fails or is killed leaves the database as it was.
+func (s *Set) Apply(ctx context.Context, d *db.DB, opts Options) (*Result, error) {
+	lock, err := schema.AcquireLock(ctx, d, opts.Holder)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Release()
+	st, err := schema.ReadState(ctx, d, d.DB)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := s.Plan(ctx, d, d.DB, st, opts)
+	if err != nil {
+		return nil, err
+	}
+	if !opts.AllowDataLoss {
+		if err := plan.Refusal(); err != nil {
+			return &Result{Plan: plan, Version: st.Version}, err
+		}
+	}
+	res := &Result{Plan: plan, Version: st.Version, Before: st.Updates}
+	if plan.Empty() {
+		res.After = st.Updates
+		return res, nil
+	}
+	start := time.Now()
+	if opts.BackupPath != "" {
+		if err := BackupSQLite(ctx, d, opts.BackupPath); err != nil {
+			return res, err
+		}
+		res.Backup = opts.BackupPath
+	}
+	tx, err := d.BeginTx(ctx, nil)
+	if err != nil {
+		return res, fmt.Errorf("begin transaction: %w", err)
+	}
+	defer tx.Rollback()
+	// Plan again inside the transaction: the counts that decide a refusal
+	// are then exactly those of the data the reverses change.
+	plan, err = s.Plan(ctx, d, tx, st, opts)
+	if err != nil {
+		return res, err
+	}
+	res.Plan = plan
+	if !opts.AllowDataLoss {
+		if err := plan.Refusal(); err != nil {
+			return res, err
+		}
+	}
+	if err := s.execute(ctx, tx, d.Engine, plan, opts); err != nil {
+		return res, err
+	}
+	if res.After, err = schema.ReadUpdates(ctx, tx); err != nil {
+		return res, err
+	}
+	if err := tx.Commit(); err != nil {
+		return res, fmt.Errorf("commit: %w", err)
+	}
+	res.Version = plan.Target
+	res.Duration = time.Since(start)
+	return res, nil
+}
+
+// ReverseError reports a reverse that failed; the whole rollback was
+// undone.
+type ReverseError struct {
+	Version int
+	Path    string
+	Err     error
+}
+
+func (e *ReverseError) Error() string {
+	return fmt.Sprintf("reverse of %d/%s: %v", e.Version, e.Path, e.Err)
+}
+
+func (e *ReverseError) Unwrap() error { return e.Err }
+
+// execute runs a plan's reverses and bookkeeping in tx.
+func (s *Set) execute(ctx context.Context, tx *sql.Tx, e db.Engine, p *Plan, opts Options) error {
+	env := schema.Env{Engine: e, ServerName: opts.ServerName}
+	for _, step := range p.Steps {
+		for _, r := range step.Reverses {
+			if err := r.run(ctx, tx, env); err != nil {
+				return &ReverseError{Version: step.Version, Path: r.Path, Err: err}
+			}
+		}
+	}
+	if _, err := tx.ExecContext(ctx, db.Rebind(e, "DELETE FROM applied_schema_deltas WHERE version > ?"), p.Target); err != nil {
+		return fmt.Errorf("update applied_schema_deltas: %w", err)
+	}
+	if err := schema.SetVersion(ctx, tx, e, p.Target, p.UpgradedAfter); err != nil {
+		return err
+	}
+	if err := schema.SetCompat(ctx, tx, e, p.CompatAfter); err != nil {
+		return err
+	}
+	if p.State.Mark != nil {
+		if _, err := tx.ExecContext(ctx, db.Rebind(e, "UPDATE hsops_engine SET created_version = ? WHERE created_version > ?"), p.CreatedAfter, p.CreatedAfter); err != nil {
+			return fmt.Errorf("update hsops_engine: %w", err)
+		}
+	}
+	return nil
+}
+
+// BackupSQLite writes a consistent copy of a SQLite database to path with
+// VACUUM INTO. A partial copy (a full disk) is removed.
+func BackupSQLite(ctx context.Context, d *db.DB, path string) error {
+	if d.Engine != db.SQLite {
+		return fmt.Errorf("%w: a file copy is only made of SQLite databases", ErrBackup)
+	}
+	if _, err := os.Stat(path); err == nil {
+		return fmt.Errorf("%w: %s already exists", ErrBackup, path)
+	}
+	if _, err := d.ExecContext(ctx, "VACUUM INTO ?", path); err != nil {
+		_ = os.Remove(path)
+		return fmt.Errorf("%w: copy to %s: %v", ErrBackup, path, err)
+	}
+	return nil
+}

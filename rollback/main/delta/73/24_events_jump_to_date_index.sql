@@ -1,0 +1,3 @@
+-- Drop the jump-to-date index and its background update.
+DELETE FROM background_updates WHERE update_name = 'events_jump_to_date_index';
+DROP INDEX IF EXISTS events_jump_to_date_idx;

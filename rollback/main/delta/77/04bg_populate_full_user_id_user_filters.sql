@@ -1,0 +1,3 @@
+-- Forget the user_filters.full_user_id back-fill.
+-- keeps: column user_filters.full_user_id (derived from user_id and the server name; schema 76 writes it for new rows)
+DELETE FROM background_updates WHERE update_name = 'populate_full_user_id_user_filters';

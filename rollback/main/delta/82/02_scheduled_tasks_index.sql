@@ -1,0 +1,2 @@
+-- Drop the scheduled_tasks timestamp index.
+DROP INDEX scheduled_tasks_timestamp;

@@ -1,0 +1,330 @@
+package rollback
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"hsops/internal/db"
+	"hsops/internal/dbtest"
+	"hsops/internal/rowsum"
+	"hsops/schema"
+)
+
+// TestEveryDeltaHasAReverse checks the rollback set against the schema:
+// every delta of every version has a reverse on both engines, with a
+// summary and well-formed declarations, and every reverse file belongs to a
+// delta.
+func TestEveryDeltaHasAReverse(t *testing.T) {
+	s := Engine()
+	used := map[string]bool{}
+	for _, e := range []db.Engine{db.SQLite, db.Postgres} {
+		for v := s.Schema.Oldest + 1; v <= s.Schema.Version; v++ {
+			deltas, err := s.Schema.Deltas(v, schema.Stores, e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range deltas {
+				r, err := s.Lookup(d, e)
+				if err != nil {
+					t.Errorf("%s: %v", e, err)
+					continue
+				}
+				used[r.Path] = true
+			}
+		}
+	}
+	err := fs.WalkDir(s.FS, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		if !used[p] {
+			t.Errorf("reverse %s belongs to no delta", p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range s.Go {
+		if !used[p] {
+			t.Errorf("Go reverse %s belongs to no delta", p)
+		}
+	}
+}
+
+func TestParseHeader(t *testing.T) {
+	d, summary, err := parseHeader(`-- Drop things.
+-- loses: column users.locked WHERE locked (locked accounts)
+-- drops: table threads (derived)
+-- keeps: column events.state_key (copied)
+-- restores-empty: table presence (unused)
+-- irreversible: gone for good
+-- an ordinary comment
+DROP TABLE x;`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if summary != "Drop things." {
+		t.Errorf("summary %q", summary)
+	}
+	want := Data{Kind: "column", Table: "users", Column: "locked", Where: "locked", Why: "locked accounts"}
+	if len(d.Loses) != 1 || d.Loses[0] != want {
+		t.Errorf("loses %+v, want %+v", d.Loses, want)
+	}
+	if len(d.Drops) != 1 || d.Drops[0].Table != "threads" || len(d.Keeps) != 1 || len(d.RestoresEmpty) != 1 || d.Irreversible != "gone for good" {
+		t.Errorf("got %+v", d)
+	}
+	for _, bad := range []string{
+		"-- x\n-- loses: column users (no column)",
+		"-- x\n-- loses: rows users (no condition)",
+		"-- x\n-- loses: table users.name (a column on a table)",
+		"-- x\n-- irreversible:",
+		"-- x\n-- drops: index foo",
+	} {
+		if _, _, err := parseHeader(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
+// contents is the catalog, the bookkeeping and every table's rows.
+func contents(t *testing.T, d *db.DB) string {
+	t.Helper()
+	ctx := context.Background()
+	var b strings.Builder
+	b.WriteString(strings.Join(dump(t, d).Lines, "\n"))
+	st, err := schema.ReadState(ctx, d, d.DB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(&b, "\nversion=%d/%v compat=%d applied=%v updates=%v mark=%+v", st.Version, st.Upgraded, st.Compat, st.Applied, st.Updates, *st.Mark)
+	tables, err := d.Tables(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tbl := range tables {
+		if strings.HasPrefix(tbl, "event_search_") {
+			continue
+		}
+		cols, err := rowsum.Columns(ctx, d, d, tbl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum, err := rowsum.Table(ctx, d, db.QuoteIdent(tbl), cols)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "\n%s: %s", tbl, sum)
+	}
+	return b.String()
+}
+
+func TestRefusesDataLossUnlessAllowed(t *testing.T) {
+	dbtest.Engines(t, func(t *testing.T, e db.Engine) {
+		ctx := context.Background()
+		d := create(t, e, 83)
+		seed(t, d, 83)
+		if _, err := d.Exec(d.Rebind("UPDATE users SET locked = ? WHERE name = '@bob:example.org'"), true); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.Exec("INSERT INTO scheduled_tasks (id, action, status, timestamp) VALUES ('t1', 'purge_room', 'scheduled', 1)"); err != nil {
+			t.Fatal(err)
+		}
+		before := contents(t, d)
+		_, err := Engine().Apply(ctx, d, Options{Target: 79})
+		var loss *DataLossError
+		if !errors.As(err, &loss) || !errors.Is(err, ErrDataLoss) {
+			t.Fatalf("got %v, want a data loss refusal", err)
+		}
+		got := map[string]int64{}
+		for _, c := range loss.Lost {
+			got[c.String()] = c.Rows
+		}
+		if got["users.locked where locked"] != 1 || got["scheduled_tasks"] != 1 || len(got) != 2 {
+			t.Errorf("refusal names %v, want users.locked (1) and scheduled_tasks (1)", got)
+		}
+		if !strings.Contains(err.Error(), "users.locked where locked (1 row)") {
+			t.Errorf("error %q does not name the locked users", err)
+		}
+		if after := contents(t, d); after != before {
+			t.Fatalf("a refused rollback changed the database")
+		}
+		res, err := Engine().Apply(ctx, d, Options{Target: 79, AllowDataLoss: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Version != 79 {
+			t.Errorf("rolled back to %d", res.Version)
+		}
+	})
+}
+
+func TestRefusesIrreversibleUnlessAllowed(t *testing.T) {
+	dbtest.Engines(t, func(t *testing.T, e db.Engine) {
+		ctx := context.Background()
+		d := create(t, e, 72)
+		p, err := Engine().Plan(ctx, d, d, mustState(t, d), Options{Target: 71})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Irreversible) != 1 || p.Irreversible[0].Delta != "72/03drop_event_reference_hashes.sql" {
+			t.Fatalf("irreversible %+v", p.Irreversible)
+		}
+		if _, err := Engine().Apply(ctx, d, Options{Target: 71}); !errors.Is(err, ErrDataLoss) {
+			t.Fatalf("got %v, want a refusal", err)
+		}
+		if _, err := Engine().Apply(ctx, d, Options{Target: 71, AllowDataLoss: true}); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func mustState(t *testing.T, d *db.DB) *schema.State {
+	t.Helper()
+	st, err := schema.ReadState(context.Background(), d, d.DB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// TestFailedReverseLeavesTheDatabaseAsItWas breaks one reverse in the
+// middle of a rollback: everything before it is undone too.
+func TestFailedReverseLeavesTheDatabaseAsItWas(t *testing.T) {
+	dbtest.Engines(t, func(t *testing.T, e db.Engine) {
+		ctx := context.Background()
+		d := create(t, e, 83)
+		seed(t, d, 83)
+		before := contents(t, d)
+		s := Engine()
+		files := fstest.MapFS{}
+		err := fs.WalkDir(s.FS, ".", func(p string, de fs.DirEntry, err error) error {
+			if err != nil || de.IsDir() {
+				return err
+			}
+			data, err := fs.ReadFile(s.FS, p)
+			files[p] = &fstest.MapFile{Data: data}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		files["main/delta/74/05_events_txn_id_device_id.sql"] = &fstest.MapFile{Data: []byte("-- Fail.\nDROP TABLE no_such_table;")}
+		s.FS = files
+		_, err = s.Apply(ctx, d, Options{Target: 70, AllowDataLoss: true})
+		var rerr *ReverseError
+		if !errors.As(err, &rerr) || rerr.Version != 74 {
+			t.Fatalf("got %v, want the reverse of 74/05 to fail", err)
+		}
+		if after := contents(t, d); after != before {
+			t.Fatalf("a failed rollback changed the database:\n%s", diffText(before, after))
+		}
+	})
+}
+
+func diffText(a, b string) string {
+	in := map[string]bool{}
+	for _, l := range strings.Split(a, "\n") {
+		in[l] = true
+	}
+	var out []string
+	for _, l := range strings.Split(b, "\n") {
+		if !in[l] {
+			out = append(out, "+ "+l)
+		}
+	}
+	in = map[string]bool{}
+	for _, l := range strings.Split(b, "\n") {
+		in[l] = true
+	}
+	for _, l := range strings.Split(a, "\n") {
+		if !in[l] {
+			out = append(out, "- "+l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestPlan_ReportsWhatItDoes checks the plan of a rollback with data in
+// the tables it touches.
+func TestPlan_ReportsWhatItDoes(t *testing.T) {
+	dbtest.Engines(t, func(t *testing.T, e db.Engine) {
+		ctx := context.Background()
+		d := create(t, e, 76)
+		seed(t, d, 76)
+		upgrade(t, d, 78)
+		p, err := Engine().Plan(ctx, d, d, mustState(t, d), Options{Target: 76})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.From != 78 || p.Target != 76 || p.CompatAfter != 74 || !p.UpgradedAfter || p.CreatedAfter != 68 {
+			t.Errorf("got from %d target %d compat %d upgraded %v created %d", p.From, p.Target, p.CompatAfter, p.UpgradedAfter, p.CreatedAfter)
+		}
+		if len(p.Steps) != 2 || p.Steps[0].Version != 78 || p.Steps[1].Version != 77 {
+			t.Fatalf("steps %+v", p.Steps)
+		}
+		first := p.Steps[0].Reverses[0].Delta.Name
+		if e == db.SQLite && first != "04_add_full_user_id_index_user_filters.sql.sqlite" {
+			t.Errorf("first reverse %s, want the newest delta's", first)
+		}
+		for _, key := range p.RemoveApplied {
+			if v, _ := keyVersion(key); v <= 76 {
+				t.Errorf("removes %s", key)
+			}
+		}
+		if len(p.RemoveApplied) == 0 {
+			t.Error("no applied_schema_deltas rows removed")
+		}
+		// The 77/14 index builds are pending; on PostgreSQL so is the
+		// thread_id back-fill (SQLite's 77/06 finishes it).
+		if !contains(p.Dequeued, "room_memberships_stream_ordering_idx") || contains(p.Dequeued, "event_push_backfill_thread_id") != (e == db.Postgres) {
+			t.Errorf("dequeued %v", p.Dequeued)
+		}
+		// 78/01 and 78/02 finished the full_user_id back-fills: their
+		// reverses queue them again.
+		if len(p.Requeued) != 2 {
+			t.Errorf("requeued %v, want the two full_user_id back-fills", p.Requeued)
+		}
+		keeps := map[string]bool{}
+		for _, k := range p.Keeps {
+			keeps[k.String()] = true
+		}
+		if !keeps["profiles.full_user_id"] || !keeps["event_push_actions.thread_id"] {
+			t.Errorf("keeps %v", keeps)
+		}
+		if err := p.Refusal(); err != nil {
+			t.Errorf("refusal %v for a rollback that loses nothing", err)
+		}
+	})
+}
+
+// TestSQLiteRebuild_RefusesReferencedTables checks the guard of the SQLite
+// table rebuild: dropping a table others reference would run their ON
+// DELETE actions.
+func TestSQLiteRebuild_RefusesReferencedTables(t *testing.T) {
+	d := create(t, db.SQLite, 83)
+	tx, err := d.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	err = rebuildWithout(context.Background(), tx, "events", []string{"state_key"})
+	if err == nil || !strings.Contains(err.Error(), "references it") {
+		t.Fatalf("got %v, want a refusal", err)
+	}
+	err = rebuildWithout(context.Background(), tx, "room_memberships", []string{"no_such_column"})
+	if err == nil || !strings.Contains(err.Error(), "no column no_such_column") {
+		t.Fatalf("got %v", err)
+	}
+	err = rebuildWithout(context.Background(), tx, "room_memberships", []string{"user_id"})
+	if err == nil || !strings.Contains(err.Error(), "uses column user_id") {
+		t.Fatalf("got %v, want a refusal to drop an indexed column", err)
+	}
+}
+
+

@@ -1,0 +1,324 @@
+package rollback
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+
+	"hsops/internal/catalog"
+	"hsops/internal/db"
+	"hsops/internal/dbtest"
+	"hsops/internal/pgtest"
+	"hsops/internal/rowsum"
+	"hsops/schema"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// create makes a fresh database at schema v the way the engine does: from
+// the schema 68 snapshot plus deltas, or from the 83 snapshot.
+func create(t *testing.T, e db.Engine, v int) *db.DB {
+	t.Helper()
+	d := dbtest.New(t, e).Open(t)
+	if _, err := schema.Engine().Apply(context.Background(), d, schema.Options{Target: v}); err != nil {
+		t.Fatalf("create at %d: %v", v, err)
+	}
+	return d
+}
+
+func upgrade(t *testing.T, d *db.DB, v int) {
+	t.Helper()
+	if _, err := schema.Engine().Apply(context.Background(), d, schema.Options{Target: v, ServerName: "example.org"}); err != nil {
+		t.Fatalf("upgrade to %d: %v", v, err)
+	}
+}
+
+func runUpdates(t *testing.T, d *db.DB) {
+	t.Helper()
+	r := &schema.Runner{DB: d, Registry: schema.Engine().Updates, Env: schema.Env{Engine: d.Engine, ServerName: "example.org"}}
+	if err := r.RunAll(context.Background()); err != nil {
+		t.Fatalf("run background updates: %v", err)
+	}
+}
+
+func mustRollback(t *testing.T, d *db.DB, v int) *Result {
+	t.Helper()
+	res, err := Engine().Apply(context.Background(), d, Options{Target: v, AllowDataLoss: true, ServerName: "example.org"})
+	if err != nil {
+		t.Fatalf("roll back to %d: %v", v, err)
+	}
+	return res
+}
+
+func dump(t *testing.T, d *db.DB) *catalog.Catalog {
+	t.Helper()
+	c, err := catalog.Dump(context.Background(), d, catalog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// seed writes a small homeserver's rows into a database at schema v (68 or
+// later), with the columns a server at v writes, and only rows every later
+// schema keeps (no dangling edges or extremities, no receipts in threads).
+func seed(t *testing.T, d *db.DB, v int) {
+	t.Helper()
+	exec := func(q string, args ...any) {
+		t.Helper()
+		if _, err := d.Exec(d.Rebind(q), args...); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	for i, u := range []string{"alice", "bob", "carol"} {
+		exec("INSERT INTO users (name, password_hash, creation_ts, admin, is_guest, deactivated) VALUES (?, 'x', ?, 0, 0, 0)", "@"+u+":example.org", 1000+i)
+		if v >= 76 {
+			exec("INSERT INTO profiles (user_id, full_user_id, displayname) VALUES (?, ?, ?)", u, "@"+u+":example.org", strings.ToUpper(u))
+			exec("INSERT INTO user_filters (user_id, full_user_id, filter_id, filter_json) VALUES (?, ?, 1, ?)", u, "@"+u+":example.org", []byte(`{"room":{}}`))
+		} else {
+			exec("INSERT INTO profiles (user_id, displayname) VALUES (?, ?)", u, strings.ToUpper(u))
+			exec("INSERT INTO user_filters (user_id, filter_id, filter_json) VALUES (?, 1, ?)", u, []byte(`{"room":{}}`))
+		}
+		exec("INSERT INTO devices (user_id, device_id, display_name) VALUES (?, 'DEV', 'phone')", "@"+u+":example.org")
+		exec("INSERT INTO access_tokens (id, user_id, device_id, token) VALUES (?, ?, 'DEV', ?)", i+1, "@"+u+":example.org", "tok-"+u)
+	}
+	exec("INSERT INTO rooms (room_id, is_public, creator, room_version) VALUES ('!r:example.org', ?, '@alice:example.org', '10')", true)
+	for i := 1; i <= 8; i++ {
+		id := fmt.Sprintf("$e%d", i)
+		typ := "m.room.message"
+		if i <= 3 {
+			typ = "m.room.member"
+		}
+		sender := []string{"@alice:example.org", "@bob:example.org", "@carol:example.org"}[i%3]
+		exec(`INSERT INTO events (stream_ordering, topological_ordering, event_id, type, room_id, processed, outlier, depth, origin_server_ts, sender)
+			VALUES (?, ?, ?, ?, '!r:example.org', ?, ?, ?, ?, ?)`, i, i, id, typ, true, false, i, 1000+i, sender)
+		exec("INSERT INTO event_json (event_id, room_id, internal_metadata, json, format_version) VALUES (?, '!r:example.org', '{}', ?, 3)", id, fmt.Sprintf(`{"n":%d}`, i))
+		if i > 1 {
+			exec("INSERT INTO event_edges (event_id, prev_event_id, room_id, is_state) VALUES (?, ?, '!r:example.org', ?)", id, fmt.Sprintf("$e%d", i-1), false)
+		}
+		if typ == "m.room.member" {
+			exec("INSERT INTO state_events (event_id, room_id, type, state_key) VALUES (?, '!r:example.org', ?, ?)", id, typ, sender)
+			exec("INSERT INTO room_memberships (event_id, user_id, sender, room_id, membership) VALUES (?, ?, ?, '!r:example.org', 'join')", id, sender, sender)
+			exec("INSERT INTO current_state_events (event_id, room_id, type, state_key, membership) VALUES (?, '!r:example.org', 'm.room.member', ?, 'join')", id, sender)
+			exec("INSERT INTO local_current_membership (room_id, user_id, event_id, membership) VALUES ('!r:example.org', ?, ?, 'join')", sender, id)
+		} else if d.Engine == db.SQLite {
+			exec("INSERT INTO event_search (event_id, room_id, sender, key, value) VALUES (?, '!r:example.org', ?, 'content.body', ?)", id, sender, fmt.Sprintf("running message %d", i))
+		} else {
+			exec("INSERT INTO event_search (event_id, room_id, sender, key, vector, origin_server_ts, stream_ordering) VALUES (?, '!r:example.org', ?, 'content.body', to_tsvector('english', ?), ?, ?)", id, sender, fmt.Sprintf("running message %d", i), 1000+i, i)
+		}
+	}
+	if v >= 72 {
+		exec("INSERT INTO event_push_actions (room_id, event_id, user_id, actions, topological_ordering, stream_ordering, notif, highlight, thread_id) VALUES ('!r:example.org', '$e5', '@bob:example.org', '[\"notify\"]', 5, 5, 1, 0, 'main')")
+	} else {
+		exec("INSERT INTO event_push_actions (room_id, event_id, user_id, actions, topological_ordering, stream_ordering, notif, highlight) VALUES ('!r:example.org', '$e5', '@bob:example.org', '[\"notify\"]', 5, 5, 1, 0)")
+	}
+	exec("INSERT INTO event_relations (event_id, relates_to_id, relation_type) VALUES ('$e6', '$e4', 'm.thread')")
+	exec("INSERT INTO event_forward_extremities (event_id, room_id) VALUES ('$e8', '!r:example.org')")
+	exec("INSERT INTO receipts_linearized (stream_id, room_id, receipt_type, user_id, event_id, data) VALUES (1, '!r:example.org', 'm.read', '@bob:example.org', '$e7', '{}')")
+	exec("INSERT INTO receipts_graph (room_id, receipt_type, user_id, event_ids, data) VALUES ('!r:example.org', 'm.read', '@bob:example.org', '[\"$e7\"]', '{}')")
+	for g := 1; g <= 4; g++ {
+		exec("INSERT INTO state_groups (id, room_id, event_id) VALUES (?, '!r:example.org', ?)", g, fmt.Sprintf("$e%d", g))
+		if g > 1 {
+			exec("INSERT INTO state_group_edges (state_group, prev_state_group) VALUES (?, ?)", g, g-1)
+		}
+	}
+}
+
+// skipTables are bookkeeping, compared through ReadState instead.
+var skipTables = map[string]bool{
+	"hsops_engine": true, "schema_version": true, "schema_compat_version": true,
+	"applied_schema_deltas": true, "background_updates": true,
+}
+
+// shape lists the tables of a database and their columns.
+func shape(t *testing.T, d *db.DB) map[string][]rowsum.Column {
+	t.Helper()
+	ctx := context.Background()
+	tables, err := d.Tables(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]rowsum.Column{}
+	for _, tbl := range tables {
+		if skipTables[tbl] || strings.HasPrefix(tbl, "event_search_") {
+			continue
+		}
+		cols, err := rowsum.Columns(ctx, d, d, tbl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[tbl] = cols
+	}
+	return out
+}
+
+// rows sums the rows of the tables and columns of a shape, leaving out the
+// skipped columns ("table.column").
+func rows(t *testing.T, d *db.DB, sh map[string][]rowsum.Column, skip map[string]bool) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for tbl, cols := range sh {
+		var keep []rowsum.Column
+		for _, c := range cols {
+			if !skip[tbl+"."+c.Name] {
+				keep = append(keep, c)
+			}
+		}
+		sum, err := rowsum.Table(context.Background(), d, db.QuoteIdent(tbl), keep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[tbl] = sum.String()
+	}
+	return out
+}
+
+func diffRows(want, got map[string]string) []string {
+	var out []string
+	for tbl, w := range want {
+		if g := got[tbl]; g != w {
+			out = append(out, fmt.Sprintf("%s: want %s, got %s", tbl, w, g))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// reference is a fresh database at a version, seeded, with its background
+// updates done: what a rollback to that version must look like.
+type reference struct {
+	d       *db.DB
+	catalog *catalog.Catalog
+	shape   map[string][]rowsum.Column
+}
+
+// references builds a reference for every version, before the parallel
+// subtests that share them start.
+func references(t *testing.T, e db.Engine) map[int]*reference {
+	t.Helper()
+	set := schema.Engine()
+	refs := map[int]*reference{}
+	for v := set.Oldest; v <= set.Version; v++ {
+		d := create(t, e, v)
+		seed(t, d, v)
+		runUpdates(t, d)
+		refs[v] = &reference{d: d, catalog: dump(t, d), shape: shape(t, d)}
+	}
+	return refs
+}
+
+// TestRoundTrip_EveryPair is the rollback property: for every pair of
+// versions a < b, a seeded database created at a and upgraded to b (with
+// its background updates done) rolls back to a with exactly the schema of a
+// fresh database at a, the bookkeeping of one, and every row of the tables
+// that survive unchanged (except the columns a reverse declares it keeps
+// filled); upgrading it to b again works and gives back the same rows.
+func TestRoundTrip_EveryPair(t *testing.T) {
+	set := schema.Engine()
+	dbtest.Engines(t, func(t *testing.T, e db.Engine) {
+		refs := references(t, e)
+		for a := set.Oldest; a < set.Version; a++ {
+			for b := a + 1; b <= set.Version; b++ {
+				a, b := a, b
+				t.Run(fmt.Sprintf("%d-%d", a, b), func(t *testing.T) {
+					t.Parallel()
+					want := refs[a]
+					d := create(t, e, a)
+					seed(t, d, a)
+					upgrade(t, d, b)
+					runUpdates(t, d)
+					// The tables of a that b still has, with a's columns.
+					surviving := map[string][]rowsum.Column{}
+					for tbl, cols := range want.shape {
+						if _, ok := refs[b].shape[tbl]; ok {
+							surviving[tbl] = cols
+						}
+					}
+					upgraded := rows(t, d, surviving, nil)
+
+					res := mustRollback(t, d, a)
+					runUpdates(t, d)
+					if diff := catalog.Diff(dump(t, d), want.catalog); len(diff) > 0 {
+						t.Fatalf("schema after %d -> %d -> %d differs from a fresh %d:\n%s", a, b, a, a, strings.Join(diff, "\n"))
+					}
+					checkState(t, d, a, false)
+					kept := map[string]bool{}
+					for _, k := range res.Plan.Keeps {
+						kept[k.Table+"."+k.Column] = true
+					}
+					if diff := diffRows(rows(t, want.d, want.shape, kept), rows(t, d, want.shape, kept)); len(diff) > 0 {
+						t.Fatalf("rows after %d -> %d -> %d differ from a fresh %d:\n%s", a, b, a, a, strings.Join(diff, "\n"))
+					}
+
+					upgrade(t, d, b)
+					runUpdates(t, d)
+					if diff := catalog.Diff(dump(t, d), refs[b].catalog); len(diff) > 0 {
+						t.Fatalf("schema after upgrading to %d again differs from a fresh %d:\n%s", b, b, strings.Join(diff, "\n"))
+					}
+					if diff := diffRows(upgraded, rows(t, d, surviving, nil)); len(diff) > 0 {
+						t.Fatalf("rows after upgrading to %d again differ from the first upgrade:\n%s", b, strings.Join(diff, "\n"))
+					}
+				})
+			}
+		}
+	})
+}
+
+// TestRoundTrip_FromTheSnapshot rolls databases created from the schema 83
+// snapshot (no applied_schema_deltas rows) back to every version.
+func TestRoundTrip_FromTheSnapshot(t *testing.T) {
+	set := schema.Engine()
+	dbtest.Engines(t, func(t *testing.T, e db.Engine) {
+		refs := references(t, e)
+		for a := set.Oldest; a < set.Version; a++ {
+			a := a
+			t.Run(fmt.Sprint(a), func(t *testing.T) {
+				t.Parallel()
+				want := refs[a]
+				d := create(t, e, set.Version)
+				seed(t, d, set.Version)
+				mustRollback(t, d, a)
+				runUpdates(t, d)
+				if diff := catalog.Diff(dump(t, d), want.catalog); len(diff) > 0 {
+					t.Fatalf("schema after 83 -> %d differs from a fresh %d:\n%s", a, a, strings.Join(diff, "\n"))
+				}
+				checkState(t, d, a, true)
+				upgrade(t, d, set.Version)
+				runUpdates(t, d)
+				if diff := catalog.Diff(dump(t, d), refs[set.Version].catalog); len(diff) > 0 {
+					t.Fatalf("schema after upgrading again differs from a fresh 83:\n%s", strings.Join(diff, "\n"))
+				}
+			})
+		}
+	})
+}
+
+// checkState checks the bookkeeping of a database rolled back to v.
+func checkState(t *testing.T, d *db.DB, v int, fromSnapshot bool) {
+	t.Helper()
+	st, err := schema.ReadState(context.Background(), d, d.DB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := schema.Engine()
+	if st.Kind != schema.KindEngine || st.Version != v || st.Compat != set.CompatFor(v) {
+		t.Fatalf("got kind %v version %d compat %d, want engine %d/%d", st.Kind, st.Version, st.Compat, v, set.CompatFor(v))
+	}
+	if len(st.Updates) != 0 {
+		t.Errorf("pending updates after running them: %v", st.Updates)
+	}
+	for _, key := range st.Applied {
+		if n, _ := keyVersion(key); n > v {
+			t.Errorf("applied_schema_deltas still has %s", key)
+		}
+	}
+	if fromSnapshot {
+		if st.Upgraded || st.Mark.CreatedVersion != v || len(st.Applied) != 0 {
+			t.Errorf("got upgraded %v created %d applied %v, want a database that counts as created at %d", st.Upgraded, st.Mark.CreatedVersion, st.Applied, v)
+		}
+	} else if st.Mark.CreatedVersion > v || (v > st.Mark.CreatedVersion && !st.Upgraded) {
+		t.Errorf("got upgraded %v created %d at version %d", st.Upgraded, st.Mark.CreatedVersion, v)
+	}
+}
