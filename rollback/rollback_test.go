@@ -326,5 +326,3 @@ func TestSQLiteRebuild_RefusesReferencedTables(t *testing.T) {
 		t.Fatalf("got %v, want a refusal to drop an indexed column", err)
 	}
 }
-
-
