@@ -184,9 +184,9 @@ func (s *Set) Plan(ctx context.Context, d *db.DB, q db.Querier, st *schema.State
 		return p, nil
 	}
 	applied := func(dl schema.Delta) bool { return st.IsApplied(dl.Key()) || dl.Version <= created }
-	pending := map[string]bool{}
+	pending, queued := map[string]bool{}, map[string]bool{}
 	for _, u := range st.Updates {
-		pending[u.Name] = true
+		pending[u.Name], queued[u.Name] = true, true
 	}
 	seen := map[string]bool{}
 	for v := st.Version; v > target; v-- {
@@ -205,7 +205,7 @@ func (s *Set) Plan(ctx context.Context, d *db.DB, q db.Querier, st *schema.State
 				return nil, err
 			}
 			step.Reverses = append(step.Reverses, r)
-			if err := p.account(ctx, d, q, r, seen, pending); err != nil {
+			if err := p.account(ctx, d, q, r, seen, queued); err != nil {
 				return nil, err
 			}
 		}
@@ -213,6 +213,19 @@ func (s *Set) Plan(ctx context.Context, d *db.DB, q db.Querier, st *schema.State
 			p.Steps = append(p.Steps, step)
 		}
 	}
+	for name := range pending {
+		if !queued[name] {
+			p.Dequeued = append(p.Dequeued, name)
+		}
+	}
+	for name := range queued {
+		if !pending[name] {
+			p.Requeued = append(p.Requeued, name)
+		}
+	}
+	sort.Strings(p.Dequeued)
+	sort.Strings(p.Requeued)
+	p.Keeps = withoutRemoved(p.Keeps, append(append([]Count{}, p.Loses...), p.Drops...))
 	for _, key := range st.Applied {
 		if v, ok := keyVersion(key); ok && v > target {
 			p.RemoveApplied = append(p.RemoveApplied, key)
@@ -222,7 +235,8 @@ func (s *Set) Plan(ctx context.Context, d *db.DB, q db.Querier, st *schema.State
 }
 
 // account adds a reverse's declarations, with counts, to the plan.
-func (p *Plan) account(ctx context.Context, d *db.DB, q db.Querier, r Reverse, seen, pending map[string]bool) error {
+// queued tracks the background updates queued as the reverses run.
+func (p *Plan) account(ctx context.Context, d *db.DB, q db.Querier, r Reverse, seen, queued map[string]bool) error {
 	key := r.Delta.Key()
 	add := func(list *[]Count, kind string, data []Data, count bool) error {
 		for _, dt := range data {
@@ -258,21 +272,35 @@ func (p *Plan) account(ctx context.Context, d *db.DB, q db.Querier, r Reverse, s
 	if r.Decl.Irreversible != "" {
 		p.Irreversible = append(p.Irreversible, Irreversible{Delta: key, Why: r.Decl.Irreversible})
 	}
-	for name := range pending {
-		if strings.Contains(r.SQL, "'"+name+"'") && !contains(p.Dequeued, name) {
-			p.Dequeued = append(p.Dequeued, name)
+	for name := range queued {
+		if strings.Contains(r.SQL, "'"+name+"'") {
+			delete(queued, name)
 		}
 	}
-	sort.Strings(p.Dequeued)
 	if r.Go != nil {
 		for _, name := range r.Go.Queues {
-			if !pending[name] && !contains(p.Requeued, name) {
-				p.Requeued = append(p.Requeued, name)
-			}
+			queued[name] = true
 		}
-		sort.Strings(p.Requeued)
 	}
 	return nil
+}
+
+// withoutRemoved leaves out the kept columns that an older reverse of the
+// same plan removes (their column or their table).
+func withoutRemoved(keeps, removed []Count) []Count {
+	var out []Count
+	for _, k := range keeps {
+		gone := false
+		for _, r := range removed {
+			if r.Table == k.Table && r.Where == "" && (r.Kind == "table" || r.Column == k.Column) {
+				gone = true
+			}
+		}
+		if !gone {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // countData counts the rows (or non-NULL values) of declared data; -1 when

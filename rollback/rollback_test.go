@@ -286,9 +286,16 @@ func TestPlan_ReportsWhatItDoes(t *testing.T) {
 			t.Errorf("dequeued %v", p.Dequeued)
 		}
 		// 78/01 and 78/02 finished the full_user_id back-fills: their
-		// reverses queue them again.
-		if len(p.Requeued) != 2 {
-			t.Errorf("requeued %v, want the two full_user_id back-fills", p.Requeued)
+		// reverses queue them again, and 77/03 and 77/04's take them away.
+		if len(p.Requeued) != 0 {
+			t.Errorf("requeued %v, want none", p.Requeued)
+		}
+		p77, err := Engine().Plan(ctx, d, d, mustState(t, d), Options{Target: 77})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(p77.Requeued, ",") != "populate_full_user_id_profiles,populate_full_user_id_user_filters" {
+			t.Errorf("requeued %v at 77, want the two full_user_id back-fills", p77.Requeued)
 		}
 		keeps := map[string]bool{}
 		for _, k := range p.Keeps {

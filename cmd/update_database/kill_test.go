@@ -214,3 +214,115 @@ func diffLines(a, b string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestKill_RollbackIsAtomic kills update_database rollback with SIGKILL at
+// increasing moments: after each kill the database is exactly as it was
+// before the rollback or exactly as an uninterrupted rollback leaves it,
+// never in between.
+func TestKill_RollbackIsAtomic(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills a real process many times")
+	}
+	bin := buildTool(t)
+	dbtest.Engines(t, func(t *testing.T, e db.Engine) {
+		ctx := context.Background()
+		dir := t.TempDir()
+		s := schema.Engine()
+		victim := dbtest.New(t, e)
+		reference := dbtest.New(t, e)
+		for _, tg := range []dbtest.Target{victim, reference} {
+			d := tg.Open(t)
+			if _, err := s.Apply(ctx, d, schema.Options{Target: 68}); err != nil {
+				t.Fatal(err)
+			}
+			seedForUpdates(t, d, 6000)
+			if _, err := s.Apply(ctx, d, schema.Options{ServerName: "example.org"}); err != nil {
+				t.Fatal(err)
+			}
+			r := &schema.Runner{DB: d, Registry: s.Updates, Env: schema.Env{Engine: e, ServerName: "example.org"}}
+			if err := r.RunAll(ctx); err != nil {
+				t.Fatal(err)
+			}
+			d.Close()
+		}
+		args := func(config string) []string {
+			return []string{"rollback", "--database-config", config, "--to-schema", "68", "--allow-data-loss", "--yes", "--no-backup"}
+		}
+		vd := victim.Open(t)
+		start := contents(t, vd)
+		vd.Close()
+		refConfig := writeConfig(t, dir, reference.Config)
+		t0 := time.Now()
+		if out, err := exec.Command(bin, args(refConfig)...).CombinedOutput(); err != nil {
+			t.Fatalf("uninterrupted rollback: %v\n%s", err, out)
+		}
+		took := time.Since(t0)
+		target := contents(t, reference.Open(t))
+
+		victimConfig := writeConfig(t, dir, victim.Config)
+		kills := 0
+		for delay := 5 * time.Millisecond; ; delay += 6 * time.Millisecond {
+			if delay > 30*time.Second {
+				t.Fatal("the rollback never finished")
+			}
+			cmd := exec.Command(bin, args(victimConfig)...)
+			cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("rollback after %d kills failed: %v", kills, err)
+				}
+			case <-time.After(delay):
+				_ = cmd.Process.Signal(syscall.SIGKILL)
+				<-done
+				kills++
+				d := victim.Open(t)
+				waitForSessionsToEnd(t, d)
+				got := contents(t, d)
+				d.Close()
+				switch got {
+				case start:
+					continue
+				case target:
+				default:
+					t.Fatalf("after kill %d (at %v) the database is neither as it was nor rolled back:\n%s", kills, delay, diffLines(start, got))
+				}
+			}
+			break
+		}
+		if kills < 5 {
+			t.Fatalf("only %d kills happened", kills)
+		}
+		t.Logf("%s: an uninterrupted rollback took %v; killed %d times, each leaving the database as it was", e, took, kills)
+		if got := contents(t, victim.Open(t)); got != target {
+			t.Fatalf("the completed rollback differs from an uninterrupted one:\n%s", diffLines(target, got))
+		}
+	})
+}
+
+// waitForSessionsToEnd waits until PostgreSQL has ended the sessions of a
+// killed update_database (it notices the client is gone and rolls its
+// transaction back).
+func waitForSessionsToEnd(t *testing.T, d *db.DB) {
+	t.Helper()
+	if d.Engine != db.Postgres {
+		return
+	}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		var n int
+		err := d.QueryRow(`SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND application_name LIKE 'hsops update_database%'`).Scan(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+	}
+	t.Fatal("the killed process's sessions did not end")
+}

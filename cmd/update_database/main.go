@@ -18,26 +18,29 @@ import (
 	"hsops/internal/cli"
 	"hsops/internal/config"
 	"hsops/internal/db"
+	"hsops/rollback"
 	"hsops/schema"
 )
 
 // Exit codes. They are documented in --help and README.
 const (
-	exitOK          = 0
-	exitActions     = 1 // upgrade-check: actions needed
-	exitBlockers    = 2 // upgrade-check: blockers
-	exitUsage       = 3
-	exitConfig      = 4
-	exitDatabase    = 5
-	exitNotOurs     = 6
-	exitVersion     = 7
-	exitLocked      = 8
-	exitDelta       = 9
-	exitUpdate      = 10
-	exitRefused     = 11
-	exitInUse       = 12
-	exitInternal    = 70
-	exitInterrupted = 130
+	exitOK           = 0
+	exitActions      = 1 // upgrade-check: actions needed
+	exitBlockers     = 2 // upgrade-check: blockers
+	exitUsage        = 3
+	exitConfig       = 4
+	exitDatabase     = 5
+	exitNotOurs      = 6
+	exitVersion      = 7
+	exitLocked       = 8
+	exitDelta        = 9
+	exitUpdate       = 10
+	exitRefused      = 11
+	exitInUse        = 12
+	exitBackup       = 13
+	exitNotConfirmed = 14
+	exitInternal     = 70
+	exitInterrupted  = 130
 )
 
 const exitCodesHelp = `Exit codes:
@@ -54,6 +57,8 @@ const exitCodesHelp = `Exit codes:
   10  a background update failed (its last batch was rolled back)
   11  refused: the operation would lose data or cannot be undone (see --allow-data-loss)
   12  refused: the homeserver is running on the database (stop it first)
+  13  rollback: the copy of the database made first failed (nothing was changed)
+  14  rollback: not confirmed (nothing was changed; see --yes)
   70  internal error
   130 interrupted`
 
@@ -120,6 +125,7 @@ upgrade notes prescribe.
 	root.AddCommand(newRepairCmd(ctx, g))
 	root.AddCommand(newUpgradeCheckCmd(ctx, g))
 	root.AddCommand(newNotesCmd(g))
+	root.AddCommand(newRollbackCmd(ctx, g))
 	return root
 }
 
@@ -150,9 +156,11 @@ func (g *globals) configArg() string {
 // classify maps errors to exit codes and hints.
 func classify(err error) (int, string, bool) {
 	var (
-		deltaErr *schema.DeltaError
-		dupErr   *schema.DuplicateEdgesError
-		updErr   *schema.UpdateError
+		reverseErr *rollback.ReverseError
+		recipeErr  *rollback.RecipeError
+		deltaErr   *schema.DeltaError
+		dupErr     *schema.DuplicateEdgesError
+		updErr     *schema.UpdateError
 	)
 	switch {
 	case errors.Is(err, context.Canceled):
@@ -178,7 +186,7 @@ func classify(err error) (int, string, bool) {
 	case errors.Is(err, schema.ErrTooOld):
 		return exitVersion, "nothing was changed: upgrade it with Synapse first (to v1.56 or later, schema 68+)", true
 	case errors.Is(err, schema.ErrBadTarget):
-		return exitVersion, "nothing was changed: choose --to-version between 68 and 83, at or above the database's version", true
+		return exitVersion, "nothing was changed: choose a version between 68 and 83: --to-version upgrades to one at or above the database's, rollback --to-schema goes down to one below it", true
 	case errors.Is(err, schema.ErrWorker):
 		return exitVersion, "start the main process first, then the workers", true
 	case errors.Is(err, db.ErrServerTooOld):
@@ -187,6 +195,18 @@ func classify(err error) (int, string, bool) {
 		return exitVersion, "nothing was changed: create the database with\n  createdb --encoding=UTF8 --locale=C --template=template0 --owner=<user> <name>", true
 	case errors.Is(err, schema.ErrLocked):
 		return exitLocked, "nothing was changed: wait for that process to finish, then run the same command again", true
+	case errors.Is(err, rollback.ErrDataLoss):
+		return exitRefused, "nothing was changed: the plan (--dry-run) lists the data; add --allow-data-loss to roll back anyway", true
+	case errors.Is(err, rollback.ErrBackup):
+		return exitBackup, "nothing was changed: free space for the copy, or choose another --backup-database name (or --no-backup)", true
+	case errors.Is(err, rollback.ErrNoRecipe):
+		return exitNotOurs, "nothing was changed: restore the backup taken before the upgrade, or run a release that accepts the database", true
+	case errors.Is(err, rollback.ErrNewerThanKnown):
+		return exitVersion, "nothing was changed: use the update_database of the release that upgraded it", true
+	case errors.As(err, &reverseErr):
+		return exitDelta, "nothing was changed: the rollback ran in one transaction and was undone", true
+	case errors.As(err, &recipeErr):
+		return exitDelta, "nothing was changed: the recipe ran in one transaction and was undone", true
 	case errors.As(err, &deltaErr):
 		return exitDelta, fmt.Sprintf("version %d was rolled back; the versions before it stay applied. Fix the cause and run the same command again", deltaErr.Version), true
 	case errors.As(err, &dupErr):

@@ -109,10 +109,11 @@ func isCobraUsage(err error) bool {
 	return false
 }
 
-// IsTerminal reports whether w is a terminal (for colour and progress bars).
-func IsTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
+// IsTerminal reports whether f (a writer for colour and progress bars, or
+// a reader for prompts) is a terminal.
+func IsTerminal(f any) bool {
+	file, ok := f.(*os.File)
+	return ok && term.IsTerminal(int(file.Fd()))
 }
 
 // JSONLines writes one JSON object per call.

@@ -51,7 +51,7 @@ func Params(dir string) testscript.Params {
 		RequireExplicitExec: true,
 		Setup:               setup,
 		Cmds: map[string]func(*testscript.TestScript, bool, []string){
-			"mkconfig": mkconfig, "mkdb": mkdb, "sql": sqlCmd, "freeport": freeport, "subst": subst, "httpget": httpget, "portfree": portfree,
+			"mkconfig": mkconfig, "mkdb": mkdb, "sql": sqlCmd, "freeport": freeport, "subst": subst, "httpget": httpget, "portfree": portfree, "pgdrop": pgdrop,
 		},
 	}
 }
@@ -179,6 +179,14 @@ func freeport(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Setenv(name, strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
 		l.Close()
 	}
+}
+
+// pgdrop NAME drops a database of the test server.
+func pgdrop(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: pgdrop NAME")
+	}
+	ts.Check(pgtest.DropDatabase(args[0]))
 }
 
 // subst FILE...
