@@ -201,7 +201,7 @@ func TestPort_SynapseFixtureNeedsAPreparedTarget(t *testing.T) {
 }
 
 func fixturePath() string {
-	return filepath.Join("..", "..", "..", "shared", "fixtures", "synapse-1.98-sqlite", "homeserver.db")
+	return filepath.Join("..", "..", "testdata", "shared", "fixtures", "synapse-1.98-sqlite", "homeserver.db")
 }
 
 func assertEmpty(t *testing.T, cfg config.Database) {

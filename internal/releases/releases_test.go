@@ -11,7 +11,7 @@ import (
 	"github.com/Masterminds/semver/v3"
 )
 
-const shared = "../../../shared"
+const shared = "../../testdata/shared"
 
 // seedSections finds every "Upgrading to vX.Y.Z" section heading in the
 // seeds: markdown headings in the docs book, heading lines in the text

@@ -41,7 +41,7 @@ import (
 // Fixture is the path of the real Synapse database fixture.
 func Fixture() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "..", "shared", "fixtures", "synapse-1.98-sqlite", "homeserver.db")
+	return filepath.Join(filepath.Dir(file), "..", "..", "testdata", "shared", "fixtures", "synapse-1.98-sqlite", "homeserver.db")
 }
 
 // Params returns testscript parameters for dir with the helpers installed.
