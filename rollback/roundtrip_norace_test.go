@@ -103,4 +103,3 @@ func TestRoundTrip_FromTheSnapshot(t *testing.T) {
 		}
 	})
 }
-
