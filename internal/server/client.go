@@ -26,6 +26,7 @@ func (s *Server) clientRoutes(mux *http.ServeMux) {
 		}
 		writeJSON(w, 200, map[string]any{})
 	}))
+	s.roomRoutes(mux)
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {

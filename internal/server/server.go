@@ -100,6 +100,12 @@ func Start(ctx context.Context, opts Options) (_ *Server, err error) {
 		role = "worker " + s.instance
 	}
 	s.log.Infof("starting homeserver %s for %s as the %s (pid %d)", buildinfo.ServerVersion(), cfg.ServerName, role, os.Getpid())
+	if mainDB, err := cfg.DatabaseFor("main"); err == nil {
+		if stateDB, err := cfg.DatabaseFor("state"); err == nil && mainDB.Label != stateDB.Label {
+			return nil, fmt.Errorf("%w: the engine keeps the main and state data stores in one database, and this configuration puts them in %q and %q: list both in the data_stores of one database (port_db and update_database handle split databases; the engine does not serve them)",
+				config.ErrInvalid, mainDB.Label, stateDB.Label)
+		}
+	}
 	for _, dbc := range cfg.Databases {
 		d, err := s.openDatabase(ctx, dbc)
 		if err != nil {

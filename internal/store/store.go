@@ -38,6 +38,8 @@ type Store struct {
 
 	mu  sync.Mutex
 	ids map[string]int64
+	// rooms holds a *sync.Mutex per room (see roomLock).
+	rooms sync.Map
 }
 
 // New returns a store over open databases.

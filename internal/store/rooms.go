@@ -1,0 +1,570 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"hsops/internal/db"
+)
+
+// More errors of the room API.
+var (
+	// ErrNotInRoom means the user is not joined to the room.
+	ErrNotInRoom = errors.New("not in room")
+	// ErrBadToken means a pagination token cannot be read.
+	ErrBadToken = errors.New("invalid pagination token")
+)
+
+// RoomOptions are the choices of /createRoom.
+type RoomOptions struct {
+	Name, Topic string
+	// Public rooms can be joined by anyone (join_rules public); others by
+	// invitation.
+	Public bool
+	// Visibility publishes the room in the directory.
+	Visibility string
+	Invite     []string
+}
+
+// ClientEvent is an event as the client API shows it.
+type ClientEvent struct {
+	EventID        string         `json:"event_id"`
+	Type           string         `json:"type"`
+	RoomID         string         `json:"room_id"`
+	Sender         string         `json:"sender"`
+	Content        map[string]any `json:"content"`
+	OriginServerTS int64          `json:"origin_server_ts"`
+	StateKey       *string        `json:"state_key,omitempty"`
+	Unsigned       map[string]any `json:"unsigned"`
+	// StreamOrdering is used for tokens; it is not part of the JSON.
+	StreamOrdering int64 `json:"-"`
+}
+
+// roomLock serialises the writers of one room in this process, so that
+// the extremities, depth and state group chain of a room stay a line.
+func (s *Store) roomLock(room string) func() {
+	v, _ := s.rooms.LoadOrStore(room, &sync.Mutex{})
+	m := v.(*sync.Mutex)
+	m.Lock()
+	return m.Unlock
+}
+
+// now is the wall clock in milliseconds.
+func now() int64 { return time.Now().UnixMilli() }
+
+// NewRoomID returns a fresh room ID on this server.
+func (s *Store) NewRoomID() string { return "!" + randomString(18, true) + ":" + s.ServerName }
+
+// CreateRoom creates a room with Synapse's initial state events, in one
+// transaction: m.room.create, the creator's join, power levels, join
+// rules, history visibility, and the name and topic when given, then
+// invitations.
+func (s *Store) CreateRoom(ctx context.Context, creator User, opts RoomOptions) (string, error) {
+	room := s.NewRoomID()
+	unlock := s.roomLock(room)
+	defer unlock()
+	joinRule := "invite"
+	if opts.Public {
+		joinRule = "public"
+	}
+	type state struct {
+		typ, key string
+		content  map[string]any
+	}
+	events := []state{
+		{"m.room.create", "", map[string]any{"creator": creator.ID, "room_version": "10"}},
+		{"m.room.member", creator.ID, map[string]any{"membership": "join", "displayname": s.displayName(ctx, s.DB, creator.ID)}},
+		{"m.room.power_levels", "", map[string]any{
+			"users": map[string]int{creator.ID: 100}, "users_default": 0, "events_default": 0, "state_default": 50,
+			"ban": 50, "kick": 50, "redact": 50, "invite": 0,
+		}},
+		{"m.room.join_rules", "", map[string]any{"join_rule": joinRule}},
+		{"m.room.history_visibility", "", map[string]any{"history_visibility": "shared"}},
+	}
+	if opts.Name != "" {
+		events = append(events, state{"m.room.name", "", map[string]any{"name": opts.Name}})
+	}
+	if opts.Topic != "" {
+		events = append(events, state{"m.room.topic", "", map[string]any{"topic": opts.Topic}})
+	}
+	for _, u := range opts.Invite {
+		events = append(events, state{"m.room.member", u, map[string]any{"membership": "invite"}})
+	}
+	err := s.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO rooms (room_id, is_public, creator, room_version, has_auth_chain_index)
+			VALUES (?, ?, ?, '10', ?)`), room, opts.Visibility == "public", creator.ID, false); err != nil {
+			return fmt.Errorf("insert room: %w", err)
+		}
+		var auth []string
+		ts := now()
+		for _, st := range events {
+			e := &Event{RoomID: room, Type: st.typ, Sender: creator.ID, StateKey: Str(st.key), Content: st.content, OriginServerTS: ts, AuthEvents: auth}
+			if err := s.Persist(ctx, tx, e); err != nil {
+				return err
+			}
+			switch st.typ {
+			case "m.room.create", "m.room.power_levels", "m.room.join_rules":
+				auth = append(auth, e.EventID)
+			case "m.room.member":
+				if st.key == creator.ID {
+					auth = append(auth, e.EventID)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return room, nil
+}
+
+// displayName is a user's profile name, or "" when unknown.
+func (s *Store) displayName(ctx context.Context, q db.Querier, userID string) string {
+	local, ok := s.Localpart(userID)
+	if !ok {
+		return ""
+	}
+	var name sql.NullString
+	_ = q.QueryRowContext(ctx, s.q("SELECT displayname FROM profiles WHERE user_id = ?"), local).Scan(&name)
+	return name.String
+}
+
+// Membership is a user's current membership of a room ("" for none).
+func (s *Store) Membership(ctx context.Context, q db.Querier, userID, room string) (string, error) {
+	var m sql.NullString
+	err := q.QueryRowContext(ctx, s.q(`SELECT membership FROM current_state_events
+		WHERE room_id = ? AND type = 'm.room.member' AND state_key = ?`), room, userID).Scan(&m)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return m.String, err
+}
+
+// RoomExists reports whether the server knows the room.
+func (s *Store) RoomExists(ctx context.Context, room string) (bool, error) {
+	var n int
+	err := s.DB.QueryRowContext(ctx, s.q("SELECT count(*) FROM rooms WHERE room_id = ?"), room).Scan(&n)
+	return n > 0, err
+}
+
+// stateContent reads the content of a current state event.
+func (s *Store) stateContent(ctx context.Context, q db.Querier, room, typ, key string) (map[string]any, error) {
+	var content sql.NullString
+	err := q.QueryRowContext(ctx, s.q(`SELECT e.content FROM current_state_events AS c JOIN events AS e ON e.event_id = c.event_id
+		WHERE c.room_id = ? AND c.type = ? AND c.state_key = ?`), room, typ, key).Scan(&content)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	_ = json.Unmarshal([]byte(content.String), &m)
+	return m, nil
+}
+
+// authFor lists the auth events of a new event in a room: create, power
+// levels, join rules and the sender's membership.
+func (s *Store) authFor(ctx context.Context, q db.Querier, room, sender string) ([]string, error) {
+	rows, err := q.QueryContext(ctx, s.q(`SELECT event_id FROM current_state_events WHERE room_id = ?
+		AND ((type IN ('m.room.create', 'm.room.power_levels', 'm.room.join_rules') AND state_key = '')
+		  OR (type = 'm.room.member' AND state_key = ?))
+		ORDER BY type`), room, sender)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
+// SetMembership changes a user's membership of a room: join (allowed when
+// the room's join rule is public or the user is invited), leave (allowed
+// when joined or invited) or invite (by a joined member). A join or leave
+// that changes nothing sends no event. It returns the membership event's ID.
+func (s *Store) SetMembership(ctx context.Context, sender, target, room, membership string) (string, error) {
+	unlock := s.roomLock(room)
+	defer unlock()
+	var eventID string
+	err := s.Tx(ctx, func(tx *sql.Tx) error {
+		var exists int
+		if err := tx.QueryRowContext(ctx, s.q("SELECT count(*) FROM rooms WHERE room_id = ?"), room).Scan(&exists); err != nil {
+			return err
+		}
+		if exists == 0 {
+			return fmt.Errorf("%w: unknown room %s", ErrNotFound, room)
+		}
+		current, err := s.Membership(ctx, tx, target, room)
+		if err != nil {
+			return err
+		}
+		switch membership {
+		case "join":
+			if current == "join" {
+				return nil
+			}
+			if current != "invite" {
+				rules, err := s.stateContent(ctx, tx, room, "m.room.join_rules", "")
+				if err != nil {
+					return err
+				}
+				if rules["join_rule"] != "public" {
+					return fmt.Errorf("%w: you are not invited to this room", ErrForbidden)
+				}
+			}
+		case "leave":
+			if current != "join" && current != "invite" {
+				return fmt.Errorf("%w: you are not in this room", ErrNotInRoom)
+			}
+		case "invite":
+			own, err := s.Membership(ctx, tx, sender, room)
+			if err != nil {
+				return err
+			}
+			if own != "join" {
+				return fmt.Errorf("%w: you are not in this room", ErrNotInRoom)
+			}
+			if current == "join" || current == "invite" {
+				return fmt.Errorf("%w: %s is already in the room", ErrForbidden, target)
+			}
+		}
+		auth, err := s.authFor(ctx, tx, room, sender)
+		if err != nil {
+			return err
+		}
+		content := map[string]any{"membership": membership}
+		if membership == "join" {
+			if name := s.displayName(ctx, tx, target); name != "" {
+				content["displayname"] = name
+			}
+		}
+		e := &Event{RoomID: room, Type: "m.room.member", Sender: sender, StateKey: Str(target), Content: content, OriginServerTS: now(), AuthEvents: auth}
+		if err := s.Persist(ctx, tx, e); err != nil {
+			return err
+		}
+		eventID = e.EventID
+		return nil
+	})
+	return eventID, err
+}
+
+// Send persists an event sent by a client, idempotently: the same
+// transaction ID from the same device in the same room returns the event
+// already sent. Only joined members may send.
+func (s *Store) Send(ctx context.Context, u User, room, typ string, stateKey *string, content map[string]any, txnID string) (string, error) {
+	unlock := s.roomLock(room)
+	defer unlock()
+	var eventID string
+	err := s.Tx(ctx, func(tx *sql.Tx) error {
+		if txnID != "" {
+			err := tx.QueryRowContext(ctx, s.q(`SELECT event_id FROM event_txn_id_device_id
+				WHERE room_id = ? AND user_id = ? AND device_id = ? AND txn_id = ?`), room, u.ID, u.DeviceID, txnID).Scan(&eventID)
+			if err == nil {
+				return nil
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+		}
+		m, err := s.Membership(ctx, tx, u.ID, room)
+		if err != nil {
+			return err
+		}
+		if m != "join" {
+			return fmt.Errorf("%w: you are not in this room", ErrNotInRoom)
+		}
+		auth, err := s.authFor(ctx, tx, room, u.ID)
+		if err != nil {
+			return err
+		}
+		e := &Event{RoomID: room, Type: typ, Sender: u.ID, StateKey: stateKey, Content: content, OriginServerTS: now(),
+			AuthEvents: auth, TxnID: txnID, DeviceID: u.DeviceID}
+		if err := s.Persist(ctx, tx, e); err != nil {
+			return err
+		}
+		eventID = e.EventID
+		return nil
+	})
+	return eventID, err
+}
+
+// JoinedRooms lists the rooms a local user is joined to.
+func (s *Store) JoinedRooms(ctx context.Context, userID string) ([]string, error) {
+	rows, err := s.DB.QueryContext(ctx, s.q("SELECT room_id FROM local_current_membership WHERE user_id = ? AND membership = 'join' ORDER BY room_id"), userID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []string{}
+	for rows.Next() {
+		var r string
+		if err := rows.Scan(&r); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// requireJoined refuses users who are not joined to the room.
+func (s *Store) requireJoined(ctx context.Context, userID, room string) error {
+	m, err := s.Membership(ctx, s.DB, userID, room)
+	if err != nil {
+		return err
+	}
+	if m != "join" {
+		return fmt.Errorf("%w: you are not in this room", ErrNotInRoom)
+	}
+	return nil
+}
+
+// eventColumns are read, in this order, by scanEvents.
+const eventColumns = "e.event_id, e.type, e.room_id, e.sender, e.content, e.origin_server_ts, e.state_key, e.stream_ordering"
+
+func scanEvents(rows *sql.Rows) ([]ClientEvent, error) {
+	defer rows.Close()
+	out := []ClientEvent{}
+	for rows.Next() {
+		var (
+			ev       ClientEvent
+			content  sql.NullString
+			stateKey sql.NullString
+			ts       sql.NullInt64
+		)
+		if err := rows.Scan(&ev.EventID, &ev.Type, &ev.RoomID, &ev.Sender, &content, &ts, &stateKey, &ev.StreamOrdering); err != nil {
+			return nil, err
+		}
+		ev.OriginServerTS = ts.Int64
+		if stateKey.Valid {
+			ev.StateKey = Str(stateKey.String)
+		}
+		ev.Content = map[string]any{}
+		_ = json.Unmarshal([]byte(content.String), &ev.Content)
+		ev.Unsigned = map[string]any{}
+		out = append(out, ev)
+	}
+	return out, rows.Err()
+}
+
+// RoomState is the room's current state, for a joined member.
+func (s *Store) RoomState(ctx context.Context, userID, room string) ([]ClientEvent, error) {
+	if err := s.requireJoined(ctx, userID, room); err != nil {
+		return nil, err
+	}
+	rows, err := s.DB.QueryContext(ctx, s.q(`SELECT `+eventColumns+` FROM current_state_events AS c
+		JOIN events AS e ON e.event_id = c.event_id WHERE c.room_id = ? ORDER BY e.stream_ordering`), room)
+	if err != nil {
+		return nil, err
+	}
+	return scanEvents(rows)
+}
+
+// Token renders a stream position as a pagination token.
+func Token(stream int64) string { return "s" + strconv.FormatInt(stream, 10) }
+
+// ParseToken reads a pagination token ("s<stream ordering>"; Synapse's
+// topological tokens "t<topo>-<stream>" are read by their stream part).
+func ParseToken(tok string) (int64, error) {
+	switch {
+	case strings.HasPrefix(tok, "s"):
+		tok = tok[1:]
+	case strings.HasPrefix(tok, "t"):
+		if i := strings.IndexByte(tok, '-'); i > 0 {
+			tok = tok[i+1:]
+		}
+	}
+	if i := strings.IndexByte(tok, '_'); i > 0 {
+		tok = tok[:i]
+	}
+	n, err := strconv.ParseInt(tok, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %q", ErrBadToken, tok)
+	}
+	return n, nil
+}
+
+// Page is a page of /messages.
+type Page struct {
+	Chunk []ClientEvent `json:"chunk"`
+	Start string        `json:"start"`
+	End   string        `json:"end,omitempty"`
+}
+
+// Messages pages through a room's timeline by stream ordering, for a
+// joined member: backwards (dir "b") from `from` (exclusive; empty means
+// the newest) or forwards (dir "f") from `from` (exclusive; empty means the
+// oldest). End is empty when there is nothing more.
+func (s *Store) Messages(ctx context.Context, userID, room, from, dir string, limit int) (Page, error) {
+	if err := s.requireJoined(ctx, userID, room); err != nil {
+		return Page{}, err
+	}
+	var (
+		pos     int64
+		hasFrom = from != ""
+		err     error
+	)
+	if hasFrom {
+		if pos, err = ParseToken(from); err != nil {
+			return Page{}, err
+		}
+	}
+	q := `SELECT ` + eventColumns + ` FROM events AS e WHERE e.room_id = ? AND e.outlier = ?`
+	args := []any{room, false}
+	if dir == "f" {
+		if hasFrom {
+			q += " AND e.stream_ordering > ?"
+			args = append(args, pos)
+		}
+		q += " ORDER BY e.stream_ordering ASC"
+	} else {
+		if hasFrom {
+			q += " AND e.stream_ordering < ?"
+			args = append(args, pos)
+		}
+		q += " ORDER BY e.stream_ordering DESC"
+	}
+	q += " LIMIT ?"
+	args = append(args, limit+1)
+	rows, err := s.DB.QueryContext(ctx, s.q(q), args...)
+	if err != nil {
+		return Page{}, err
+	}
+	events, err := scanEvents(rows)
+	if err != nil {
+		return Page{}, err
+	}
+	more := len(events) > limit
+	if more {
+		events = events[:limit]
+	}
+	p := Page{Chunk: events}
+	switch {
+	case hasFrom:
+		p.Start = Token(pos)
+	case dir == "f":
+		p.Start = Token(0)
+	default:
+		var maxPos sql.NullInt64
+		if err := s.DB.QueryRowContext(ctx, "SELECT MAX(stream_ordering) FROM events").Scan(&maxPos); err != nil {
+			return Page{}, err
+		}
+		p.Start = Token(maxPos.Int64 + 1)
+	}
+	if more && len(events) > 0 {
+		p.End = Token(events[len(events)-1].StreamOrdering)
+	}
+	return p, nil
+}
+
+// SearchResult is one hit of /search.
+type SearchResult struct {
+	Rank   float64     `json:"rank"`
+	Result ClientEvent `json:"result"`
+}
+
+// Search finds messages matching a term in the rooms the user is joined
+// to (or the given ones among them), best first, using event_search: a
+// tsvector match on PostgreSQL, FTS5 on SQLite.
+func (s *Store) Search(ctx context.Context, userID, term string, rooms []string, limit int) ([]SearchResult, int, error) {
+	joined, err := s.JoinedRooms(ctx, userID)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(rooms) > 0 {
+		allowed := map[string]bool{}
+		for _, r := range joined {
+			allowed[r] = true
+		}
+		var keep []string
+		for _, r := range rooms {
+			if allowed[r] {
+				keep = append(keep, r)
+			}
+		}
+		joined = keep
+	}
+	words := strings.Fields(term)
+	if len(joined) == 0 || len(words) == 0 {
+		return []SearchResult{}, 0, nil
+	}
+	marks := strings.TrimSuffix(strings.Repeat("?, ", len(joined)), ", ")
+	// On SQLite the FTS5 table is named, not aliased: MATCH and bm25() take
+	// the table itself.
+	var (
+		from, match, rank string
+		args, rankArgs    []any
+	)
+	if s.DB.Engine == db.Postgres {
+		from = "event_search AS t"
+		match = "t.vector @@ plainto_tsquery('english', ?)"
+		rank = "ts_rank_cd(t.vector, plainto_tsquery('english', ?))"
+		args = []any{term}
+		rankArgs = []any{term, term}
+	} else {
+		quoted := make([]string, len(words))
+		for i, w := range words {
+			quoted[i] = `"` + strings.ReplaceAll(w, `"`, `""`) + `"`
+		}
+		match = "event_search MATCH ?"
+		rank = "-bm25(event_search)"
+		args = []any{"value : (" + strings.Join(quoted, " ") + ")"}
+		rankArgs = append([]any{}, args...)
+		from = "event_search"
+	}
+	tbl := "t"
+	if s.DB.Engine == db.SQLite {
+		tbl = "event_search"
+	}
+	for _, r := range joined {
+		args = append(args, r)
+		rankArgs = append(rankArgs, r)
+	}
+	where := match + " AND " + tbl + ".room_id IN (" + marks + ")"
+	var count int
+	if err := s.DB.QueryRowContext(ctx, s.q("SELECT count(*) FROM "+from+" WHERE "+where), args...).Scan(&count); err != nil {
+		return nil, 0, fmt.Errorf("search: %w", err)
+	}
+	rankArgs = append(rankArgs, limit)
+	q := `SELECT ` + rank + `, ` + eventColumns + ` FROM ` + from + ` JOIN events AS e ON e.event_id = ` + tbl + `.event_id
+		WHERE ` + where + ` ORDER BY 1 DESC, e.stream_ordering DESC LIMIT ?`
+	rows, err := s.DB.QueryContext(ctx, s.q(q), rankArgs...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("search: %w", err)
+	}
+	defer rows.Close()
+	out := []SearchResult{}
+	for rows.Next() {
+		var (
+			r                 SearchResult
+			content, stateKey sql.NullString
+			ts                sql.NullInt64
+		)
+		if err := rows.Scan(&r.Rank, &r.Result.EventID, &r.Result.Type, &r.Result.RoomID, &r.Result.Sender, &content, &ts, &stateKey, &r.Result.StreamOrdering); err != nil {
+			return nil, 0, err
+		}
+		r.Result.OriginServerTS = ts.Int64
+		if stateKey.Valid {
+			r.Result.StateKey = Str(stateKey.String)
+		}
+		r.Result.Content = map[string]any{}
+		_ = json.Unmarshal([]byte(content.String), &r.Result.Content)
+		r.Result.Unsigned = map[string]any{}
+		out = append(out, r)
+	}
+	return out, count, rows.Err()
+}
