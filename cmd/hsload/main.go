@@ -48,7 +48,7 @@ func run(args []string, stdout, stderr io.Writer) int {
   70  internal error`,
 		Args: cobra.NoArgs,
 	}
-	root.AddCommand(newGenerateCmd(ctx, stdout), newBenchPortCmd(ctx, stdout, stderr))
+	root.AddCommand(newGenerateCmd(ctx, stdout), newHTTPCmd(ctx, stdout), newBenchPortCmd(ctx, stdout, stderr))
 	return cli.Run(cli.Tool{Name: "hsload", UsageCode: exitUsage, InternalCode: exitInternal, Classify: func(err error) (int, string, bool) {
 		switch {
 		case errors.Is(err, config.ErrNotFound), errors.Is(err, config.ErrInvalid), errors.Is(err, config.ErrNoDatabase):

@@ -78,7 +78,7 @@ func discover(o *options, configPath string) (plan, error) {
 			return nil, configErr("pid_file is missing from %s", configPath)
 		}
 		p := &process{App: config.MainProcessApp, Configs: []string{configPath}, PidFile: absPath(pidFile), CacheFactor: cf, CacheFactors: cfs, Main: true}
-		p.BaseURL = baseURL(mainCfg.Listeners)
+		p.BaseURL = config.BaseURL(mainCfg.Listeners)
 		if p.BaseURL != "" {
 			p.HealthURL = p.BaseURL + "/health"
 		}
@@ -147,7 +147,7 @@ func discover(o *options, configPath string) (plan, error) {
 		}
 		p := process{App: wc.WorkerApp, Configs: []string{configPath, f}, PidFile: absPath(wc.WorkerPidFile),
 			CacheFactor: wc.SynctlCacheFactor, CacheFactors: wc.SynctlCacheFactors}
-		p.BaseURL = baseURL(merged.WorkerListeners)
+		p.BaseURL = config.BaseURL(merged.WorkerListeners)
 		if p.BaseURL != "" {
 			p.HealthURL = p.BaseURL + "/health"
 		}
@@ -161,35 +161,6 @@ func absPath(p string) string {
 		return abs
 	}
 	return p
-}
-
-// baseURL is the URL of the first HTTP listener on a TCP port.
-func baseURL(ls []config.Listener) string {
-	for _, l := range ls {
-		if (l.Type != "http" && l.Type != "") || l.Port == 0 {
-			continue
-		}
-		host := "127.0.0.1"
-		for _, a := range l.Addresses() {
-			switch a {
-			case "::", "0.0.0.0":
-			case "::1":
-				if len(l.Addresses()) == 1 {
-					host = "[::1]"
-				}
-				continue
-			default:
-				if strings.Contains(a, ":") {
-					host = "[" + a + "]"
-				} else {
-					host = a
-				}
-			}
-			break
-		}
-		return "http://" + host + ":" + strconv.Itoa(l.Port)
-	}
-	return ""
 }
 
 // cacheEnv is the environment a process is started with: synctl's own,

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -385,3 +386,34 @@ func yamlMessage(err error) string {
 	}
 	return strings.Join(lines, "; ")
 }
+
+// BaseURL is the URL of the first HTTP listener on a TCP port (a wildcard
+// address is reached on loopback), or "" when there is none.
+func BaseURL(ls []Listener) string {
+	for _, l := range ls {
+		if (l.Type != "http" && l.Type != "") || l.Port == 0 {
+			continue
+		}
+		host := "127.0.0.1"
+		for _, a := range l.Addresses() {
+			switch a {
+			case "::", "0.0.0.0":
+			case "::1":
+				if len(l.Addresses()) == 1 {
+					host = "[::1]"
+				}
+				continue
+			default:
+				if strings.Contains(a, ":") {
+					host = "[" + a + "]"
+				} else {
+					host = a
+				}
+			}
+			break
+		}
+		return "http://" + host + ":" + strconv.Itoa(l.Port)
+	}
+	return ""
+}
+

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+
+	"hsops/internal/config"
+	"hsops/internal/db"
+	"hsops/internal/dbtest"
+	"hsops/internal/pgtest"
+	"hsops/internal/server"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// startEngine runs the engine in-process on a fresh database.
+func startEngine(t *testing.T, e db.Engine) (string, *db.DB) { return startEngineB(t, e) }
+
+func startEngineB(t testing.TB, e db.Engine) (string, *db.DB) {
+	t.Helper()
+	tg := dbtest.New(t, e)
+	var dbYAML string
+	if e == db.SQLite {
+		dbYAML = fmt.Sprintf("database:\n  name: sqlite3\n  args:\n    database: %s\n", tg.Config.SQLitePath())
+	} else {
+		dbYAML = pgtest.Database{Config: tg.Config}.YAML()
+	}
+	cfg, err := config.Parse([]config.File{{Name: "hs.yaml", Data: []byte(`server_name: example.org
+registration_shared_secret: s3cret
+bcrypt_rounds: 4
+listeners:
+  - port: 0
+    type: http
+    bind_addresses: ['127.0.0.1']
+` + dbYAML)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := server.Start(ctx, server.Options{Config: cfg, Log: server.NewLogger(io.Discard, "test")})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return "http://" + srv.Addrs()[0].String(), tg.Open(t)
+}
+
+func TestHTTPLoad(t *testing.T) {
+	dbtest.Engines(t, func(t *testing.T, e db.Engine) {
+		base, d := startEngine(t, e)
+		var out, errOut bytes.Buffer
+		code := run([]string{"http", "--url", base, "--shared-secret", "s3cret", "--users", "6", "--rooms", "3", "--members", "3",
+			"--messages", "60", "--reads", "9", "--searches", "6", "--concurrency", "4", "--prefix", "t"}, &out, &errOut)
+		if code != 0 {
+			t.Fatalf("exit %d\n%s%s", code, out.String(), errOut.String())
+		}
+		for _, want := range []string{"hsload http: 6 users, 3 rooms, 60 messages", "register           6       0", "createRoom         3       0",
+			"join               6       0", "send              60       0", "messages           9       0", "search             6       0"} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("report lacks %q:\n%s", want, out.String())
+			}
+		}
+		var n int
+		if err := d.QueryRow("SELECT count(*) FROM events WHERE type = 'm.room.message'").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != 60 {
+			t.Errorf("%d messages in the database, want 60", n)
+		}
+
+		// A wrong secret fails the run at once, with the server's answer.
+		out.Reset()
+		errOut.Reset()
+		code = run([]string{"http", "--url", base, "--shared-secret", "wrong", "--users", "2", "--rooms", "1", "--prefix", "u"}, &out, &errOut)
+		if code != exitFailed || !strings.Contains(errOut.String(), "requests failed: register #") || !strings.Contains(errOut.String(), "HMAC incorrect") {
+			t.Errorf("exit %d\n%s%s", code, out.String(), errOut.String())
+		}
+	})
+}
+
+func TestHTTPLoad_Usage(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"http", "--shared-secret", "x"}, &out, &errOut); code != exitUsage || !strings.Contains(errOut.String(), "--url") {
+		t.Errorf("exit %d: %s", code, errOut.String())
+	}
+	errOut.Reset()
+	if code := run([]string{"http", "--url", "http://127.0.0.1:1", "--shared-secret", "x", "--users", "0"}, &out, &errOut); code != exitUsage {
+		t.Errorf("exit %d: %s", code, errOut.String())
+	}
+	errOut.Reset()
+	if code := run([]string{"http", "--url", "http://127.0.0.1:1", "--shared-secret", "x", "--users", "1", "--rooms", "1"}, &out, &errOut); code != exitFailed || !strings.Contains(errOut.String(), "connection refused") {
+		t.Errorf("unreachable server: exit %d: %s", code, errOut.String())
+	}
+}
