@@ -161,7 +161,9 @@ type apiError struct {
 	Body   string
 }
 
-func (e *apiError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.Status, strings.TrimSpace(e.Body)) }
+func (e *apiError) Error() string {
+	return fmt.Sprintf("HTTP %d: %s", e.Status, strings.TrimSpace(e.Body))
+}
 
 // do sends a request and decodes a 200 answer into out.
 func (l *loader) do(ctx context.Context, method, path, token string, body, out any) error {

@@ -416,4 +416,3 @@ func BaseURL(ls []Listener) string {
 	}
 	return ""
 }
-
