@@ -111,7 +111,7 @@ func benchPort(ctx context.Context, stdout, stderr io.Writer, events, jobs, batc
 		tmp := src + ".tmp"
 		_ = os.Remove(tmp)
 		p := gen.Params{ServerName: "example.org", Users: max(events/1000, 50), Rooms: max(events/5000, 10), Messages: events, MembersPerRoom: 20, Backfilled: 10, Seed: 1}
-		if _, err := generate(ctx, config.Database{Name: config.EngineSQLite, Args: map[string]string{"database": tmp}}, p, nil); err != nil {
+		if _, err := generate(ctx, config.Database{Name: config.EngineSQLite, Args: map[string]string{"database": tmp}}, p, 0, nil); err != nil {
 			return err
 		}
 		if err := os.Rename(tmp, src); err != nil {

@@ -78,6 +78,25 @@ func TestHTTPLoad(t *testing.T) {
 			t.Errorf("%d messages in the database, want 60", n)
 		}
 
+		// check reads them all back, searches and sends.
+		out.Reset()
+		code = run([]string{"check", "--url", base, "--login", "t-0:load-t-0", "--login", "@t-1:example.org:load-t-1", "--login", "t-2:load-t-2",
+			"--expect-messages", "60", "--search", "upgrade", "--send"}, &out, &errOut)
+		if code != 0 || !strings.Contains(out.String(), "3 users see 3 rooms and 60 messages (digest ") || !strings.Contains(out.String(), `search "upgrade": `) || !strings.Contains(out.String(), "sent $") {
+			t.Errorf("check: exit %d\n%s%s", code, out.String(), errOut.String())
+		}
+		out.Reset()
+		code = run([]string{"check", "--url", base, "--login", "t-0:load-t-0", "--expect-messages", "60"}, &out, &errOut)
+		if code != exitFailed || !strings.Contains(errOut.String(), "messages are readable, expected 60") {
+			t.Errorf("check of one user expecting all: exit %d\n%s%s", code, out.String(), errOut.String())
+		}
+		out.Reset()
+		errOut.Reset()
+		code = run([]string{"check", "--url", base, "--login", "t-0:wrong"}, &out, &errOut)
+		if code != exitFailed || !strings.Contains(errOut.String(), "log in as t-0: HTTP 403") {
+			t.Errorf("check with a wrong password: exit %d\n%s", code, errOut.String())
+		}
+
 		// A wrong secret fails the run at once, with the server's answer.
 		out.Reset()
 		errOut.Reset()

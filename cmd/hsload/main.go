@@ -38,7 +38,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root := &cobra.Command{
-		Use:   "hsload generate|http|bench-port",
+		Use:   "hsload generate|http|check|bench-port",
 		Short: "Load generators and benchmarks for the homeserver and its tools",
 		Long: `Exit codes:
   0   done
@@ -48,7 +48,7 @@ func run(args []string, stdout, stderr io.Writer) int {
   70  internal error`,
 		Args: cobra.NoArgs,
 	}
-	root.AddCommand(newGenerateCmd(ctx, stdout), newHTTPCmd(ctx, stdout), newBenchPortCmd(ctx, stdout, stderr))
+	root.AddCommand(newGenerateCmd(ctx, stdout), newHTTPCmd(ctx, stdout), newCheckCmd(ctx, stdout), newBenchPortCmd(ctx, stdout, stderr))
 	return cli.Run(cli.Tool{Name: "hsload", UsageCode: exitUsage, InternalCode: exitInternal, Classify: func(err error) (int, string, bool) {
 		switch {
 		case errors.Is(err, config.ErrNotFound), errors.Is(err, config.ErrInvalid), errors.Is(err, config.ErrNoDatabase):
@@ -62,6 +62,7 @@ func newGenerateCmd(ctx context.Context, stdout io.Writer) *cobra.Command {
 	var (
 		configs []string
 		p       gen.Params
+		version int
 	)
 	cmd := &cobra.Command{
 		Use:   "generate --database-config homeserver.yaml [--users N --rooms N --messages N]",
@@ -83,7 +84,7 @@ func newGenerateCmd(ctx context.Context, stdout io.Writer) *cobra.Command {
 				p.ServerName = cfg.ServerName
 			}
 			t0 := time.Now()
-			stats, err := generate(ctx, dbc, p, func(n int) {
+			stats, err := generate(ctx, dbc, p, version, func(n int) {
 				fmt.Fprintf(stdout, "\r%d events", n)
 			})
 			fmt.Fprintln(stdout)
@@ -103,17 +104,19 @@ func newGenerateCmd(ctx context.Context, stdout io.Writer) *cobra.Command {
 	f.IntVar(&p.MembersPerRoom, "members", 10, "members per room")
 	f.IntVar(&p.Backfilled, "backfilled", 5, "backfilled events per room (negative stream orderings)")
 	f.Int64Var(&p.Seed, "seed", 1, "random seed")
+	f.IntVar(&version, "schema-version", 0, "create the database at this older schema version (68-82) and write only what it has")
 	return cmd
 }
 
 // generate creates the schema if needed and fills the database.
-func generate(ctx context.Context, dbc config.Database, p gen.Params, progress func(int)) (gen.Stats, error) {
+func generate(ctx context.Context, dbc config.Database, p gen.Params, version int, progress func(int)) (gen.Stats, error) {
 	d, err := db.Open(ctx, dbc, db.Options{Create: true, AppName: "hsops hsload"})
 	if err != nil {
 		return gen.Stats{}, err
 	}
 	defer d.Close()
-	if _, err := schema.Engine().Apply(ctx, d, schema.Options{ServerName: p.ServerName, Holder: "hsload generate"}); err != nil {
+	p.Older = version != 0 && version < schema.Engine().Version
+	if _, err := schema.Engine().Apply(ctx, d, schema.Options{Target: version, ServerName: p.ServerName, Holder: "hsload generate"}); err != nil {
 		return gen.Stats{}, err
 	}
 	var n int

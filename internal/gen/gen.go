@@ -14,8 +14,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand"
+	"regexp"
 	"strings"
 
+	"hsops/internal/catalog"
 	"hsops/internal/db"
 	"hsops/internal/store"
 )
@@ -36,6 +38,10 @@ type Params struct {
 	TxSize int
 	// Progress is called after each transaction with the events so far.
 	Progress func(events int)
+	// Older, when set, writes into a database at an older schema version:
+	// columns and tables that version does not have are left out (and the
+	// rows are those a server at that version would have written).
+	Older bool
 }
 
 // Stats says what was written.
@@ -67,14 +73,18 @@ type gen struct {
 	ts    int64
 	stats Stats
 	inTx  int
+	// keep are, for statements rewritten for an older schema, the indexes
+	// of the arguments kept; skip are the statements of missing tables.
+	keep map[string][]int
+	skip map[string]bool
 }
 
 var words = strings.Fields(`the quick brown fox jumps over lazy dog matrix homeserver synapse room message hello world
 meeting tomorrow lunch deploy release upgrade database postgres sqlite migration running coffee weekend project
 review merge branch test passing failing network server federation encrypted thread reply reaction photo`)
 
-// Generate writes the data. The database must be an engine database at
-// schema 83 with no rooms or events yet.
+// Generate writes the data. The database must be an engine database with
+// no rooms or events yet, at schema 83 (or older, with Params.Older).
 func Generate(ctx context.Context, d *db.DB, p Params) (Stats, error) {
 	if p.ServerName == "" {
 		p.ServerName = "example.org"
@@ -85,7 +95,8 @@ func Generate(ctx context.Context, d *db.DB, p Params) (Stats, error) {
 	if p.MembersPerRoom == 0 || p.MembersPerRoom > p.Users {
 		p.MembersPerRoom = min(p.Users, 10)
 	}
-	g := &gen{ctx: ctx, d: d, p: p, rnd: rand.New(rand.NewSource(p.Seed)), next: 1, back: -1, group: 1, ts: 1_700_000_000_000}
+	g := &gen{ctx: ctx, d: d, p: p, rnd: rand.New(rand.NewSource(p.Seed)), next: 1, back: -1, group: 1, ts: 1_700_000_000_000,
+		keep: map[string][]int{}, skip: map[string]bool{}}
 	if err := g.start(); err != nil {
 		return g.stats, err
 	}
@@ -158,8 +169,20 @@ func (g *gen) tick() error {
 }
 
 func (g *gen) exec(name, q string, args ...any) error {
+	if g.skip[name] {
+		return nil
+	}
 	st, ok := g.stmts[name]
 	if !ok {
+		if g.p.Older {
+			var err error
+			if q, err = g.forOlder(name, q); err != nil {
+				return err
+			}
+			if g.skip[name] {
+				return nil
+			}
+		}
 		var err error
 		st, err = g.tx.PrepareContext(g.ctx, g.d.Rebind(q))
 		if err != nil {
@@ -167,10 +190,72 @@ func (g *gen) exec(name, q string, args ...any) error {
 		}
 		g.stmts[name] = st
 	}
+	if keep, ok := g.keep[name]; ok {
+		kept := make([]any, 0, len(keep))
+		for _, i := range keep {
+			kept = append(kept, args[i])
+		}
+		args = kept
+	}
 	if _, err := st.ExecContext(g.ctx, args...); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
+}
+
+var insertRE = regexp.MustCompile(`(?s)^\s*INSERT INTO (\w+) \(([^)]*)\)\s*VALUES \((.*?)\)(\s*ON CONFLICT.*)?$`)
+
+// forOlder rewrites an INSERT for the database's schema: the columns its
+// table does not have are left out with their values (g.keep records which
+// arguments remain), and the statement is skipped when the table itself is
+// missing.
+func (g *gen) forOlder(name, q string) (string, error) {
+	m := insertRE.FindStringSubmatch(q)
+	if m == nil {
+		return q, nil
+	}
+	table := m[1]
+	ok, err := g.d.TableExists(g.ctx, g.tx, table)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		g.skip[name] = true
+		return "", nil
+	}
+	have, err := g.d.Columns(g.ctx, g.tx, table)
+	if err != nil {
+		return "", err
+	}
+	exists := map[string]bool{}
+	for _, c := range have {
+		exists[c] = true
+	}
+	cols := strings.Split(m[2], ",")
+	vals := catalog.SplitTopLevel(m[3])
+	if len(cols) != len(vals) {
+		return q, nil
+	}
+	var outCols, outVals []string
+	var keep []int
+	arg := 0
+	for i, c := range cols {
+		c = strings.TrimSpace(c)
+		n := strings.Count(vals[i], "?")
+		if exists[c] {
+			outCols = append(outCols, c)
+			outVals = append(outVals, vals[i])
+			for k := 0; k < n; k++ {
+				keep = append(keep, arg+k)
+			}
+		}
+		arg += n
+	}
+	if len(outCols) == len(cols) {
+		return q, nil
+	}
+	g.keep[name] = keep
+	return "INSERT INTO " + table + " (" + strings.Join(outCols, ", ") + ") VALUES (" + strings.Join(outVals, ", ") + ")" + m[4], nil
 }
 
 func (g *gen) user(i int) string { return fmt.Sprintf("@user%d:%s", i, g.p.ServerName) }
