@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -188,7 +187,7 @@ func (o *checkOptions) installedVersion(ctx context.Context, cfg *config.Config,
 	}
 	base := o.server
 	if base == "" {
-		base = baseURLOf(cfg)
+		base = config.BaseURL(cfg.Listeners)
 	}
 	if base != "" {
 		if v, how, ok := askServer(ctx, base); ok {
@@ -204,22 +203,6 @@ func (o *checkOptions) installedVersion(ctx context.Context, cfg *config.Config,
 		}
 	}
 	return nil, "", cli.Usagef("cannot tell the installed release (no --from, no server answering, no matching schema): pass --from VERSION")
-}
-
-func baseURLOf(cfg *config.Config) string {
-	for _, l := range cfg.Listeners {
-		if (l.Type == "http" || l.Type == "") && l.Port != 0 {
-			host := "127.0.0.1"
-			for _, a := range l.Addresses() {
-				if a != "::" && a != "0.0.0.0" && !strings.Contains(a, ":") {
-					host = a
-					break
-				}
-			}
-			return "http://" + host + ":" + strconv.Itoa(l.Port)
-		}
-	}
-	return ""
 }
 
 // askServer reads the running server's version. Synapse answers "1.98.0";
