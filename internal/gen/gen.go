@@ -19,6 +19,7 @@ import (
 
 	"hsops/internal/catalog"
 	"hsops/internal/db"
+	"hsops/internal/sequences"
 	"hsops/internal/store"
 )
 
@@ -130,7 +131,13 @@ func Generate(ctx context.Context, d *db.DB, p Params) (Stats, error) {
 	if err := g.exec("stream", `INSERT INTO stream_positions (stream_name, instance_name, stream_id) VALUES (?, 'master', ?)`, "events", g.next-1); err != nil {
 		return g.stats, err
 	}
-	return g.stats, g.commit()
+	if err := g.commit(); err != nil {
+		return g.stats, err
+	}
+	// The rows bypassed PostgreSQL's sequences: move them past what is in
+	// use, or the homeserver would hand out taken IDs.
+	_, err := sequences.Advance(ctx, d)
+	return g.stats, err
 }
 
 func (g *gen) start() error {
@@ -258,6 +265,14 @@ func (g *gen) forOlder(name, q string) (string, error) {
 	return "INSERT INTO " + table + " (" + strings.Join(outCols, ", ") + ") VALUES (" + strings.Join(outVals, ", ") + ")" + m[4], nil
 }
 
+// boolInt is a boolean for a SMALLINT column (users.admin).
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func (g *gen) user(i int) string { return fmt.Sprintf("@user%d:%s", i, g.p.ServerName) }
 
 func (g *gen) users() error {
@@ -269,7 +284,7 @@ func (g *gen) users() error {
 			args    []any
 		}{
 			{"user", "INSERT INTO users (name, password_hash, creation_ts, admin, is_guest, deactivated, approved, locked) VALUES (?, ?, ?, ?, 0, 0, ?, ?)",
-				[]any{u, "$2b$04$abcdefghijklmnopqrstuuOpQ0q3Jx0hYhCmK0Ac6Tt4u1w0z2zGe", g.ts / 1000, i == 0, true, false}},
+				[]any{u, "$2b$04$abcdefghijklmnopqrstuuOpQ0q3Jx0hYhCmK0Ac6Tt4u1w0z2zGe", g.ts / 1000, boolInt(i == 0), true, false}},
 			{"profile", "INSERT INTO profiles (user_id, full_user_id, displayname) VALUES (?, ?, ?)", []any{local, u, "User " + fmt.Sprint(i)}},
 			{"device", "INSERT INTO devices (user_id, device_id, display_name, last_seen, hidden) VALUES (?, ?, ?, ?, ?)", []any{u, "DEV" + fmt.Sprint(i), "phone", g.ts, false}},
 			{"token", "INSERT INTO access_tokens (id, user_id, device_id, token, used) VALUES (?, ?, ?, ?, ?)", []any{i + 1, u, "DEV" + fmt.Sprint(i), "syt_gen_" + fmt.Sprint(i), false}},

@@ -180,3 +180,27 @@ func Check(ctx context.Context, d *db.DB) error {
 	}
 	return nil
 }
+
+// Advance moves every known sequence of a PostgreSQL database that is
+// behind its tables or streams to the value in use, as a writer that
+// bypassed the sequences (a bulk loader) must. It returns the names moved.
+func Advance(ctx context.Context, d *db.DB) ([]string, error) {
+	if d.Engine != db.Postgres {
+		return nil, nil
+	}
+	states, err := Read(ctx, d, d)
+	if err != nil {
+		return nil, err
+	}
+	var moved []string
+	for _, s := range states {
+		if !s.Behind() {
+			continue
+		}
+		if _, err := d.ExecContext(ctx, "SELECT setval($1, $2, true)", s.Name, s.Needed()); err != nil {
+			return moved, fmt.Errorf("set sequence %s: %w", s.Name, err)
+		}
+		moved = append(moved, s.Name)
+	}
+	return moved, nil
+}

@@ -1,0 +1,336 @@
+// Package journey runs the operator's journey end to end with the real
+// binaries: a homeserver generated, started, used, snapshotted, ported to
+// PostgreSQL, switched over; and an old deployment with a corrupted
+// state_group_edges table checked, repaired, upgraded, rolled back and
+// upgraded again, its messages intact at every step.
+package journey
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"hsops/internal/catalog"
+	"hsops/internal/config"
+	"hsops/internal/db"
+	"hsops/internal/dbtest"
+	"hsops/internal/pgtest"
+	"hsops/internal/rowsum"
+	"hsops/schema"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "hsops-journey-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	out, err := exec.Command("go", "build", "-o", dir+"/", "hsops/cmd/...").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build the tools: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	pgtest.Stop()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// operator runs the tools in a directory and keeps a transcript.
+type operator struct {
+	t      *testing.T
+	dir    string
+	config string
+	script strings.Builder
+}
+
+func newOperator(t *testing.T) *operator {
+	t.Helper()
+	dir := t.TempDir()
+	o := &operator{t: t, dir: dir, config: filepath.Join(dir, "hs", "homeserver.yaml")}
+	if err := os.MkdirAll(filepath.Join(dir, "hs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Never leave a homeserver running behind a failed test.
+		cmd := exec.Command(filepath.Join(binDir, "synctl"), "stop", o.config, "--timeout", "10s", "--kill")
+		cmd.Dir = dir
+		_ = cmd.Run()
+		if t.Failed() || os.Getenv("HSOPS_JOURNEY_TRANSCRIPT") != "" {
+			t.Logf("transcript:\n%s", o.script.String())
+		}
+		if p := os.Getenv("HSOPS_JOURNEY_TRANSCRIPT"); p != "" {
+			_ = os.WriteFile(p+"-"+strings.ReplaceAll(t.Name(), "/", "-")+".txt", []byte(o.script.String()), 0o644)
+		}
+	})
+	return o
+}
+
+// run runs a tool and checks its exit code; it returns the output.
+func (o *operator) run(wantCode int, tool string, args ...string) string {
+	o.t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, tool), args...)
+	cmd.Dir = o.dir
+	cmd.Env = append(os.Environ(), "NO_COLOR=1")
+	t0 := time.Now()
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		o.t.Fatalf("%s: %v", tool, err)
+	}
+	text := strings.ReplaceAll(string(out), o.dir, "/srv/matrix")
+	fmt.Fprintf(&o.script, "$ %s %s\n%s", tool, strings.ReplaceAll(strings.Join(args, " "), o.dir, "/srv/matrix"), text)
+	if code != 0 {
+		fmt.Fprintf(&o.script, "(exit %d)\n", code)
+	}
+	o.script.WriteString("\n")
+	if code != wantCode {
+		o.t.Fatalf("%s %s: exit %d, want %d (%s)\n%s", tool, strings.Join(args, " "), code, wantCode, time.Since(t0).Round(time.Millisecond), out)
+	}
+	return string(out)
+}
+
+// must checks that out matches a regular expression and returns the first
+// group (or the match).
+func (o *operator) must(out, pattern string) string {
+	o.t.Helper()
+	m := regexp.MustCompile(pattern).FindStringSubmatch(out)
+	if m == nil {
+		o.t.Fatalf("no match for %q in:\n%s", pattern, out)
+	}
+	return m[len(m)-1]
+}
+
+// editConfig rewrites the homeserver.yaml.
+func (o *operator) editConfig(edit func(string) string) {
+	o.t.Helper()
+	data, err := os.ReadFile(o.config)
+	if err != nil {
+		o.t.Fatal(err)
+	}
+	if err := os.WriteFile(o.config, []byte(edit(string(data))), 0o600); err != nil {
+		o.t.Fatal(err)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// generate writes the homeserver.yaml with --generate-config and points its
+// listener at a free loopback port.
+func (o *operator) generate() {
+	o.t.Helper()
+	o.run(0, "homeserver", "-c", o.config, "--generate-config", "--server-name", "example.org", "--report-stats", "no")
+	port := freePort(o.t)
+	o.editConfig(func(s string) string {
+		s = strings.Replace(s, "port: 8008", fmt.Sprintf("port: %d", port), 1)
+		return strings.Replace(s, "bind_addresses: ['::1', '127.0.0.1']", "bind_addresses: ['127.0.0.1']", 1)
+	})
+}
+
+var sqliteSection = regexp.MustCompile(`(?m)^database:\n(?:  .*\n)+`)
+
+// usePostgres switches the config's database section to a PostgreSQL one.
+func (o *operator) usePostgres(pg pgtest.Database) {
+	o.t.Helper()
+	o.editConfig(func(s string) string {
+		if !sqliteSection.MatchString(s) {
+			o.t.Fatalf("no database section in:\n%s", s)
+		}
+		return sqliteSection.ReplaceAllString(s, pg.YAML())
+	})
+}
+
+// dbConfig is the config's database.
+func (o *operator) dbConfig() config.Database {
+	o.t.Helper()
+	cfg, err := config.Load(o.config)
+	if err != nil {
+		o.t.Fatal(err)
+	}
+	dbc, err := cfg.MainDatabase()
+	if err != nil {
+		o.t.Fatal(err)
+	}
+	return dbc
+}
+
+func (o *operator) open() *db.DB {
+	o.t.Helper()
+	d, err := db.Open(context.Background(), o.dbConfig(), db.Options{})
+	if err != nil {
+		o.t.Fatal(err)
+	}
+	return d
+}
+
+// TestJourney_SQLiteToPostgres is the move of a working homeserver from
+// SQLite to PostgreSQL in snapshots.
+func TestJourney_SQLiteToPostgres(t *testing.T) {
+	o := newOperator(t)
+	pg := pgtest.NewDatabase(t)
+	o.generate()
+	o.run(0, "synctl", "start", o.config)
+	o.run(0, "hsload", "http", "-c", o.config, "--users", "4", "--rooms", "2", "--members", "4", "--messages", "200",
+		"--reads", "20", "--searches", "10", "--concurrency", "4", "--prefix", "alice")
+	o.run(0, "synctl", "stop", o.config)
+
+	// A snapshot of the stopped homeserver, then more traffic.
+	live := filepath.Join(o.dir, "hs", "homeserver.db")
+	snapshot := filepath.Join(o.dir, "snapshot.db")
+	data, err := os.ReadFile(live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(snapshot, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o.run(0, "synctl", "start", o.config)
+	o.run(0, "hsload", "http", "-c", o.config, "--users", "3", "--rooms", "1", "--members", "3", "--messages", "100",
+		"--reads", "10", "--searches", "5", "--concurrency", "3", "--prefix", "bob")
+	check := []string{"check", "-c", o.config, "--login", "alice-0:load-alice-0", "--login", "bob-0:load-bob-0"}
+	before := o.run(0, "hsload", append(check, "--expect-messages", "300")...)
+	digest := o.must(before, `300 messages \(digest ([0-9a-f]+)\)`)
+
+	// Port the snapshot while the homeserver runs on the live file.
+	pgConfig := filepath.Join(o.dir, "postgres.yaml")
+	if err := os.WriteFile(pgConfig, []byte("server_name: example.org\n"+pg.YAML()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o.must(o.run(0, "port_db", "--sqlite-database", snapshot, "--postgres-config", pgConfig), `(?i)done|ported|copied`)
+	o.run(0, "synctl", "stop", o.config)
+	// Then the live file: only what is new since the snapshot.
+	o.run(0, "port_db", "--sqlite-database", live, "--postgres-config", pgConfig)
+
+	o.usePostgres(pg)
+	o.run(0, "synctl", "start", o.config)
+	after := o.run(0, "hsload", append(check, "--expect-messages", "300", "--search", "upgrade", "--send")...)
+	if got := o.must(after, `300 messages \(digest ([0-9a-f]+)\)`); got != digest {
+		t.Fatalf("digest after the move %s, before %s", got, digest)
+	}
+	if hits := o.must(after, `search "upgrade": (\d+) hits`); hits == "0" {
+		t.Error("search found nothing on PostgreSQL")
+	}
+	o.must(after, `sent \$`)
+	o.run(0, "hsload", append(check, "--expect-messages", "301")...)
+	o.run(0, "update_database", "upgrade-check", "-c", o.config, "--to", "1.98.0")
+	o.run(0, "synctl", "stop", o.config)
+}
+
+// TestJourney_OldDeploymentRepairUpgradeRollback starts from a database
+// created at schema 69 whose state_group_edges a restored dump duplicated.
+func TestJourney_OldDeploymentRepairUpgradeRollback(t *testing.T) {
+	dbtest.Engines(t, func(t *testing.T, e db.Engine) {
+		o := newOperator(t)
+		o.generate()
+		if e == db.Postgres {
+			o.usePostgres(pgtest.NewDatabase(t))
+		}
+		o.run(0, "hsload", "generate", "-c", o.config, "--schema-version", "69", "--users", "10", "--rooms", "4", "--members", "10", "--messages", "400")
+		d := o.open()
+		var messages int
+		if err := d.QueryRow("SELECT count(*) FROM events WHERE type = 'm.room.message'").Scan(&messages); err != nil {
+			t.Fatal(err)
+		}
+		// The restored dump: five edges twice.
+		if _, err := d.Exec(`INSERT INTO state_group_edges (state_group, prev_state_group)
+			SELECT state_group, prev_state_group FROM state_group_edges WHERE state_group IN
+			(SELECT state_group FROM state_group_edges ORDER BY state_group LIMIT 5)`); err != nil {
+			t.Fatal(err)
+		}
+		d.Close()
+
+		out := o.run(2, "update_database", "upgrade-check", "-c", o.config, "--to", "1.98.0")
+		o.must(out, `state_group_edges`)
+		o.must(o.run(0, "update_database", "repair", "state-group-edges", "-c", o.config), `removed 5 rows in one transaction`)
+		o.run(0, "update_database", "upgrade-check", "-c", o.config, "--to", "1.98.0")
+		o.must(o.run(0, "update_database", "-c", o.config, "--run-background-updates"), `upgraded from schema 69 to 83`)
+
+		check := []string{"check", "-c", o.config, "--token", "syt_gen_0", "--expect-messages", fmt.Sprint(messages)}
+		o.run(0, "synctl", "start", o.config)
+		digest := o.must(o.run(0, "hsload", check...), `messages \(digest ([0-9a-f]+)\)`)
+		o.run(0, "synctl", "stop", o.config)
+
+		// Roll back to 69: the schema of a fresh 69, the same events.
+		d = o.open()
+		sums := eventSums(t, d)
+		d.Close()
+		o.run(11, "update_database", "rollback", "-c", o.config, "--to-schema", "69", "--yes")
+		o.must(o.run(0, "update_database", "rollback", "-c", o.config, "--to-schema", "69", "--yes", "--allow-data-loss"), `rolled back from schema 83 to 69`)
+		d = o.open()
+		fresh := dbtest.New(t, e).Open(t)
+		if _, err := schema.Engine().Apply(context.Background(), fresh, schema.Options{Target: 69}); err != nil {
+			t.Fatal(err)
+		}
+		got, want := dump(t, d), dump(t, fresh)
+		if diff := catalog.Diff(got, want); len(diff) > 0 {
+			t.Fatalf("the rolled-back schema differs from a fresh 69:\n%s", strings.Join(diff, "\n"))
+		}
+		if after := eventSums(t, d); after != sums {
+			t.Fatalf("events changed in the rollback:\n%s\nwas\n%s", after, sums)
+		}
+		d.Close()
+
+		// Started again, the engine upgrades it back; nothing was lost.
+		o.run(0, "synctl", "start", o.config)
+		if got := o.must(o.run(0, "hsload", append(check, "--send")...), `messages \(digest ([0-9a-f]+)\)`); got != digest {
+			t.Fatalf("digest after rollback and upgrade %s, before %s", got, digest)
+		}
+		o.run(0, "synctl", "stop", o.config)
+		o.must(o.run(0, "update_database", "status", "-c", o.config), `schema version: +83`)
+	})
+}
+
+func dump(t *testing.T, d *db.DB) *catalog.Catalog {
+	t.Helper()
+	c, err := catalog.Dump(context.Background(), d, catalog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// eventSums are the checksums of the tables that hold the messages.
+func eventSums(t *testing.T, d *db.DB) string {
+	t.Helper()
+	ctx := context.Background()
+	var b strings.Builder
+	for _, tbl := range []string{"events", "event_json", "event_edges", "state_groups", "state_groups_state", "room_memberships", "current_state_events"} {
+		cols, err := rowsum.Columns(ctx, d, d, tbl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keep []rowsum.Column
+		for _, c := range cols {
+			// event_stream_ordering (74) is not there at 69.
+			if c.Name != "event_stream_ordering" {
+				keep = append(keep, c)
+			}
+		}
+		sum, err := rowsum.Table(ctx, d, db.QuoteIdent(tbl), keep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "%s: %s\n", tbl, sum)
+	}
+	return b.String()
+}
