@@ -155,7 +155,7 @@ func rollbackOne(ctx context.Context, o *rollbackOptions, cfg *config.Config, db
 	if o.json {
 		cli.NewJSONLines(o.stdout).Emit(rollbackPlanJSON(desc, plan, o.dryRun, backup))
 	} else {
-		formatRollbackPlan(o.stdout, desc, plan, backup, o.backupDatabase)
+		formatRollbackPlan(o.stdout, desc, plan, backup, o.backupDatabase, o.allowDataLoss)
 	}
 	if o.dryRun {
 		if !o.json {
@@ -281,7 +281,7 @@ func backupPostgres(ctx context.Context, dbc config.Database, name string) error
 
 // formatRollbackPlan prints a rollback plan for people. Its output is
 // stable (golden files).
-func formatRollbackPlan(w io.Writer, desc string, p *rollback.Plan, backup, backupDB string) {
+func formatRollbackPlan(w io.Writer, desc string, p *rollback.Plan, backup, backupDB string, allowLoss bool) {
 	fmt.Fprintf(w, "rollback plan for %s (%s, %s):\n", desc, p.Engine, strings.Join(p.Stores, ", "))
 	fmt.Fprintf(w, "  the database is at schema %d (compat %d); %s\n", p.From, p.State.Compat, acceptedBy(p.From, p.State.Compat))
 	if p.Empty() {
@@ -346,7 +346,11 @@ func formatRollbackPlan(w io.Writer, desc string, p *rollback.Plan, backup, back
 		fmt.Fprintln(w, "  no copy is made (--no-backup)")
 	}
 	if lost := p.Lost(); len(lost) > 0 || len(p.Irreversible) > 0 {
-		fmt.Fprintf(w, "  %s in %s, in one transaction; refused unless --allow-data-loss\n", plural(p.ReverseCount(), "reverse"), plural(len(p.Steps), "version"))
+		verdict := "refused unless --allow-data-loss"
+		if allowLoss {
+			verdict = "the loss is allowed (--allow-data-loss)"
+		}
+		fmt.Fprintf(w, "  %s in %s, in one transaction; %s\n", plural(p.ReverseCount(), "reverse"), plural(len(p.Steps), "version"), verdict)
 	} else {
 		fmt.Fprintf(w, "  %s in %s, in one transaction; no data is lost\n", plural(p.ReverseCount(), "reverse"), plural(len(p.Steps), "version"))
 	}
