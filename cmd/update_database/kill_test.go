@@ -133,53 +133,15 @@ func TestKill_BackgroundUpdatesResume(t *testing.T) {
 	}
 	bin := buildTool(t)
 	dbtest.Engines(t, func(t *testing.T, e db.Engine) {
-		ctx := context.Background()
 		dir := t.TempDir()
-		s := schema.Engine()
-		victim := dbtest.New(t, e)
-		reference := dbtest.New(t, e)
-		for _, tg := range []dbtest.Target{victim, reference} {
-			d := tg.Open(t)
-			if _, err := s.Apply(ctx, d, schema.Options{Target: 68}); err != nil {
-				t.Fatal(err)
-			}
-			seedForUpdates(t, d, 6000)
-			if _, err := s.Apply(ctx, d, schema.Options{ServerName: "example.org"}); err != nil {
-				t.Fatal(err)
-			}
-			d.Close()
-		}
+		victim, reference := twins(t, e, false)
 		refConfig := writeConfig(t, dir, reference.Config)
 		if out, err := exec.Command(bin, "--database-config", refConfig, "--run-background-updates").CombinedOutput(); err != nil {
 			t.Fatalf("uninterrupted run: %v\n%s", err, out)
 		}
 
 		victimConfig := writeConfig(t, dir, victim.Config)
-		kills := 0
-		for delay := 25 * time.Millisecond; ; delay += 5 * time.Millisecond {
-			if delay > 30*time.Second {
-				t.Fatal("the run never finished")
-			}
-			cmd := exec.Command(bin, "--database-config", victimConfig, "--run-background-updates")
-			cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Fatalf("run after %d kills failed: %v", kills, err)
-				}
-			case <-time.After(delay):
-				_ = cmd.Process.Signal(syscall.SIGKILL)
-				<-done
-				kills++
-				continue
-			}
-			break
-		}
+		kills := killUntilDone(t, bin, []string{"--database-config", victimConfig, "--run-background-updates"}, 25*time.Millisecond, 5*time.Millisecond, nil)
 		if kills < 5 {
 			t.Fatalf("only %d kills happened: the test did not exercise resumption", kills)
 		}
@@ -225,26 +187,8 @@ func TestKill_RollbackIsAtomic(t *testing.T) {
 	}
 	bin := buildTool(t)
 	dbtest.Engines(t, func(t *testing.T, e db.Engine) {
-		ctx := context.Background()
 		dir := t.TempDir()
-		s := schema.Engine()
-		victim := dbtest.New(t, e)
-		reference := dbtest.New(t, e)
-		for _, tg := range []dbtest.Target{victim, reference} {
-			d := tg.Open(t)
-			if _, err := s.Apply(ctx, d, schema.Options{Target: 68}); err != nil {
-				t.Fatal(err)
-			}
-			seedForUpdates(t, d, 6000)
-			if _, err := s.Apply(ctx, d, schema.Options{ServerName: "example.org"}); err != nil {
-				t.Fatal(err)
-			}
-			r := &schema.Runner{DB: d, Registry: s.Updates, Env: schema.Env{Engine: e, ServerName: "example.org"}}
-			if err := r.RunAll(ctx); err != nil {
-				t.Fatal(err)
-			}
-			d.Close()
-		}
+		victim, reference := twins(t, e, true)
 		args := func(config string) []string {
 			return []string{"rollback", "--database-config", config, "--to-schema", "68", "--allow-data-loss", "--yes", "--no-backup"}
 		}
@@ -260,41 +204,15 @@ func TestKill_RollbackIsAtomic(t *testing.T) {
 		target := contents(t, reference.Open(t))
 
 		victimConfig := writeConfig(t, dir, victim.Config)
-		kills := 0
-		for delay := 5 * time.Millisecond; ; delay += 6 * time.Millisecond {
-			if delay > 30*time.Second {
-				t.Fatal("the rollback never finished")
+		kills := killUntilDone(t, bin, args(victimConfig), 5*time.Millisecond, 6*time.Millisecond, func(kill int, delay time.Duration) {
+			d := victim.Open(t)
+			waitForSessionsToEnd(t, d)
+			got := contents(t, d)
+			d.Close()
+			if got != start && got != target {
+				t.Fatalf("after kill %d (at %v) the database is neither as it was nor rolled back:\n%s", kill, delay, diffLines(start, got))
 			}
-			cmd := exec.Command(bin, args(victimConfig)...)
-			cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Fatalf("rollback after %d kills failed: %v", kills, err)
-				}
-			case <-time.After(delay):
-				_ = cmd.Process.Signal(syscall.SIGKILL)
-				<-done
-				kills++
-				d := victim.Open(t)
-				waitForSessionsToEnd(t, d)
-				got := contents(t, d)
-				d.Close()
-				switch got {
-				case start:
-					continue
-				case target:
-				default:
-					t.Fatalf("after kill %d (at %v) the database is neither as it was nor rolled back:\n%s", kills, delay, diffLines(start, got))
-				}
-			}
-			break
-		}
+		})
 		if kills < 5 {
 			t.Fatalf("only %d kills happened", kills)
 		}
@@ -325,4 +243,67 @@ func waitForSessionsToEnd(t *testing.T, d *db.DB) {
 		}
 	}
 	t.Fatal("the killed process's sessions did not end")
+}
+
+// killUntilDone runs the tool with args again and again, killing it with
+// SIGKILL after a delay that grows by step each time, until a run finishes
+// (it must succeed). afterKill, when set, inspects the database after each
+// kill. It returns the number of kills.
+func killUntilDone(t *testing.T, bin string, args []string, first, step time.Duration, afterKill func(kill int, delay time.Duration)) int {
+	t.Helper()
+	kills := 0
+	for delay := first; ; delay += step {
+		if delay > 30*time.Second {
+			t.Fatal("the run never finished")
+		}
+		cmd := exec.Command(bin, args...)
+		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("run after %d kills failed: %v", kills, err)
+			}
+			return kills
+		case <-time.After(delay):
+			_ = cmd.Process.Signal(syscall.SIGKILL)
+			<-done
+			kills++
+			if afterKill != nil {
+				afterKill(kills, delay)
+			}
+		}
+	}
+}
+
+// twins are two identical databases (the victim of the kills and the
+// reference), seeded at 68 and upgraded to 83, with their background
+// updates run when done is set.
+func twins(t *testing.T, e db.Engine, done bool) (victim, reference dbtest.Target) {
+	t.Helper()
+	ctx := context.Background()
+	s := schema.Engine()
+	victim, reference = dbtest.New(t, e), dbtest.New(t, e)
+	for _, tg := range []dbtest.Target{victim, reference} {
+		d := tg.Open(t)
+		if _, err := s.Apply(ctx, d, schema.Options{Target: 68}); err != nil {
+			t.Fatal(err)
+		}
+		seedForUpdates(t, d, 6000)
+		if _, err := s.Apply(ctx, d, schema.Options{ServerName: "example.org"}); err != nil {
+			t.Fatal(err)
+		}
+		if done {
+			r := &schema.Runner{DB: d, Registry: s.Updates, Env: schema.Env{Engine: e, ServerName: "example.org"}}
+			if err := r.RunAll(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		d.Close()
+	}
+	return victim, reference
 }

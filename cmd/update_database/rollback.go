@@ -99,6 +99,13 @@ func runRollback(ctx context.Context, o *rollbackOptions) error {
 	if cfg.IsWorker() {
 		return fmt.Errorf("%w: this is a worker's configuration: roll back with the main process's", schema.ErrWorker)
 	}
+	if o.backupDatabase != "" {
+		for _, dbc := range cfg.Databases {
+			if !dbc.IsPostgres() {
+				return cli.Usagef("--backup-database is for PostgreSQL; SQLite databases are copied next to their file")
+			}
+		}
+	}
 	for _, dbc := range cfg.Databases {
 		if err := rollbackOne(ctx, o, cfg, dbc, release); err != nil {
 			return err
@@ -175,30 +182,11 @@ func rollbackOne(ctx context.Context, o *rollbackOptions, cfg *config.Config, db
 		return err
 	}
 	ro.Close()
-	if !o.force {
-		if err := refuseIfRunning(cfg); err != nil {
-			return err
-		}
-	}
-	if o.backupDatabase != "" {
-		if !dbc.IsPostgres() {
-			return cli.Usagef("--backup-database is for PostgreSQL; SQLite databases are copied next to their file")
-		}
-		if err := backupPostgres(ctx, dbc, o.backupDatabase); err != nil {
-			return err
-		}
-		backup = "PostgreSQL database " + o.backupDatabase
-	}
-	d, err := db.Open(ctx, dbc, db.Options{AppName: "hsops update_database rollback"})
+	d, backup, err := o.openForWrite(ctx, cfg, dbc, backup)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	if d.Engine == db.Postgres && !o.force {
-		if err := refuseIfSessions(ctx, d); err != nil {
-			return err
-		}
-	}
 	if d.Engine == db.SQLite {
 		opts.BackupPath = backup
 	}
@@ -207,6 +195,35 @@ func rollbackOne(ctx context.Context, o *rollbackOptions, cfg *config.Config, db
 		return err
 	}
 	return reportRollback(o.globals, desc, res, backup)
+}
+
+// openForWrite opens the database for the rollback after the refusals
+// (homeserver running, other sessions on PostgreSQL) and, for PostgreSQL
+// with --backup-database, the copy. It returns the backup's description:
+// the SQLite path given, or the PostgreSQL copy's name.
+func (o *rollbackOptions) openForWrite(ctx context.Context, cfg *config.Config, dbc config.Database, backup string) (*db.DB, string, error) {
+	if !o.force {
+		if err := refuseIfRunning(cfg); err != nil {
+			return nil, "", err
+		}
+	}
+	if o.backupDatabase != "" {
+		if err := backupPostgres(ctx, dbc, o.backupDatabase); err != nil {
+			return nil, "", err
+		}
+		backup = "PostgreSQL database " + o.backupDatabase
+	}
+	d, err := db.Open(ctx, dbc, db.Options{AppName: "hsops update_database rollback"})
+	if err != nil {
+		return nil, "", err
+	}
+	if d.Engine == db.Postgres && !o.force {
+		if err := refuseIfSessions(ctx, d); err != nil {
+			d.Close()
+			return nil, "", err
+		}
+	}
+	return d, backup, nil
 }
 
 // backupPath names the copy of a SQLite file made before a rollback: the
@@ -474,34 +491,15 @@ func rollbackSynapse(ctx context.Context, o *rollbackOptions, cfg *config.Config
 		return err
 	}
 	ro.Close()
-	if !o.force {
-		if err := refuseIfRunning(cfg); err != nil {
-			return err
-		}
-	}
 	backup := ""
 	if dbc.IsSQLite() && !o.noBackup {
 		backup = backupPath(dbc.SQLitePath(), st.Version, p.Recipes[len(p.Recipes)-1].ToSchema)
 	}
-	if o.backupDatabase != "" {
-		if !dbc.IsPostgres() {
-			return cli.Usagef("--backup-database is for PostgreSQL; SQLite databases are copied next to their file")
-		}
-		if err := backupPostgres(ctx, dbc, o.backupDatabase); err != nil {
-			return err
-		}
-		backup = "PostgreSQL database " + o.backupDatabase
-	}
-	d, err := db.Open(ctx, dbc, db.Options{AppName: "hsops update_database rollback"})
+	d, backup, err := o.openForWrite(ctx, cfg, dbc, backup)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	if d.Engine == db.Postgres && !o.force {
-		if err := refuseIfSessions(ctx, d); err != nil {
-			return err
-		}
-	}
 	if d.Engine == db.SQLite && backup != "" {
 		if err := rollback.BackupSQLite(ctx, d, backup); err != nil {
 			return err

@@ -336,26 +336,36 @@ func (s *Store) requireJoined(ctx context.Context, userID, room string) error {
 // eventColumns are read, in this order, by scanEvents.
 const eventColumns = "e.event_id, e.type, e.room_id, e.sender, e.content, e.origin_server_ts, e.state_key, e.stream_ordering"
 
+// scanEvent reads the eventColumns of a row, after the extra columns given.
+func scanEvent(rows *sql.Rows, extra ...any) (ClientEvent, error) {
+	var (
+		ev       ClientEvent
+		content  sql.NullString
+		stateKey sql.NullString
+		ts       sql.NullInt64
+	)
+	dest := append(extra, &ev.EventID, &ev.Type, &ev.RoomID, &ev.Sender, &content, &ts, &stateKey, &ev.StreamOrdering)
+	if err := rows.Scan(dest...); err != nil {
+		return ev, err
+	}
+	ev.OriginServerTS = ts.Int64
+	if stateKey.Valid {
+		ev.StateKey = Str(stateKey.String)
+	}
+	ev.Content = map[string]any{}
+	_ = json.Unmarshal([]byte(content.String), &ev.Content)
+	ev.Unsigned = map[string]any{}
+	return ev, nil
+}
+
 func scanEvents(rows *sql.Rows) ([]ClientEvent, error) {
 	defer rows.Close()
 	out := []ClientEvent{}
 	for rows.Next() {
-		var (
-			ev       ClientEvent
-			content  sql.NullString
-			stateKey sql.NullString
-			ts       sql.NullInt64
-		)
-		if err := rows.Scan(&ev.EventID, &ev.Type, &ev.RoomID, &ev.Sender, &content, &ts, &stateKey, &ev.StreamOrdering); err != nil {
+		ev, err := scanEvent(rows)
+		if err != nil {
 			return nil, err
 		}
-		ev.OriginServerTS = ts.Int64
-		if stateKey.Valid {
-			ev.StateKey = Str(stateKey.String)
-		}
-		ev.Content = map[string]any{}
-		_ = json.Unmarshal([]byte(content.String), &ev.Content)
-		ev.Unsigned = map[string]any{}
 		out = append(out, ev)
 	}
 	return out, rows.Err()
@@ -549,21 +559,12 @@ func (s *Store) Search(ctx context.Context, userID, term string, rooms []string,
 	defer rows.Close()
 	out := []SearchResult{}
 	for rows.Next() {
-		var (
-			r                 SearchResult
-			content, stateKey sql.NullString
-			ts                sql.NullInt64
-		)
-		if err := rows.Scan(&r.Rank, &r.Result.EventID, &r.Result.Type, &r.Result.RoomID, &r.Result.Sender, &content, &ts, &stateKey, &r.Result.StreamOrdering); err != nil {
+		var r SearchResult
+		ev, err := scanEvent(rows, &r.Rank)
+		if err != nil {
 			return nil, 0, err
 		}
-		r.Result.OriginServerTS = ts.Int64
-		if stateKey.Valid {
-			r.Result.StateKey = Str(stateKey.String)
-		}
-		r.Result.Content = map[string]any{}
-		_ = json.Unmarshal([]byte(content.String), &r.Result.Content)
-		r.Result.Unsigned = map[string]any{}
+		r.Result = ev
 		out = append(out, r)
 	}
 	return out, count, rows.Err()
