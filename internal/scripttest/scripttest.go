@@ -44,6 +44,12 @@ func Fixture() string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "testdata", "shared", "fixtures", "synapse-1.98-sqlite", "homeserver.db")
 }
 
+// Fixtures is the directory of the project's own fixtures (testdata/fixtures).
+func Fixtures() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "testdata", "fixtures")
+}
+
 // Params returns testscript parameters for dir with the helpers installed.
 func Params(dir string) testscript.Params {
 	return testscript.Params{
@@ -60,6 +66,7 @@ const pgKey = "hsops-pg-database"
 
 func setup(env *testscript.Env) error {
 	env.Setenv("FIXTURE", Fixture())
+	env.Setenv("FIXTURES", Fixtures())
 	if _, err := pgtest.Admin(); err != nil {
 		if os.Getenv("CI") == "true" {
 			return fmt.Errorf("no PostgreSQL for the scripts: %w", err)
