@@ -101,10 +101,10 @@ func newRootCmd(ctx context.Context, g *globals) *cobra.Command {
 planned and checked before the first write, each schema version is applied in
 one transaction, and two runs cannot change the same database at once.
 
-It accepts the flags of Synapse's update_synapse_database. It changes only
-databases created by the hsops engine; on a Synapse database it reports where
-the database stands (status, upgrade-check) and runs the repairs Synapse's
-upgrade notes prescribe.
+It accepts the flags of Synapse's update_synapse_database. It upgrades and
+rolls back only databases created by the hsops engine; on a Synapse database
+it reports where the database stands (status, upgrade-check) and runs the
+repairs and rollbacks Synapse's upgrade notes prescribe.
 
 ` + exitCodesHelp,
 		Args: cobra.NoArgs,
