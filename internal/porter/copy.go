@@ -235,6 +235,10 @@ func (p *porter) copyAppendOnly(ctx context.Context, t *Table) error {
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
+		// The reader reports on readErr on every way out (a cancelled
+		// read too), so the writer's wait for it cannot hang.
+		var rerr error
+		defer func() { readErr <- rerr }()
 		defer close(batches)
 		forwardOn, backwardOn := true, true
 		for forwardOn || backwardOn {
@@ -242,7 +246,7 @@ func (p *porter) copyAppendOnly(ctx context.Context, t *Table) error {
 			if forwardOn {
 				rows, ids, f, n, err := p.readRows(rctx, t, fq, fwd, p.opts.BatchSize)
 				if err != nil {
-					readErr <- err
+					rerr = err
 					return
 				}
 				if len(rows) == 0 {
@@ -260,7 +264,7 @@ func (p *porter) copyAppendOnly(ctx context.Context, t *Table) error {
 			if backwardOn {
 				rows, ids, f, n, err := p.readRows(rctx, t, bq, bwd, p.opts.BatchSize)
 				if err != nil {
-					readErr <- err
+					rerr = err
 					return
 				}
 				if len(rows) == 0 {
@@ -280,10 +284,10 @@ func (p *porter) copyAppendOnly(ctx context.Context, t *Table) error {
 			select {
 			case batches <- b:
 			case <-rctx.Done():
+				rerr = rctx.Err()
 				return
 			}
 		}
-		readErr <- nil
 	}()
 
 	done := res.Already

@@ -17,7 +17,10 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // engineSource creates an engine SQLite database at schema 83 filled by the
 // generator, and returns its path.
-func engineSource(t testing.TB, p gen.Params) string {
+func engineSource(t testing.TB, p gen.Params) string { return engineSourceAt(t, p, 0) }
+
+// engineSourceAt is engineSource at schema version v (0: the newest).
+func engineSourceAt(t testing.TB, p gen.Params, v int) string {
 	t.Helper()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "homeserver.db")
@@ -26,9 +29,10 @@ func engineSource(t testing.TB, p gen.Params) string {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	if _, err := schema.Engine().Apply(ctx, d, schema.Options{ServerName: "example.org"}); err != nil {
+	if _, err := schema.Engine().Apply(ctx, d, schema.Options{Target: v, ServerName: "example.org"}); err != nil {
 		t.Fatal(err)
 	}
+	p.Older = v != 0
 	if _, err := gen.Generate(ctx, d, p); err != nil {
 		t.Fatal(err)
 	}

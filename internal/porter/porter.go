@@ -350,9 +350,15 @@ func (p *porter) checkTarget(ctx context.Context) error {
 		}
 		return targetErr("%s holds an hsops engine schema, and the source is a Synapse database: prepare the target with Synapse", p.tgt.Desc)
 	}
-	if tgt.Version != src.Version && !(p.mode == "engine" && tgt.Version < src.Version) {
-		return targetErr("the target is at schema %d and the source at %d: both must be at the same version "+
-			"(upgrade the older one: the homeserver, update_database, or Synapse's update_synapse_database)", tgt.Version, src.Version)
+	// A target left at an older version by an earlier port cannot be
+	// continued: the rows it holds lack the columns added since, and the
+	// fingerprints of the rows already ported no longer match.
+	if tgt.Version != src.Version {
+		hint := "upgrade the older one: the homeserver, update_database, or Synapse's update_synapse_database"
+		if p.mode == "engine" && tgt.Version < src.Version {
+			hint = "the source was upgraded since the last port: port into an empty database"
+		}
+		return targetErr("the target is at schema %d and the source at %d: both must be at the same version (%s)", tgt.Version, src.Version, hint)
 	}
 	return p.checkOwnership(ctx)
 }

@@ -7,10 +7,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"hsops/internal/catalog"
 	"hsops/internal/config"
 	"hsops/internal/db"
+	"hsops/internal/dbtest"
 	"hsops/internal/gen"
 	"hsops/internal/pgtest"
 	"hsops/internal/sequences"
@@ -236,5 +238,70 @@ func TestPort_KeepsRowsWithNULCharacters(t *testing.T) {
 	d := openPG(t, tgt.Config)
 	if n := count(t, d, "SELECT count(*) FROM event_json WHERE json = 'nul:' || chr(65533) || ':end'"); n != 1 {
 		t.Errorf("the row with a NUL was not kept with U+FFFD")
+	}
+}
+
+// TestPort_CancelledMidCopyReturns cancels a port as its first batch is
+// written: Run must return (the copy's reader and writer both stop) with
+// the cancellation, and the next run finishes the port exactly.
+func TestPort_CancelledMidCopyReturns(t *testing.T) {
+	src := engineSource(t, gen.Params{Users: 20, Rooms: 5, Messages: 3000, Seed: 2})
+	tgt := pgtest.NewDatabase(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := Run(ctx, Options{SQLitePath: src, Target: tgt.Config, ServerName: "example.org", Jobs: 2, BatchSize: 100,
+			Progress: func(ev Event) {
+				if ev.Type == "batch" {
+					cancel()
+				}
+			}})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("got %v, want the cancellation", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("a cancelled port did not return")
+	}
+	assertExact(t, mustPort(t, src, tgt.Config))
+}
+
+// TestPort_RefusesATargetLeftAtAnOlderSchema: a port made while the source
+// was at schema 72, then the source upgraded to 83 (the homeserver restarted
+// on it): the next port is refused with the reason, and the target is left
+// as it was.
+func TestPort_RefusesATargetLeftAtAnOlderSchema(t *testing.T) {
+	ctx := context.Background()
+	src := engineSourceAt(t, gen.Params{Users: 10, Rooms: 3, Messages: 300, Seed: 3}, 72)
+	s := openSQLite(t, src)
+	runUpdates := func() {
+		t.Helper()
+		r := &schema.Runner{DB: s, Registry: schema.Engine().Updates, Env: schema.Env{Engine: db.SQLite, ServerName: "example.org"}}
+		if err := r.RunAll(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runUpdates()
+	tgt := pgtest.NewDatabase(t)
+	if res := mustPort(t, src, tgt.Config); res.SchemaVersion != 72 {
+		t.Fatalf("first port at schema %d, want 72", res.SchemaVersion)
+	}
+	if _, err := schema.Engine().Apply(ctx, s, schema.Options{ServerName: "example.org"}); err != nil {
+		t.Fatal(err)
+	}
+	runUpdates()
+	s.Close()
+	d := openPG(t, tgt.Config)
+	before := dbtest.Contents(t, d)
+	_, err := port(t, src, tgt.Config)
+	if !errors.Is(err, ErrTarget) || !strings.Contains(err.Error(), "the source was upgraded since the last port: port into an empty database") {
+		t.Fatalf("got %v, want the target refused", err)
+	}
+	if after := dbtest.Contents(t, d); after != before {
+		t.Fatal("the refused port changed the target")
 	}
 }

@@ -39,14 +39,13 @@ CREATE TABLE IF NOT EXISTS hsops_port_tables (
 // updates, the bookkeeping, sequences, and the emptying of the tables that
 // are copied again on each run.
 func (p *porter) setupTarget(ctx context.Context) error {
-	if p.mode == "engine" && (p.tgtSt.Kind == schema.KindEmpty || p.tgtSt.Version < p.srcSt.Version) {
-		created := p.tgtSt.Kind == schema.KindEmpty
+	if p.mode == "engine" && p.tgtSt.Kind == schema.KindEmpty {
 		p.state(fmt.Sprintf("Preparing the PostgreSQL schema at version %d", p.srcSt.Version))
 		_, err := schema.Engine().Apply(ctx, p.tgt, schema.Options{Target: p.srcSt.Version, ServerName: p.opts.ServerName, Holder: "port_db"})
 		if err != nil {
 			return err
 		}
-		p.res.CreatedSchema = created
+		p.res.CreatedSchema = true
 		if p.tgtSt, err = schema.ReadState(ctx, p.tgt, p.tgt.DB); err != nil {
 			return err
 		}
