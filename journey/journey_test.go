@@ -281,7 +281,7 @@ func TestJourney_OldDeploymentRepairUpgradeRollback(t *testing.T) {
 		if _, err := schema.Engine().Apply(context.Background(), fresh, schema.Options{Target: 69}); err != nil {
 			t.Fatal(err)
 		}
-		got, want := dump(t, d), dump(t, fresh)
+		got, want := dbtest.Dump(t, d), dbtest.Dump(t, fresh)
 		if diff := catalog.Diff(got, want); len(diff) > 0 {
 			t.Fatalf("the rolled-back schema differs from a fresh 69:\n%s", strings.Join(diff, "\n"))
 		}
@@ -298,15 +298,6 @@ func TestJourney_OldDeploymentRepairUpgradeRollback(t *testing.T) {
 		o.run(0, "synctl", "stop", o.config)
 		o.must(o.run(0, "update_database", "status", "-c", o.config), `schema version: +83`)
 	})
-}
-
-func dump(t *testing.T, d *db.DB) *catalog.Catalog {
-	t.Helper()
-	c, err := catalog.Dump(context.Background(), d, catalog.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 // eventSums are the checksums of the tables that hold the messages.

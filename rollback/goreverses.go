@@ -50,20 +50,7 @@ func rebuildSearchWithoutPorter(ctx context.Context, tx *sql.Tx, env schema.Env)
 	if env.Engine != db.SQLite {
 		return nil
 	}
-	for _, q := range []string{
-		`CREATE VIRTUAL TABLE event_search_before_73 USING fts5 (
-    event_id UNINDEXED, room_id UNINDEXED, sender UNINDEXED, key UNINDEXED, value
-)`,
-		`INSERT INTO event_search_before_73 (rowid, event_id, room_id, sender, key, value)
-    SELECT rowid, event_id, room_id, sender, key, value FROM event_search`,
-		`DROP TABLE event_search`,
-		`ALTER TABLE event_search_before_73 RENAME TO event_search`,
-	} {
-		if _, err := tx.ExecContext(ctx, q); err != nil {
-			return err
-		}
-	}
-	return nil
+	return schema.RebuildSearch(ctx, tx, "")
 }
 
 // unfinishFullUserID undoes 78/01 and 78/02, which finished a back-fill at

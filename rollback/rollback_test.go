@@ -3,7 +3,6 @@ package rollback
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"strings"
 	"testing"
@@ -11,7 +10,6 @@ import (
 
 	"hsops/internal/db"
 	"hsops/internal/dbtest"
-	"hsops/internal/rowsum"
 	"hsops/schema"
 )
 
@@ -92,38 +90,6 @@ DROP TABLE x;`)
 	}
 }
 
-// contents is the catalog, the bookkeeping and every table's rows.
-func contents(t *testing.T, d *db.DB) string {
-	t.Helper()
-	ctx := context.Background()
-	var b strings.Builder
-	b.WriteString(strings.Join(dump(t, d).Lines, "\n"))
-	st, err := schema.ReadState(ctx, d, d.DB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprintf(&b, "\nversion=%d/%v compat=%d applied=%v updates=%v mark=%+v", st.Version, st.Upgraded, st.Compat, st.Applied, st.Updates, *st.Mark)
-	tables, err := d.Tables(ctx, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tbl := range tables {
-		if strings.HasPrefix(tbl, "event_search_") {
-			continue
-		}
-		cols, err := rowsum.Columns(ctx, d, d, tbl)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sum, err := rowsum.Table(ctx, d, db.QuoteIdent(tbl), cols)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(&b, "\n%s: %s", tbl, sum)
-	}
-	return b.String()
-}
-
 func TestRefusesDataLossUnlessAllowed(t *testing.T) {
 	dbtest.Engines(t, func(t *testing.T, e db.Engine) {
 		ctx := context.Background()
@@ -135,7 +101,7 @@ func TestRefusesDataLossUnlessAllowed(t *testing.T) {
 		if _, err := d.Exec("INSERT INTO scheduled_tasks (id, action, status, timestamp) VALUES ('t1', 'purge_room', 'scheduled', 1)"); err != nil {
 			t.Fatal(err)
 		}
-		before := contents(t, d)
+		before := dbtest.Contents(t, d)
 		_, err := Engine().Apply(ctx, d, Options{Target: 79})
 		var loss *DataLossError
 		if !errors.As(err, &loss) || !errors.Is(err, ErrDataLoss) {
@@ -151,7 +117,7 @@ func TestRefusesDataLossUnlessAllowed(t *testing.T) {
 		if !strings.Contains(err.Error(), "users.locked where locked (1 row)") {
 			t.Errorf("error %q does not name the locked users", err)
 		}
-		if after := contents(t, d); after != before {
+		if after := dbtest.Contents(t, d); after != before {
 			t.Fatalf("a refused rollback changed the database")
 		}
 		res, err := Engine().Apply(ctx, d, Options{Target: 79, AllowDataLoss: true})
@@ -200,7 +166,7 @@ func TestFailedReverseLeavesTheDatabaseAsItWas(t *testing.T) {
 		ctx := context.Background()
 		d := create(t, e, 83)
 		seed(t, d, 83)
-		before := contents(t, d)
+		before := dbtest.Contents(t, d)
 		s := Engine()
 		files := fstest.MapFS{}
 		err := fs.WalkDir(s.FS, ".", func(p string, de fs.DirEntry, err error) error {
@@ -221,33 +187,10 @@ func TestFailedReverseLeavesTheDatabaseAsItWas(t *testing.T) {
 		if !errors.As(err, &rerr) || rerr.Version != 74 {
 			t.Fatalf("got %v, want the reverse of 74/05 to fail", err)
 		}
-		if after := contents(t, d); after != before {
-			t.Fatalf("a failed rollback changed the database:\n%s", diffText(before, after))
+		if after := dbtest.Contents(t, d); after != before {
+			t.Fatalf("a failed rollback changed the database:\n%s", dbtest.DiffLines(before, after))
 		}
 	})
-}
-
-func diffText(a, b string) string {
-	in := map[string]bool{}
-	for _, l := range strings.Split(a, "\n") {
-		in[l] = true
-	}
-	var out []string
-	for _, l := range strings.Split(b, "\n") {
-		if !in[l] {
-			out = append(out, "+ "+l)
-		}
-	}
-	in = map[string]bool{}
-	for _, l := range strings.Split(b, "\n") {
-		in[l] = true
-	}
-	for _, l := range strings.Split(a, "\n") {
-		if !in[l] {
-			out = append(out, "- "+l)
-		}
-	}
-	return strings.Join(out, "\n")
 }
 
 // TestPlan_ReportsWhatItDoes checks the plan of a rollback with data in

@@ -49,7 +49,7 @@ func TestRoundTrip_EveryPair(t *testing.T) {
 
 					res := mustRollback(t, d, a)
 					runUpdates(t, d)
-					if diff := catalog.Diff(dump(t, d), want.catalog); len(diff) > 0 {
+					if diff := catalog.Diff(dbtest.Dump(t, d), want.catalog); len(diff) > 0 {
 						t.Fatalf("schema after %d -> %d -> %d differs from a fresh %d:\n%s", a, b, a, a, strings.Join(diff, "\n"))
 					}
 					checkState(t, d, a, false)
@@ -63,7 +63,7 @@ func TestRoundTrip_EveryPair(t *testing.T) {
 
 					upgrade(t, d, b)
 					runUpdates(t, d)
-					if diff := catalog.Diff(dump(t, d), refs[b].catalog); len(diff) > 0 {
+					if diff := catalog.Diff(dbtest.Dump(t, d), refs[b].catalog); len(diff) > 0 {
 						t.Fatalf("schema after upgrading to %d again differs from a fresh %d:\n%s", b, b, strings.Join(diff, "\n"))
 					}
 					if diff := diffRows(upgraded, rows(t, d, surviving, nil)); len(diff) > 0 {
@@ -90,13 +90,13 @@ func TestRoundTrip_FromTheSnapshot(t *testing.T) {
 				seed(t, d, set.Version)
 				mustRollback(t, d, a)
 				runUpdates(t, d)
-				if diff := catalog.Diff(dump(t, d), want.catalog); len(diff) > 0 {
+				if diff := catalog.Diff(dbtest.Dump(t, d), want.catalog); len(diff) > 0 {
 					t.Fatalf("schema after 83 -> %d differs from a fresh %d:\n%s", a, a, strings.Join(diff, "\n"))
 				}
 				checkState(t, d, a, true)
 				upgrade(t, d, set.Version)
 				runUpdates(t, d)
-				if diff := catalog.Diff(dump(t, d), refs[set.Version].catalog); len(diff) > 0 {
+				if diff := catalog.Diff(dbtest.Dump(t, d), refs[set.Version].catalog); len(diff) > 0 {
 					t.Fatalf("schema after upgrading again differs from a fresh 83:\n%s", strings.Join(diff, "\n"))
 				}
 			})

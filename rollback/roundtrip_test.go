@@ -53,15 +53,6 @@ func mustRollback(t *testing.T, d *db.DB, v int) *Result {
 	return res
 }
 
-func dump(t *testing.T, d *db.DB) *catalog.Catalog {
-	t.Helper()
-	c, err := catalog.Dump(context.Background(), d, catalog.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
 // seed writes a small homeserver's rows into a database at schema v (68 or
 // later), with the columns a server at v writes, and only rows every later
 // schema keeps (no dangling edges or extremities, no receipts in threads).
@@ -230,7 +221,7 @@ func references(t *testing.T, e db.Engine) map[int]*reference {
 		d := create(t, e, v)
 		seed(t, d, v)
 		runUpdates(t, d)
-		refs[v] = &reference{version: v, d: d, catalog: dump(t, d), shape: shape(t, d)}
+		refs[v] = &reference{version: v, d: d, catalog: dbtest.Dump(t, d), shape: shape(t, d)}
 	}
 	return refs
 }

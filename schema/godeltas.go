@@ -21,21 +21,31 @@ func engineGoDeltas() map[string]GoDelta {
 
 // rebuildSearchWithPorter switches SQLite's event_search to the porter
 // tokenizer (stemming: "running" finds "run"), as Synapse's
-// 73/10_update_sqlite_fts4_tokenizer.py does. An FTS table's tokenizer is
-// fixed at creation, so the table is rebuilt; rows keep their rowids, which
-// port_db relies on to resume.
+// 73/10_update_sqlite_fts4_tokenizer.py does.
 func rebuildSearchWithPorter(ctx context.Context, tx *sql.Tx, env Env) error {
 	if env.Engine != db.SQLite {
 		return nil
 	}
+	return RebuildSearch(ctx, tx, "porter")
+}
+
+// RebuildSearch recreates SQLite's FTS5 event_search with a tokenizer (""
+// for FTS5's default). An FTS table's tokenizer is fixed at creation, so
+// the table is rebuilt; rows keep their rowids, which port_db relies on to
+// resume.
+func RebuildSearch(ctx context.Context, tx *sql.Tx, tokenizer string) error {
+	option := ""
+	if tokenizer != "" {
+		option = ", tokenize = '" + tokenizer + "'"
+	}
 	for _, q := range []string{
-		`CREATE VIRTUAL TABLE event_search_porter USING fts5 (
-    event_id UNINDEXED, room_id UNINDEXED, sender UNINDEXED, key UNINDEXED, value, tokenize = 'porter'
+		`CREATE VIRTUAL TABLE event_search_rebuilt USING fts5 (
+    event_id UNINDEXED, room_id UNINDEXED, sender UNINDEXED, key UNINDEXED, value` + option + `
 )`,
-		`INSERT INTO event_search_porter (rowid, event_id, room_id, sender, key, value)
+		`INSERT INTO event_search_rebuilt (rowid, event_id, room_id, sender, key, value)
     SELECT rowid, event_id, room_id, sender, key, value FROM event_search`,
 		`DROP TABLE event_search`,
-		`ALTER TABLE event_search_porter RENAME TO event_search`,
+		`ALTER TABLE event_search_rebuilt RENAME TO event_search`,
 	} {
 		if _, err := tx.ExecContext(ctx, q); err != nil {
 			return err

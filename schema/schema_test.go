@@ -48,15 +48,6 @@ func runUpdates(t *testing.T, s *Set, d *db.DB) {
 	}
 }
 
-func dump(t *testing.T, d *db.DB) *catalog.Catalog {
-	t.Helper()
-	c, err := catalog.Dump(context.Background(), d, catalog.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
 func TestCreate_Fresh83(t *testing.T) {
 	dbtest.Engines(t, func(t *testing.T, e db.Engine) {
 		ctx := context.Background()
@@ -97,7 +88,7 @@ func TestUpgrade_EveryVersionReachesTheSameSchema(t *testing.T) {
 		s := Engine()
 		fresh := dbtest.New(t, e).Open(t)
 		mustApply(t, s, fresh, Options{})
-		want := dump(t, fresh)
+		want := dbtest.Dump(t, fresh)
 		if len(want.Lines) < 300 {
 			t.Fatalf("fresh catalog has only %d lines", len(want.Lines))
 		}
@@ -110,7 +101,7 @@ func TestUpgrade_EveryVersionReachesTheSameSchema(t *testing.T) {
 				}
 				mustApply(t, s, d, Options{})
 				runUpdates(t, s, d)
-				if diff := catalog.Diff(dump(t, d), want); len(diff) > 0 {
+				if diff := catalog.Diff(dbtest.Dump(t, d), want); len(diff) > 0 {
 					t.Fatalf("schema after %d -> 83 differs from a fresh 83:\n%s", v, strings.Join(diff, "\n"))
 				}
 				st, err := ReadState(context.Background(), d, d.DB)
@@ -135,7 +126,7 @@ func TestCatalog_SeesADifference(t *testing.T) {
 		if _, err := b.Exec("CREATE INDEX extra_idx ON users (password_hash)"); err != nil {
 			t.Fatal(err)
 		}
-		if diff := catalog.Diff(dump(t, a), dump(t, b)); len(diff) != 1 || !strings.Contains(diff[0], "extra_idx") {
+		if diff := catalog.Diff(dbtest.Dump(t, a), dbtest.Dump(t, b)); len(diff) != 1 || !strings.Contains(diff[0], "extra_idx") {
 			t.Fatalf("got diff %v, want exactly the extra index", diff)
 		}
 	})

@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"sort"
-	"strconv"
-	"strings"
 
 	"hsops/internal/db"
 )
@@ -102,7 +100,7 @@ func ReadState(ctx context.Context, d *db.DB, q db.Querier) (*State, error) {
 			return nil, fmt.Errorf("read schema_version: %w", err)
 		default:
 			st.HasVersion = true
-			st.Upgraded = truthy(upgraded)
+			st.Upgraded = db.Truthy(upgraded)
 		}
 	}
 	if has["schema_compat_version"] {
@@ -208,30 +206,4 @@ func ReadUpdates(ctx context.Context, q db.Querier) ([]PendingUpdate, error) {
 		out = append(out, u)
 	}
 	return out, rows.Err()
-}
-
-// truthy reads a boolean that SQLite stores as an integer and PostgreSQL as
-// a boolean.
-func truthy(v any) bool {
-	switch x := v.(type) {
-	case bool:
-		return x
-	case int64:
-		return x != 0
-	case int:
-		return x != 0
-	case []byte:
-		return truthyString(string(x))
-	case string:
-		return truthyString(x)
-	}
-	return false
-}
-
-func truthyString(s string) bool {
-	s = strings.ToLower(strings.TrimSpace(s))
-	if n, err := strconv.Atoi(s); err == nil {
-		return n != 0
-	}
-	return s == "t" || s == "true"
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"hsops/internal/cli"
-	"hsops/internal/config"
 )
 
 // checkParams say whom to check as and what to expect.
@@ -60,15 +59,8 @@ is intact. --search runs a search as the first user and counts the hits;
 are readable.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if len(configs) > 0 && p.URL == "" {
-				cfg, err := config.Load(configs...)
-				if err != nil {
-					return err
-				}
-				p.URL = config.BaseURL(cfg.Listeners)
-			}
-			if p.URL == "" {
-				return cli.Usagef("--url (or --config with an HTTP listener) is required")
+			if err := fromConfig(configs, &p.URL, nil); err != nil {
+				return err
 			}
 			if len(p.Tokens)+len(p.Logins) == 0 {
 				return cli.Usagef("give at least one --token or --login")

@@ -59,21 +59,10 @@ fail (exit 4).
 the homeserver's configuration.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if len(configs) > 0 {
-				cfg, err := config.Load(configs...)
-				if err != nil {
-					return err
-				}
-				if p.URL == "" {
-					p.URL = config.BaseURL(cfg.Listeners)
-				}
-				if p.SharedSecret == "" {
-					p.SharedSecret = cfg.RegistrationSharedSecret
-				}
+			if err := fromConfig(configs, &p.URL, &p.SharedSecret); err != nil {
+				return err
 			}
 			switch {
-			case p.URL == "":
-				return cli.Usagef("--url (or --config with an HTTP listener) is required")
 			case p.SharedSecret == "":
 				return cli.Usagef("--shared-secret (or --config with registration_shared_secret) is required")
 			case p.Users < 1 || p.Rooms < 1 || p.Messages < 0 || p.Concurrency < 1:
@@ -112,6 +101,28 @@ the homeserver's configuration.`,
 	f.StringVar(&p.Prefix, "prefix", "", "user name prefix (default: load + random)")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	return cmd
+}
+
+// fromConfig fills the base URL (the first HTTP listener) and, when
+// secret is not nil, the registration shared secret from the homeserver
+// configs, where the flags left them empty; the URL is required.
+func fromConfig(configs []string, url, secret *string) error {
+	if len(configs) > 0 && (*url == "" || (secret != nil && *secret == "")) {
+		cfg, err := config.Load(configs...)
+		if err != nil {
+			return err
+		}
+		if *url == "" {
+			*url = config.BaseURL(cfg.Listeners)
+		}
+		if secret != nil && *secret == "" {
+			*secret = cfg.RegistrationSharedSecret
+		}
+	}
+	if *url == "" {
+		return cli.Usagef("--url (or --config with an HTTP listener) is required")
+	}
+	return nil
 }
 
 // phaseStats are the timings of one kind of request.

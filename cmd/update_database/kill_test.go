@@ -7,17 +7,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"hsops/internal/catalog"
 	"hsops/internal/config"
 	"hsops/internal/db"
 	"hsops/internal/dbtest"
 	"hsops/internal/pgtest"
-	"hsops/internal/rowsum"
 	"hsops/schema"
 )
 
@@ -76,37 +73,6 @@ func seedForUpdates(t *testing.T, d *db.DB, n int) {
 	}
 }
 
-// contents is a database's catalog and per-table checksums.
-func contents(t *testing.T, d *db.DB) string {
-	t.Helper()
-	ctx := context.Background()
-	c, err := catalog.Dump(ctx, d, catalog.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tables, err := d.Tables(ctx, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b strings.Builder
-	b.WriteString(strings.Join(c.Lines, "\n"))
-	for _, tbl := range tables {
-		if strings.HasPrefix(tbl, "event_search_") || tbl == "hsops_engine" {
-			continue
-		}
-		cols, err := rowsum.Columns(ctx, d, d, tbl)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sum, err := rowsum.Table(ctx, d, db.QuoteIdent(tbl), cols)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(&b, "\n%s: %s", tbl, sum)
-	}
-	return b.String()
-}
-
 func writeConfig(t *testing.T, dir string, dbc config.Database) string {
 	t.Helper()
 	var dbYAML string
@@ -146,35 +112,12 @@ func TestKill_BackgroundUpdatesResume(t *testing.T) {
 			t.Fatalf("only %d kills happened: the test did not exercise resumption", kills)
 		}
 		t.Logf("%s: killed %d times before a run completed", e, kills)
-		want := contents(t, reference.Open(t))
-		got := contents(t, victim.Open(t))
+		want := dbtest.Contents(t, reference.Open(t), "hsops_engine")
+		got := dbtest.Contents(t, victim.Open(t), "hsops_engine")
 		if got != want {
-			t.Fatalf("after %d kills the database differs from an uninterrupted run:\n%s", kills, diffLines(want, got))
+			t.Fatalf("after %d kills the database differs from an uninterrupted run:\n%s", kills, dbtest.DiffLines(want, got))
 		}
 	})
-}
-
-func diffLines(a, b string) string {
-	in := map[string]bool{}
-	for _, l := range strings.Split(a, "\n") {
-		in[l] = true
-	}
-	var out []string
-	for _, l := range strings.Split(b, "\n") {
-		if !in[l] {
-			out = append(out, "+ "+l)
-		}
-	}
-	in = map[string]bool{}
-	for _, l := range strings.Split(b, "\n") {
-		in[l] = true
-	}
-	for _, l := range strings.Split(a, "\n") {
-		if !in[l] {
-			out = append(out, "- "+l)
-		}
-	}
-	return strings.Join(out, "\n")
 }
 
 // TestKill_RollbackIsAtomic kills update_database rollback with SIGKILL at
@@ -193,7 +136,7 @@ func TestKill_RollbackIsAtomic(t *testing.T) {
 			return []string{"rollback", "--database-config", config, "--to-schema", "68", "--allow-data-loss", "--yes", "--no-backup"}
 		}
 		vd := victim.Open(t)
-		start := contents(t, vd)
+		start := dbtest.Contents(t, vd, "hsops_engine")
 		vd.Close()
 		refConfig := writeConfig(t, dir, reference.Config)
 		t0 := time.Now()
@@ -201,24 +144,24 @@ func TestKill_RollbackIsAtomic(t *testing.T) {
 			t.Fatalf("uninterrupted rollback: %v\n%s", err, out)
 		}
 		took := time.Since(t0)
-		target := contents(t, reference.Open(t))
+		target := dbtest.Contents(t, reference.Open(t), "hsops_engine")
 
 		victimConfig := writeConfig(t, dir, victim.Config)
 		kills := killUntilDone(t, bin, args(victimConfig), 5*time.Millisecond, 6*time.Millisecond, func(kill int, delay time.Duration) {
 			d := victim.Open(t)
 			waitForSessionsToEnd(t, d)
-			got := contents(t, d)
+			got := dbtest.Contents(t, d, "hsops_engine")
 			d.Close()
 			if got != start && got != target {
-				t.Fatalf("after kill %d (at %v) the database is neither as it was nor rolled back:\n%s", kill, delay, diffLines(start, got))
+				t.Fatalf("after kill %d (at %v) the database is neither as it was nor rolled back:\n%s", kill, delay, dbtest.DiffLines(start, got))
 			}
 		})
 		if kills < 5 {
 			t.Fatalf("only %d kills happened", kills)
 		}
 		t.Logf("%s: an uninterrupted rollback took %v; killed %d times, each leaving the database as it was", e, took, kills)
-		if got := contents(t, victim.Open(t)); got != target {
-			t.Fatalf("the completed rollback differs from an uninterrupted one:\n%s", diffLines(target, got))
+		if got := dbtest.Contents(t, victim.Open(t), "hsops_engine"); got != target {
+			t.Fatalf("the completed rollback differs from an uninterrupted one:\n%s", dbtest.DiffLines(target, got))
 		}
 	})
 }

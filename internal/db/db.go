@@ -418,3 +418,31 @@ func (d *DB) ServerVersion(ctx context.Context) (int, string, error) {
 	}
 	return n, s, nil
 }
+
+// Truthy reads a boolean that SQLite stores as an integer and PostgreSQL as
+// a boolean (or either as text: "1", "t", "true").
+func Truthy(v any) bool {
+	switch x := v.(type) {
+	case bool:
+		return x
+	case int64:
+		return x != 0
+	case int:
+		return x != 0
+	case float64:
+		return x != 0
+	case []byte:
+		return truthyString(string(x))
+	case string:
+		return truthyString(x)
+	}
+	return false
+}
+
+func truthyString(s string) bool {
+	s = strings.ToLower(strings.TrimSpace(s))
+	if n, err := strconv.Atoi(s); err == nil {
+		return n != 0
+	}
+	return s == "t" || s == "true"
+}

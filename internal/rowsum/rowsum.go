@@ -87,7 +87,7 @@ func Render(buf []byte, v any, k Kind) []byte {
 	}
 	switch k {
 	case Boolean:
-		if truthy(v) {
+		if db.Truthy(v) {
 			return append(buf, 't')
 		}
 		return append(buf, 'f')
@@ -142,24 +142,6 @@ func Render(buf []byte, v any, k Kind) []byte {
 		return append(buf, x.UTC().Format(time.RFC3339Nano)...)
 	}
 	return append(buf, fmt.Sprint(v)...)
-}
-
-func truthy(v any) bool {
-	switch x := v.(type) {
-	case bool:
-		return x
-	case int64:
-		return x != 0
-	case float64:
-		return x != 0
-	case []byte:
-		s := strings.ToLower(string(x))
-		return s != "0" && s != "f" && s != "false" && s != ""
-	case string:
-		s := strings.ToLower(x)
-		return s != "0" && s != "f" && s != "false" && s != ""
-	}
-	return false
 }
 
 // KindOf maps a declared or catalog type name to a rendering kind.

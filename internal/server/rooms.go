@@ -102,40 +102,32 @@ func (s *Server) createRoom(w http.ResponseWriter, r *http.Request, u store.User
 	writeJSON(w, http.StatusOK, map[string]any{"room_id": room})
 }
 
+// sendEvent handles /send (a message, idempotent on the transaction ID).
 func (s *Server) sendEvent(w http.ResponseWriter, r *http.Request, u store.User) {
-	room, ok := roomID(w, r)
-	if !ok {
-		return
-	}
-	var content map[string]any
-	if err := readJSON(r, &content); err != nil {
-		writeError(w, http.StatusBadRequest, "M_NOT_JSON", "Content not JSON.")
-		return
-	}
-	id, err := s.store.Send(r.Context(), u, room, r.PathValue("type"), nil, content, r.PathValue("txn"))
-	if err != nil {
-		s.storeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"event_id": id})
+	s.send(w, r, u, nil, r.PathValue("txn"))
 }
 
+// sendState handles /state (a state event; memberships have their own
+// endpoints).
 func (s *Server) sendState(w http.ResponseWriter, r *http.Request, u store.User) {
-	room, ok := roomID(w, r)
-	if !ok {
-		return
-	}
-	typ := r.PathValue("type")
-	if typ == "m.room.member" || typ == "m.room.create" {
+	if typ := r.PathValue("type"); typ == "m.room.member" || typ == "m.room.create" {
 		writeError(w, http.StatusForbidden, "M_FORBIDDEN", "Use the membership endpoints for "+typ)
 		return
 	}
+	s.send(w, r, u, store.Str(r.PathValue("key")), "")
+}
+
+func (s *Server) send(w http.ResponseWriter, r *http.Request, u store.User, stateKey *string, txn string) {
+	room, ok := roomID(w, r)
+	if !ok {
+		return
+	}
 	var content map[string]any
 	if err := readJSON(r, &content); err != nil {
 		writeError(w, http.StatusBadRequest, "M_NOT_JSON", "Content not JSON.")
 		return
 	}
-	id, err := s.store.Send(r.Context(), u, room, typ, store.Str(r.PathValue("key")), content, "")
+	id, err := s.store.Send(r.Context(), u, room, r.PathValue("type"), stateKey, content, txn)
 	if err != nil {
 		s.storeError(w, r, err)
 		return

@@ -211,7 +211,7 @@ func (s *Store) UserByToken(ctx context.Context, token string) (User, error) {
 	if err != nil {
 		return User{}, err
 	}
-	if truthy(locked) {
+	if db.Truthy(locked) {
 		return User{}, ErrForbidden
 	}
 	u.DeviceID = device.String
@@ -230,20 +230,6 @@ func nullString(s string) any {
 		return nil
 	}
 	return s
-}
-
-func truthy(v any) bool {
-	switch x := v.(type) {
-	case bool:
-		return x
-	case int64:
-		return x != 0
-	case []byte:
-		return string(x) == "1" || string(x) == "t" || string(x) == "true"
-	case string:
-		return x == "1" || x == "t" || x == "true"
-	}
-	return false
 }
 
 const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
