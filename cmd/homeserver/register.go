@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -77,28 +76,13 @@ func newRegisterCmd(stdout io.Writer) *cobra.Command {
 	return cmd
 }
 
-// clientURL is the URL of the first HTTP listener serving the client API.
+// clientURL is the URL of the process's first listener serving the client
+// API.
 func clientURL(cfg *config.Config) string {
-	ls := cfg.Listeners
 	if cfg.IsWorker() {
-		ls = cfg.WorkerListeners
+		return config.BaseURL(cfg.WorkerListeners)
 	}
-	for _, l := range ls {
-		if (l.Type == "http" || l.Type == "") && l.Port != 0 && (len(l.Resources) == 0 || l.HasResource("client")) {
-			host := "127.0.0.1"
-			for _, a := range l.Addresses() {
-				if a == "::1" || a == "::" {
-					continue
-				}
-				if a != "0.0.0.0" {
-					host = a
-				}
-				break
-			}
-			return "http://" + host + ":" + strconv.Itoa(l.Port)
-		}
-	}
-	return ""
+	return config.BaseURL(cfg.Listeners)
 }
 
 func registerShared(ctx context.Context, base, secret, user, password string, admin bool) (map[string]any, error) {

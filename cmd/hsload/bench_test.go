@@ -66,7 +66,7 @@ func directSends(b *testing.B, e db.Engine, p loadParams) float64 {
 	if _, err := schema.Engine().Apply(ctx, d, schema.Options{ServerName: "example.org"}); err != nil {
 		b.Fatal(err)
 	}
-	st := store.New(d, d, "example.org", "master")
+	st := store.New(d, "example.org", "master")
 	users := make([]store.User, p.Users)
 	for i := range users {
 		id, err := st.RegisterUser(ctx, fmt.Sprintf("d%d", i), "", false, "")

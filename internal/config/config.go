@@ -387,32 +387,47 @@ func yamlMessage(err error) string {
 	return strings.Join(lines, "; ")
 }
 
-// BaseURL is the URL of the first HTTP listener on a TCP port (a wildcard
-// address is reached on loopback), or "" when there is none.
+// BaseURL is the URL of the first HTTP listener on a TCP port that serves
+// the client API (no resources listed, or "client" among them), else of the
+// first HTTP listener at all; "" when there is none. A wildcard address is
+// reached on loopback.
 func BaseURL(ls []Listener) string {
-	for _, l := range ls {
+	var first *Listener
+	for i, l := range ls {
 		if (l.Type != "http" && l.Type != "") || l.Port == 0 {
 			continue
 		}
-		host := "127.0.0.1"
-		for _, a := range l.Addresses() {
-			switch a {
-			case "::", "0.0.0.0":
-			case "::1":
-				if len(l.Addresses()) == 1 {
-					host = "[::1]"
-				}
-				continue
-			default:
-				if strings.Contains(a, ":") {
-					host = "[" + a + "]"
-				} else {
-					host = a
-				}
-			}
-			break
+		if len(l.Resources) == 0 || l.HasResource("client") {
+			return listenerURL(l)
 		}
-		return "http://" + host + ":" + strconv.Itoa(l.Port)
+		if first == nil {
+			first = &ls[i]
+		}
+	}
+	if first != nil {
+		return listenerURL(*first)
 	}
 	return ""
+}
+
+func listenerURL(l Listener) string {
+	host := "127.0.0.1"
+	for _, a := range l.Addresses() {
+		switch a {
+		case "::", "0.0.0.0":
+		case "::1":
+			if len(l.Addresses()) == 1 {
+				host = "[::1]"
+			}
+			continue
+		default:
+			if strings.Contains(a, ":") {
+				host = "[" + a + "]"
+			} else {
+				host = a
+			}
+		}
+		break
+	}
+	return "http://" + host + ":" + strconv.Itoa(l.Port)
 }

@@ -116,7 +116,7 @@ func TestPort_SnapshotsMoveOnlyNewRows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := store.New(s, s, "example.org", "master")
+	st := store.New(s, "example.org", "master")
 	for i := 0; i < 25; i++ {
 		e := &store.Event{RoomID: "!room1:example.org", Type: "m.room.message", Sender: "@user1:example.org",
 			Content: map[string]any{"msgtype": "m.text", "body": "new message"}, OriginServerTS: int64(1800000000000 + i)}

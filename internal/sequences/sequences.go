@@ -204,3 +204,13 @@ func Advance(ctx context.Context, d *db.DB) ([]string, error) {
 	}
 	return moved, nil
 }
+
+// Lookup returns the known sequence of that name.
+func Lookup(name string) (Sequence, bool) {
+	for _, s := range Known {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Sequence{}, false
+}

@@ -60,8 +60,8 @@ func (s *Server) routes() http.Handler {
 	})
 	mux.HandleFunc("GET /_synapse/admin/v1/background_updates/status", s.admin(s.bgStatus))
 	mux.HandleFunc("GET /_synapse/admin/v1/background_updates/enabled", s.admin(s.bgEnabled))
-	mux.HandleFunc("POST /_synapse/admin/v1/background_updates/enabled", s.admin(s.bgSetEnabled))
-	mux.HandleFunc("POST /_synapse/admin/v1/background_updates/start_job", s.admin(s.bgStartJob))
+	mux.HandleFunc("POST /_synapse/admin/v1/background_updates/enabled", s.mainOnly(s.admin(s.bgSetEnabled)))
+	mux.HandleFunc("POST /_synapse/admin/v1/background_updates/start_job", s.mainOnly(s.admin(s.bgStartJob)))
 	mux.HandleFunc("GET /_synapse/admin/v1/register", s.registerNonce)
 	mux.HandleFunc("POST /_synapse/admin/v1/register", s.sharedSecretRegister)
 	s.clientRoutes(mux)
@@ -69,6 +69,18 @@ func (s *Server) routes() http.Handler {
 		writeError(w, http.StatusNotFound, "M_UNRECOGNIZED", "Unrecognized request")
 	})
 	return s.logRequests(mux)
+}
+
+// mainOnly serves a handler that writes on the main process only; a worker
+// answers 404 M_UNRECOGNIZED, as Synapse's workers do for what is not
+// routed to them.
+func (s *Server) mainOnly(h http.HandlerFunc) http.HandlerFunc {
+	if s.worker {
+		return func(w http.ResponseWriter, _ *http.Request) {
+			writeError(w, http.StatusNotFound, "M_UNRECOGNIZED", "Unrecognized request")
+		}
+	}
+	return h
 }
 
 func (s *Server) logRequests(next http.Handler) http.Handler {

@@ -15,7 +15,7 @@ func (s *Server) clientRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /_matrix/client/v3/login", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, 200, map[string]any{"flows": []map[string]string{{"type": "m.login.password"}}})
 	})
-	mux.HandleFunc("POST /_matrix/client/v3/login", s.login)
+	mux.HandleFunc("POST /_matrix/client/v3/login", s.mainOnly(s.login))
 	mux.HandleFunc("GET /_matrix/client/v3/account/whoami", s.authed(func(w http.ResponseWriter, _ *http.Request, u store.User) {
 		writeJSON(w, 200, map[string]any{"user_id": u.ID, "device_id": u.DeviceID})
 	}))
@@ -30,10 +30,6 @@ func (s *Server) clientRoutes(mux *http.ServeMux) {
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
-	if s.worker {
-		writeError(w, 404, "M_UNRECOGNIZED", "Unrecognized request")
-		return
-	}
 	var body struct {
 		Type       string `json:"type"`
 		User       string `json:"user"`

@@ -15,12 +15,7 @@ import (
 func (s *Server) roomRoutes(mux *http.ServeMux) {
 	const p = "/_matrix/client/v3"
 	write := func(h func(http.ResponseWriter, *http.Request, store.User)) http.HandlerFunc {
-		if s.worker {
-			return func(w http.ResponseWriter, _ *http.Request) {
-				writeError(w, http.StatusNotFound, "M_UNRECOGNIZED", "Unrecognized request")
-			}
-		}
-		return s.authed(h)
+		return s.mainOnly(s.authed(h))
 	}
 	mux.HandleFunc("POST "+p+"/createRoom", write(s.createRoom))
 	mux.HandleFunc("PUT "+p+"/rooms/{room}/send/{type}/{txn}", write(s.sendEvent))
@@ -91,6 +86,14 @@ func (s *Server) createRoom(w http.ResponseWriter, r *http.Request, u store.User
 	if preset != "private_chat" && preset != "public_chat" && preset != "trusted_private_chat" {
 		writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", "Invalid preset "+strconv.Quote(preset))
 		return
+	}
+	seen := map[string]bool{u.ID: true}
+	for _, inv := range body.Invite {
+		if !strings.HasPrefix(inv, "@") || !strings.Contains(inv, ":") || seen[inv] {
+			writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", "Invalid or repeated user ID in invite: "+strconv.Quote(inv))
+			return
+		}
+		seen[inv] = true
 	}
 	room, err := s.store.CreateRoom(r.Context(), u, store.RoomOptions{
 		Name: body.Name, Topic: body.Topic, Public: preset == "public_chat", Visibility: body.Visibility, Invite: body.Invite,

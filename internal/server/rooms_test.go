@@ -1,11 +1,11 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hsops/internal/config"
 	"io"
 	"net/http"
 	"net/url"
@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"hsops/internal/config"
 
 	"hsops/internal/db"
 	"hsops/internal/dbtest"
@@ -45,7 +47,7 @@ func mustCall(t *testing.T, method, u, token string, body any) map[string]any {
 func wantError(t *testing.T, method, u, token string, body any, code int, errcode string) {
 	t.Helper()
 	got, out := call(t, method, u, token, body)
-	if got != code || out["errcode"] != errcode || out["error"] == "" {
+	if msg, _ := out["error"].(string); got != code || out["errcode"] != errcode || msg == "" {
 		t.Errorf("%s %s: got %d %v, want %d %s with an error message", method, u, got, out, code, errcode)
 	}
 }
@@ -111,9 +113,48 @@ func TestClientAPI_RoomJourney(t *testing.T) {
 		if len(bodies) != 26 || bodies[0] != "message 25" || bodies[25] != "I was running late" {
 			t.Fatalf("paged %d messages: first %q last %q", len(bodies), bodies[0], bodies[len(bodies)-1])
 		}
-		fwd := mustCall(t, "GET", roomURL(base, room, "/messages?dir=f&limit=3"), bob, nil)
-		if chunk := fwd["chunk"].([]any); len(chunk) != 3 || chunk[0].(map[string]any)["type"] != "m.room.create" {
-			t.Errorf("forward page starts with %v", chunk)
+		// Forwards, 7 at a time, the same messages in the other order.
+		var forward []string
+		from = ""
+		for pages := 0; ; pages++ {
+			if pages > 10 {
+				t.Fatal("forward pagination does not end")
+			}
+			u := roomURL(base, room, "/messages?dir=f&limit=7")
+			if from != "" {
+				u += "&from=" + from
+			}
+			page := mustCall(t, "GET", u, bob, nil)
+			chunk := page["chunk"].([]any)
+			if pages == 0 && chunk[0].(map[string]any)["type"] != "m.room.create" {
+				t.Errorf("forward pagination starts with %v", chunk[0])
+			}
+			for _, ev := range chunk {
+				ev := ev.(map[string]any)
+				if ev["type"] == "m.room.message" {
+					forward = append(forward, ev["content"].(map[string]any)["body"].(string))
+				}
+			}
+			end, _ := page["end"].(string)
+			if end == "" {
+				break
+			}
+			from = end
+		}
+		if len(forward) != len(bodies) {
+			t.Fatalf("forwards %d messages, backwards %d", len(forward), len(bodies))
+		}
+		for i := range forward {
+			if forward[i] != bodies[len(bodies)-1-i] {
+				t.Fatalf("message %d forwards %q, backwards %q", i, forward[i], bodies[len(bodies)-1-i])
+			}
+		}
+		// The start of the newest page is where new events appear.
+		start := mustCall(t, "GET", roomURL(base, room, "/messages?dir=b&limit=1"), bob, nil)["start"].(string)
+		mustCall(t, "PUT", roomURL(base, room, "/send/m.room.message/later"), alice, map[string]any{"msgtype": "m.text", "body": "later"})
+		next := mustCall(t, "GET", roomURL(base, room, "/messages?dir=f&from="+start), bob, nil)["chunk"].([]any)
+		if len(next) != 1 || next[0].(map[string]any)["content"].(map[string]any)["body"] != "later" {
+			t.Errorf("forwards from the newest page's start: %v, want the one new message", next)
 		}
 
 		state := callList(t, "GET", roomURL(base, room, "/state"), bob)
@@ -156,7 +197,15 @@ func TestClientAPI_RoomJourney(t *testing.T) {
 		wantError(t, "POST", roomURL(base, "!nope:example.org", "/join"), bob, map[string]any{}, 404, "M_NOT_FOUND")
 		wantError(t, "POST", base+"/_matrix/client/v3/search", bob, map[string]any{}, 400, "M_MISSING_PARAM")
 		wantError(t, "POST", base+"/_matrix/client/v3/createRoom", bob, map[string]any{"preset": "weird"}, 400, "M_INVALID_PARAM")
+		wantError(t, "POST", base+"/_matrix/client/v3/createRoom", bob, map[string]any{"invite": []string{"@bob:example.org"}}, 400, "M_INVALID_PARAM")
+		wantError(t, "POST", base+"/_matrix/client/v3/createRoom", bob, map[string]any{"invite": []string{"carol"}}, 400, "M_INVALID_PARAM")
 		wantError(t, "GET", base+"/_matrix/client/v3/joined_rooms", "", nil, 401, "M_MISSING_TOKEN")
+
+		// State needs power: bob (0) cannot change the power levels or the
+		// topic (state_default 50); alice (100) can.
+		wantError(t, "PUT", roomURL(base, room, "/state/m.room.power_levels"), bob, map[string]any{"users": map[string]any{"@bob:example.org": 100}}, 403, "M_FORBIDDEN")
+		wantError(t, "PUT", roomURL(base, room, "/state/m.room.topic"), bob, map[string]any{"topic": "mine"}, 403, "M_FORBIDDEN")
+		mustCall(t, "PUT", roomURL(base, room, "/state/m.room.topic"), alice, map[string]any{"topic": "upgrades and rollbacks"})
 
 		// A private room: carol needs an invitation.
 		private := mustCall(t, "POST", base+"/_matrix/client/v3/createRoom", alice, map[string]any{})["room_id"].(string)
@@ -183,6 +232,7 @@ func TestClientAPI_RoomJourney(t *testing.T) {
 		}
 		wantError(t, "PUT", roomURL(w.base, room, "/send/m.room.message/w1"), alice, map[string]any{"body": "x"}, 404, "M_UNRECOGNIZED")
 		wantError(t, "POST", w.base+"/_matrix/client/v3/createRoom", alice, map[string]any{}, 404, "M_UNRECOGNIZED")
+		wantError(t, "POST", w.base+"/_matrix/client/v3/login", "", map[string]any{"type": "m.login.password"}, 404, "M_UNRECOGNIZED")
 	})
 }
 
@@ -213,9 +263,9 @@ func checkTables(t *testing.T, d *db.DB, room string) {
 		return n
 	}
 	events := one("SELECT count(*) FROM events WHERE room_id = ?", room)
-	// 7 initial state events, bob's join, 26 messages, bob's leave.
-	if events != 35 {
-		t.Errorf("%d events in the room, want 35", events)
+	// 7 initial state events, bob's join, 27 messages, a new topic, bob's leave.
+	if events != 37 {
+		t.Errorf("%d events in the room, want 37", events)
 	}
 	if n := one("SELECT count(*) FROM event_json WHERE room_id = ?", room); n != events {
 		t.Errorf("%d event_json rows for %d events", n, events)
@@ -229,7 +279,7 @@ func checkTables(t *testing.T, d *db.DB, room string) {
 	}
 	// A state group per state event, chained by edges.
 	groups := one("SELECT count(*) FROM state_groups WHERE room_id = ?", room)
-	if groups != 9 || one("SELECT count(*) FROM state_group_edges AS g JOIN state_groups AS s ON s.id = g.state_group WHERE s.room_id = ?", room) != groups-1 {
+	if groups != 10 || one("SELECT count(*) FROM state_group_edges AS g JOIN state_groups AS s ON s.id = g.state_group WHERE s.room_id = ?", room) != groups-1 {
 		t.Errorf("%d state groups", groups)
 	}
 	if n := one("SELECT count(*) FROM event_to_state_groups AS g JOIN events AS e ON e.event_id = g.event_id WHERE e.room_id = ?", room); n != events {
@@ -244,8 +294,8 @@ func checkTables(t *testing.T, d *db.DB, room string) {
 	if n := one("SELECT count(*) FROM local_current_membership WHERE room_id = ? AND membership = 'join'", room); n != 1 {
 		t.Errorf("%d joined members, want 1", n)
 	}
-	if n := one("SELECT count(*) FROM event_txn_id_device_id WHERE room_id = ?", room); n != 26 {
-		t.Errorf("%d transaction IDs, want 26", n)
+	if n := one("SELECT count(*) FROM event_txn_id_device_id WHERE room_id = ?", room); n != 27 {
+		t.Errorf("%d transaction IDs, want 27", n)
 	}
 	// Stream orderings are distinct and increase with depth.
 	if n := one(`SELECT count(*) FROM events AS a JOIN events AS b ON a.room_id = b.room_id
@@ -301,4 +351,74 @@ databases:
 	if _, err := os.Stat(filepath.Join(dir, "main.db")); err == nil {
 		t.Error("the refusal created main.db")
 	}
+}
+
+// TestStore_ConcurrentWrites: registrations of one name at once give one
+// user and M_USER_IN_USE for the others (not a 500), and logins interleaved
+// with refused sends never hand out an access token id twice.
+func TestStore_ConcurrentWrites(t *testing.T) {
+	dbtest.Engines(t, func(t *testing.T, e db.Engine) {
+		r := startServer(t, testConfig(t, dbtest.New(t, e).Config, ""))
+		codes := make(chan int, 8)
+		for i := 0; i < 8; i++ {
+			go func() {
+				_, n := callNoFail(r.base+"/_synapse/admin/v1/register", "GET", nil)
+				nonce, _ := n["nonce"].(string)
+				code, _ := callNoFail(r.base+"/_synapse/admin/v1/register", "POST", map[string]any{
+					"nonce": nonce, "username": "dup", "password": "pw", "mac": RegistrationMAC("s3cret", nonce, "dup", "pw", false),
+				})
+				codes <- code
+			}()
+		}
+		got := map[int]int{}
+		for i := 0; i < 8; i++ {
+			got[<-codes]++
+		}
+		if got[200] != 1 || got[400] != 7 {
+			t.Errorf("8 registrations of one name: %v, want one 200 and seven 400 M_USER_IN_USE", got)
+		}
+		register(t, r.base, "erin", false)
+		room := mustCall(t, "POST", r.base+"/_matrix/client/v3/createRoom", login(t, r.base, "erin"), map[string]any{})["room_id"].(string)
+		dup := login(t, r.base, "dup")
+		const n = 100
+		done := make(chan int, 2*n)
+		for i := 0; i < n; i++ {
+			go func(i int) {
+				code, _ := callNoFail(r.base+"/_matrix/client/v3/login", "POST", map[string]any{"type": "m.login.password", "user": "dup", "password": "pw"})
+				done <- code
+			}(i)
+			go func(i int) {
+				// Refused: dup is not in the room (a failed transaction).
+				code, _ := callNoFail(roomURL(r.base, room, fmt.Sprintf("/send/m.room.message/x%d", i))+"?access_token="+dup, "PUT", map[string]any{"body": "x"})
+				done <- code
+			}(i)
+		}
+		logins := 0
+		for i := 0; i < 2*n; i++ {
+			if <-done == 200 {
+				logins++
+			}
+		}
+		if logins != n {
+			t.Errorf("%d of %d concurrent logins succeeded (the sends are refused)", logins, n)
+		}
+	})
+}
+
+// callNoFail is call for goroutines: it reports failures as a 0 status.
+func callNoFail(u, method string, body any) (int, map[string]any) {
+	var rd io.Reader
+	if body != nil {
+		data, _ := json.Marshal(body)
+		rd = bytes.NewReader(data)
+	}
+	req, _ := http.NewRequest(method, u, rd)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
 }

@@ -100,11 +100,13 @@ func Start(ctx context.Context, opts Options) (_ *Server, err error) {
 		role = "worker " + s.instance
 	}
 	s.log.Infof("starting homeserver %s for %s as the %s (pid %d)", buildinfo.ServerVersion(), cfg.ServerName, role, os.Getpid())
-	if mainDB, err := cfg.DatabaseFor("main"); err == nil {
-		if stateDB, err := cfg.DatabaseFor("state"); err == nil && mainDB.Label != stateDB.Label {
-			return nil, fmt.Errorf("%w: the engine keeps the main and state data stores in one database, and this configuration puts them in %q and %q: list both in the data_stores of one database (port_db and update_database handle split databases; the engine does not serve them)",
-				config.ErrInvalid, mainDB.Label, stateDB.Label)
-		}
+	mainDB, err := cfg.DatabaseFor("main")
+	if err != nil {
+		return nil, err
+	}
+	if stateDB, err := cfg.DatabaseFor("state"); err == nil && mainDB.Label != stateDB.Label {
+		return nil, fmt.Errorf("%w: the engine keeps the main and state data stores in one database, and this configuration puts them in %q and %q: list both in the data_stores of one database (port_db and update_database handle split databases; the engine does not serve them)",
+			config.ErrInvalid, mainDB.Label, stateDB.Label)
 	}
 	for _, dbc := range cfg.Databases {
 		d, err := s.openDatabase(ctx, dbc)
@@ -113,8 +115,11 @@ func Start(ctx context.Context, opts Options) (_ *Server, err error) {
 		}
 		s.dbs = append(s.dbs, d)
 	}
-	main, state := s.databaseFor("main"), s.databaseFor("state")
-	s.store = store.New(main, state, cfg.ServerName, s.instance)
+	for _, d := range s.dbs {
+		if d.Label == mainDB.Label {
+			s.store = store.New(d, cfg.ServerName, s.instance)
+		}
+	}
 	if err := s.store.CheckServerName(ctx); err != nil {
 		return nil, err
 	}
@@ -128,17 +133,6 @@ func Start(ctx context.Context, opts Options) (_ *Server, err error) {
 	}
 	s.bg = newBGController(s)
 	return s, nil
-}
-
-func (s *Server) databaseFor(store string) *db.DB {
-	for _, d := range s.dbs {
-		for _, st := range d.DataStores {
-			if st == store {
-				return d
-			}
-		}
-	}
-	return s.dbs[0]
 }
 
 // openDatabase opens one physical database, checks the server, and brings

@@ -123,18 +123,12 @@ func (s *Store) Persist(ctx context.Context, tx *sql.Tx, e *Event) error {
 	if e.Depth == 0 {
 		e.Depth = rs.depth + 1
 	}
+	seq := "events_stream_seq"
 	if e.Backfilled {
-		id, err := s.nextBackfill(ctx, tx)
-		if err != nil {
-			return err
-		}
-		e.StreamOrdering = id
-	} else {
-		id, err := s.nextID(ctx, tx, s.DB, "events_stream_seq", "events", "stream_ordering")
-		if err != nil {
-			return err
-		}
-		e.StreamOrdering = id
+		seq = "events_backfill_stream_seq"
+	}
+	if e.StreamOrdering, err = s.nextID(ctx, tx, seq); err != nil {
+		return err
 	}
 	var stateKey any
 	if e.StateKey != nil {
@@ -203,44 +197,22 @@ func (s *Store) Persist(ctx context.Context, tx *sql.Tx, e *Event) error {
 	return nil
 }
 
-func (s *Store) nextBackfill(ctx context.Context, tx *sql.Tx) (int64, error) {
-	if s.DB.Engine == db.Postgres {
-		var n int64
-		err := tx.QueryRowContext(ctx, "SELECT nextval('events_backfill_stream_seq')").Scan(&n)
-		return -n, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cur, ok := s.ids["events.backfill"]
-	if !ok {
-		var m sql.NullInt64
-		if err := tx.QueryRowContext(ctx, "SELECT MIN(stream_ordering) FROM events").Scan(&m); err != nil {
-			return 0, err
-		}
-		cur = min(m.Int64, 0)
-	}
-	cur--
-	s.ids["events.backfill"] = cur
-	return cur, nil
-}
-
 // newStateGroup stores a state event's group as a delta on the previous
 // group: the changed entry, and an edge to the previous group.
 func (s *Store) newStateGroup(ctx context.Context, tx *sql.Tx, e *Event, prev int64) (int64, error) {
-	sq := s.State.Rebind
-	id, err := s.nextID(ctx, tx, s.State, "state_group_id_seq", "state_groups", "id")
+	id, err := s.nextID(ctx, tx, "state_group_id_seq")
 	if err != nil {
 		return 0, err
 	}
-	if _, err := tx.ExecContext(ctx, sq("INSERT INTO state_groups (id, room_id, event_id) VALUES (?, ?, ?)"), id, e.RoomID, e.EventID); err != nil {
+	if _, err := tx.ExecContext(ctx, s.q("INSERT INTO state_groups (id, room_id, event_id) VALUES (?, ?, ?)"), id, e.RoomID, e.EventID); err != nil {
 		return 0, fmt.Errorf("insert state group: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, sq("INSERT INTO state_groups_state (state_group, room_id, type, state_key, event_id) VALUES (?, ?, ?, ?, ?)"),
+	if _, err := tx.ExecContext(ctx, s.q("INSERT INTO state_groups_state (state_group, room_id, type, state_key, event_id) VALUES (?, ?, ?, ?, ?)"),
 		id, e.RoomID, e.Type, *e.StateKey, e.EventID); err != nil {
 		return 0, fmt.Errorf("insert state: %w", err)
 	}
 	if prev != 0 {
-		if _, err := tx.ExecContext(ctx, sq("INSERT INTO state_group_edges (state_group, prev_state_group) VALUES (?, ?)"), id, prev); err != nil {
+		if _, err := tx.ExecContext(ctx, s.q("INSERT INTO state_group_edges (state_group, prev_state_group) VALUES (?, ?)"), id, prev); err != nil {
 			return 0, fmt.Errorf("insert state group edge: %w", err)
 		}
 	}

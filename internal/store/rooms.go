@@ -6,9 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"hsops/internal/db"
@@ -48,10 +48,13 @@ type ClientEvent struct {
 }
 
 // roomLock serialises the writers of one room in this process, so that
-// the extremities, depth and state group chain of a room stay a line.
+// the extremities, depth and state group chain of a room stay a line. The
+// rooms share a fixed set of mutexes by hash: nothing grows with the
+// number of rooms (or of room IDs clients make up).
 func (s *Store) roomLock(room string) func() {
-	v, _ := s.rooms.LoadOrStore(room, &sync.Mutex{})
-	m := v.(*sync.Mutex)
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(room))
+	m := &s.rooms[h.Sum32()%uint32(len(s.rooms))]
 	m.Lock()
 	return m.Unlock
 }
@@ -68,8 +71,6 @@ func (s *Store) NewRoomID() string { return "!" + randomString(18, true) + ":" +
 // invitations.
 func (s *Store) CreateRoom(ctx context.Context, creator User, opts RoomOptions) (string, error) {
 	room := s.NewRoomID()
-	unlock := s.roomLock(room)
-	defer unlock()
 	joinRule := "invite"
 	if opts.Public {
 		joinRule = "public"
@@ -146,13 +147,6 @@ func (s *Store) Membership(ctx context.Context, q db.Querier, userID, room strin
 		return "", nil
 	}
 	return m.String, err
-}
-
-// RoomExists reports whether the server knows the room.
-func (s *Store) RoomExists(ctx context.Context, room string) (bool, error) {
-	var n int
-	err := s.DB.QueryRowContext(ctx, s.q("SELECT count(*) FROM rooms WHERE room_id = ?"), room).Scan(&n)
-	return n > 0, err
 }
 
 // stateContent reads the content of a current state event.
@@ -288,6 +282,9 @@ func (s *Store) Send(ctx context.Context, u User, room, typ string, stateKey *st
 		if m != "join" {
 			return fmt.Errorf("%w: you are not in this room", ErrNotInRoom)
 		}
+		if err := s.checkPower(ctx, tx, room, u.ID, typ, stateKey != nil); err != nil {
+			return err
+		}
 		auth, err := s.authFor(ctx, tx, room, u.ID)
 		if err != nil {
 			return err
@@ -301,6 +298,34 @@ func (s *Store) Send(ctx context.Context, u User, room, typ string, stateKey *st
 		return nil
 	})
 	return eventID, err
+}
+
+// checkPower refuses an event whose sender's power level (m.room.power_levels:
+// users, else users_default) is below what the event type needs (events,
+// else state_default for state events and events_default for others).
+func (s *Store) checkPower(ctx context.Context, q db.Querier, room, sender, typ string, state bool) error {
+	pl, err := s.stateContent(ctx, q, room, "m.room.power_levels", "")
+	if err != nil || pl == nil {
+		return err
+	}
+	level := func(m any, key string, def float64) float64 {
+		if mm, ok := m.(map[string]any); ok {
+			if v, ok := mm[key].(float64); ok {
+				return v
+			}
+		}
+		return def
+	}
+	have := level(pl["users"], sender, level(pl, "users_default", 0))
+	fallback := "events_default"
+	if state {
+		fallback = "state_default"
+	}
+	need := level(pl["events"], typ, level(pl, fallback, map[bool]float64{true: 50, false: 0}[state]))
+	if have < need {
+		return fmt.Errorf("%w: you need power level %v to send %s events in this room (you have %v)", ErrForbidden, need, typ, have)
+	}
+	return nil
 }
 
 // JoinedRooms lists the rooms a local user is joined to.
@@ -416,41 +441,43 @@ type Page struct {
 }
 
 // Messages pages through a room's timeline by stream ordering, for a
-// joined member: backwards (dir "b") from `from` (exclusive; empty means
-// the newest) or forwards (dir "f") from `from` (exclusive; empty means the
-// oldest). End is empty when there is nothing more.
+// joined member. A token "sN" is the position after event N: backwards
+// (dir "b") a page holds events at or before N (from empty: the newest
+// position), forwards (dir "f") events after N (from empty: the oldest).
+// Start is the position the page was read from; End, when there is more,
+// the position to read the next page from, in the same direction.
 func (s *Store) Messages(ctx context.Context, userID, room, from, dir string, limit int) (Page, error) {
 	if err := s.requireJoined(ctx, userID, room); err != nil {
 		return Page{}, err
 	}
 	var (
-		pos     int64
-		hasFrom = from != ""
-		err     error
+		pos int64
+		err error
 	)
-	if hasFrom {
+	switch {
+	case from != "":
 		if pos, err = ParseToken(from); err != nil {
+			return Page{}, err
+		}
+	case dir == "f":
+		// Before the oldest event (backfilled ones are negative).
+		if err := s.DB.QueryRowContext(ctx, "SELECT COALESCE(MIN(stream_ordering), 1) - 1 FROM events").Scan(&pos); err != nil {
+			return Page{}, err
+		}
+	default:
+		// The newest position, read first: an event committed while the
+		// page is read is after it, and the next forward page finds it.
+		if err := s.DB.QueryRowContext(ctx, "SELECT COALESCE(MAX(stream_ordering), 0) FROM events").Scan(&pos); err != nil {
 			return Page{}, err
 		}
 	}
 	q := `SELECT ` + eventColumns + ` FROM events AS e WHERE e.room_id = ? AND e.outlier = ?`
-	args := []any{room, false}
 	if dir == "f" {
-		if hasFrom {
-			q += " AND e.stream_ordering > ?"
-			args = append(args, pos)
-		}
-		q += " ORDER BY e.stream_ordering ASC"
+		q += " AND e.stream_ordering > ? ORDER BY e.stream_ordering ASC LIMIT ?"
 	} else {
-		if hasFrom {
-			q += " AND e.stream_ordering < ?"
-			args = append(args, pos)
-		}
-		q += " ORDER BY e.stream_ordering DESC"
+		q += " AND e.stream_ordering <= ? ORDER BY e.stream_ordering DESC LIMIT ?"
 	}
-	q += " LIMIT ?"
-	args = append(args, limit+1)
-	rows, err := s.DB.QueryContext(ctx, s.q(q), args...)
+	rows, err := s.DB.QueryContext(ctx, s.q(q), room, false, pos, limit+1)
 	if err != nil {
 		return Page{}, err
 	}
@@ -458,25 +485,14 @@ func (s *Store) Messages(ctx context.Context, userID, room, from, dir string, li
 	if err != nil {
 		return Page{}, err
 	}
-	more := len(events) > limit
-	if more {
-		events = events[:limit]
-	}
-	p := Page{Chunk: events}
-	switch {
-	case hasFrom:
-		p.Start = Token(pos)
-	case dir == "f":
-		p.Start = Token(0)
-	default:
-		var maxPos sql.NullInt64
-		if err := s.DB.QueryRowContext(ctx, "SELECT MAX(stream_ordering) FROM events").Scan(&maxPos); err != nil {
-			return Page{}, err
+	p := Page{Chunk: events[:min(limit, len(events))], Start: Token(pos)}
+	if len(events) > limit && limit > 0 {
+		p.Chunk = events[:limit]
+		last := p.Chunk[len(p.Chunk)-1].StreamOrdering
+		if dir != "f" {
+			last--
 		}
-		p.Start = Token(maxPos.Int64 + 1)
-	}
-	if more && len(events) > 0 {
-		p.End = Token(events[len(events)-1].StreamOrdering)
+		p.End = Token(last)
 	}
 	return p, nil
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"hsops/internal/db"
+	"hsops/internal/sequences"
 )
 
 // Errors the API layer maps to Matrix error codes.
@@ -28,59 +29,73 @@ var (
 
 // Store reads and writes one homeserver's data.
 type Store struct {
-	// DB hosts the main logical database; State hosts state (often the
-	// same database).
+	// DB hosts the main and state logical databases (the engine refuses to
+	// serve them from two databases).
 	DB         *db.DB
-	State      *db.DB
 	ServerName string
 	// Instance is the writer's name ("master" or the worker name).
 	Instance string
 
-	mu  sync.Mutex
-	ids map[string]int64
-	// rooms holds a *sync.Mutex per room (see roomLock).
-	rooms sync.Map
+	mu        sync.Mutex
+	lastToken int64
+	// rooms are the room write locks (see roomLock).
+	rooms [256]sync.Mutex
 }
 
-// New returns a store over open databases.
-func New(main, state *db.DB, serverName, instance string) *Store {
-	if state == nil {
-		state = main
+// New returns a store over an open database.
+func New(d *db.DB, serverName, instance string) *Store {
+	return &Store{DB: d, ServerName: serverName, Instance: instance}
+}
+
+// nextID hands out the next value of one of Synapse's sequences
+// (sequences.Known), as its id generators do: nextval on PostgreSQL
+// (negated for the backfill stream); on SQLite, where BEGIN IMMEDIATE
+// serialises the writers, one past the table's extreme read in the
+// transaction, so a rolled-back transaction leaves nothing to forget.
+func (s *Store) nextID(ctx context.Context, tx *sql.Tx, name string) (int64, error) {
+	seq, ok := sequences.Lookup(name)
+	if !ok || len(seq.Sources) == 0 {
+		return 0, fmt.Errorf("no sequence %s", name)
 	}
-	return &Store{DB: main, State: state, ServerName: serverName, Instance: instance, ids: map[string]int64{}}
+	sign := int64(1)
+	if seq.Negative {
+		sign = -1
+	}
+	var n int64
+	if s.DB.Engine == db.Postgres {
+		err := tx.QueryRowContext(ctx, "SELECT nextval('"+name+"')").Scan(&n)
+		return sign * n, err
+	}
+	src := seq.Sources[0]
+	agg := "MAX(" + src.Column + ")"
+	if seq.Negative {
+		agg = "-MIN(" + src.Column + ")"
+	}
+	err := tx.QueryRowContext(ctx, "SELECT COALESCE(MAX(m), 0) + 1 FROM (SELECT "+agg+" AS m FROM "+src.Table+" UNION ALL SELECT 0) AS t").Scan(&n)
+	return sign * n, err
 }
 
-// nextID hands out the next value of a table's integer id on SQLite, or of
-// a sequence on PostgreSQL, the way Synapse's id generators do. On SQLite
-// the counter starts after the table's current maximum.
-func (s *Store) nextID(ctx context.Context, q db.Querier, d *db.DB, seq, table, col string) (int64, error) {
-	if d.Engine == db.Postgres && seq != "" {
-		var n int64
-		err := q.QueryRowContext(ctx, "SELECT nextval('"+seq+"')").Scan(&n)
-		return n, err
+// nextTokenID hands out an access_tokens id. The table has no sequence: on
+// SQLite the maximum is read in the (serialised) transaction; on
+// PostgreSQL a counter started from the maximum is only ever advanced, so
+// ids of rolled-back transactions are skipped, never handed out twice.
+// Only the main process writes tokens.
+func (s *Store) nextTokenID(ctx context.Context, tx *sql.Tx) (int64, error) {
+	var m int64
+	if s.DB.Engine == db.SQLite {
+		err := tx.QueryRowContext(ctx, "SELECT COALESCE(MAX(id), 0) + 1 FROM access_tokens").Scan(&m)
+		return m, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	key := table + "." + col
-	cur, ok := s.ids[key]
-	if !ok {
-		var m sql.NullInt64
-		if err := q.QueryRowContext(ctx, "SELECT MAX("+col+") FROM "+table).Scan(&m); err != nil {
+	if s.lastToken == 0 {
+		if err := tx.QueryRowContext(ctx, "SELECT COALESCE(MAX(id), 0) FROM access_tokens").Scan(&m); err != nil {
 			return 0, err
 		}
-		cur = m.Int64
+		s.lastToken = m
 	}
-	cur++
-	s.ids[key] = cur
-	return cur, nil
-}
-
-// forgetIDs drops cached counters (after a failed transaction, the
-// database's maximum is the truth again).
-func (s *Store) forgetIDs() {
-	s.mu.Lock()
-	s.ids = map[string]int64{}
-	s.mu.Unlock()
+	s.lastToken++
+	return s.lastToken, nil
 }
 
 // Tx runs fn in a transaction on the main database.
@@ -91,14 +106,9 @@ func (s *Store) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	}
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
-		s.forgetIDs()
 		return err
 	}
-	if err := tx.Commit(); err != nil {
-		s.forgetIDs()
-		return err
-	}
-	return nil
+	return tx.Commit()
 }
 
 func (s *Store) q(query string) string { return s.DB.Rebind(query) }
@@ -126,26 +136,27 @@ type User struct {
 func (s *Store) RegisterUser(ctx context.Context, localpart, passwordHash string, admin bool, displayName string) (string, error) {
 	userID := s.UserID(localpart)
 	err := s.Tx(ctx, func(tx *sql.Tx) error {
-		var n int
-		if err := tx.QueryRowContext(ctx, s.q("SELECT count(*) FROM users WHERE name = ?"), userID).Scan(&n); err != nil {
-			return err
-		}
-		if n > 0 {
-			return ErrUserInUse
-		}
 		adminFlag := 0
 		if admin {
 			adminFlag = 1
 		}
-		now := time.Now()
-		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO users (name, password_hash, creation_ts, admin, is_guest, deactivated, approved, locked)
-			VALUES (?, ?, ?, ?, 0, 0, ?, ?)`), userID, nullString(passwordHash), now.Unix(), adminFlag, true, false); err != nil {
+		// ON CONFLICT, not a count first: two registrations of one name
+		// at once must give one user and one M_USER_IN_USE, not an error.
+		res, err := tx.ExecContext(ctx, s.q(`INSERT INTO users (name, password_hash, creation_ts, admin, is_guest, deactivated, approved, locked)
+			VALUES (?, ?, ?, ?, 0, 0, ?, ?) ON CONFLICT (name) DO NOTHING`), userID, nullString(passwordHash), time.Now().Unix(), adminFlag, true, false)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			if err == nil {
+				err = ErrUserInUse
+			}
 			return err
 		}
 		if displayName == "" {
 			displayName = localpart
 		}
-		_, err := tx.ExecContext(ctx, s.q("INSERT INTO profiles (user_id, full_user_id, displayname) VALUES (?, ?, ?)"), localpart, userID, displayName)
+		_, err = tx.ExecContext(ctx, s.q("INSERT INTO profiles (user_id, full_user_id, displayname) VALUES (?, ?, ?)"), localpart, userID, displayName)
 		return err
 	})
 	return userID, err
@@ -175,17 +186,11 @@ func (s *Store) Login(ctx context.Context, userID, deviceID, displayName string)
 	}
 	token = "syt_" + randomString(32, false)
 	err = s.Tx(ctx, func(tx *sql.Tx) error {
-		var n int
-		if err := tx.QueryRowContext(ctx, s.q("SELECT count(*) FROM devices WHERE user_id = ? AND device_id = ?"), userID, deviceID).Scan(&n); err != nil {
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO devices (user_id, device_id, display_name, last_seen, hidden) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (user_id, device_id) DO NOTHING`), userID, deviceID, nullString(displayName), time.Now().UnixMilli(), false); err != nil {
 			return err
 		}
-		if n == 0 {
-			if _, err := tx.ExecContext(ctx, s.q("INSERT INTO devices (user_id, device_id, display_name, last_seen, hidden) VALUES (?, ?, ?, ?, ?)"),
-				userID, deviceID, nullString(displayName), time.Now().UnixMilli(), false); err != nil {
-				return err
-			}
-		}
-		id, err := s.nextID(ctx, tx, s.DB, "", "access_tokens", "id")
+		id, err := s.nextTokenID(ctx, tx)
 		if err != nil {
 			return err
 		}
