@@ -20,14 +20,17 @@ type Result struct {
 	// Version is the schema version after the rollback.
 	Version  int
 	Duration time.Duration
-	// Before and After are the pending background updates around the
-	// rollback.
-	Before, After []schema.PendingUpdate
+	// After are the pending background updates after the rollback.
+	After []schema.PendingUpdate
 }
 
 // ErrBackup means the copy made before a rollback failed; nothing was
 // changed.
 var ErrBackup = errors.New("the backup before the rollback failed")
+
+// ErrMoved means the database changed between the plan and the
+// transaction that was to run it; nothing was changed.
+var ErrMoved = errors.New("the database changed while the rollback was planned")
 
 // Apply rolls the database back to opts.Target under the schema lock: it
 // plans (refusing data loss unless allowed), copies the database when asked,
@@ -47,14 +50,13 @@ func (s *Set) Apply(ctx context.Context, d *db.DB, opts Options) (*Result, error
 	if err != nil {
 		return nil, err
 	}
+	res := &Result{Plan: plan, Version: st.Version, After: st.Updates}
 	if !opts.AllowDataLoss {
 		if err := plan.Refusal(); err != nil {
-			return &Result{Plan: plan, Version: st.Version}, err
+			return res, err
 		}
 	}
-	res := &Result{Plan: plan, Version: st.Version, Before: st.Updates}
 	if plan.Empty() {
-		res.After = st.Updates
 		return res, nil
 	}
 	start := time.Now()
@@ -64,31 +66,33 @@ func (s *Set) Apply(ctx context.Context, d *db.DB, opts Options) (*Result, error
 		}
 		res.Backup = opts.BackupPath
 	}
-	tx, err := d.BeginTx(ctx, nil)
-	if err != nil {
-		return res, fmt.Errorf("begin transaction: %w", err)
-	}
-	defer tx.Rollback()
-	// Plan again inside the transaction: the counts that decide a refusal
-	// are then exactly those of the data the reverses change.
-	plan, err = s.Plan(ctx, d, tx, st, opts)
-	if err != nil {
-		return res, err
-	}
-	res.Plan = plan
-	if !opts.AllowDataLoss {
-		if err := plan.Refusal(); err != nil {
-			return res, err
+	err = schema.InTx(ctx, d, func(tx *sql.Tx) error {
+		// The lock keeps other hsops tools out; check that nothing else
+		// moved the schema since the plan, and count the losses again
+		// where the reverses will destroy them.
+		now, err := schema.ReadState(ctx, d, tx)
+		if err != nil {
+			return err
 		}
-	}
-	if err := s.execute(ctx, tx, d.Engine, plan, opts); err != nil {
+		if now.Version != st.Version || len(now.Applied) != len(st.Applied) {
+			return fmt.Errorf("%w: it was at schema %d, it is at %d", ErrMoved, st.Version, now.Version)
+		}
+		if !opts.AllowDataLoss {
+			if err := plan.recountLosses(ctx, d, tx); err != nil {
+				return err
+			}
+			if err := plan.Refusal(); err != nil {
+				return err
+			}
+		}
+		if err := s.execute(ctx, tx, d.Engine, plan, opts); err != nil {
+			return err
+		}
+		res.After, err = schema.ReadUpdates(ctx, tx)
+		return err
+	})
+	if err != nil {
 		return res, err
-	}
-	if res.After, err = schema.ReadUpdates(ctx, tx); err != nil {
-		return res, err
-	}
-	if err := tx.Commit(); err != nil {
-		return res, fmt.Errorf("commit: %w", err)
 	}
 	res.Version = plan.Target
 	res.Duration = time.Since(start)

@@ -32,13 +32,11 @@ func engineGoReverses() map[string]GoReverse {
 			}),
 		},
 		"main/delta/78/01_validate_and_update_profiles.go": {
-			Header: "-- Queue the profiles.full_user_id back-fill again and (PostgreSQL) make its NOT NULL check unvalidated, as at schema 77.",
-			Queues: []string{"populate_full_user_id_profiles"},
+			Header: "-- Queue the profiles.full_user_id back-fill again and (PostgreSQL) make its NOT NULL check unvalidated, as at schema 77.\n-- queues: populate_full_user_id_profiles",
 			Run:    unfinishFullUserID("profiles", "populate_full_user_id_profiles", 7703),
 		},
 		"main/delta/78/02_validate_and_update_user_filters.go": {
-			Header: "-- Queue the user_filters.full_user_id back-fill again and (PostgreSQL) make its NOT NULL check unvalidated, as at schema 77.",
-			Queues: []string{"populate_full_user_id_user_filters"},
+			Header: "-- Queue the user_filters.full_user_id back-fill again and (PostgreSQL) make its NOT NULL check unvalidated, as at schema 77.\n-- queues: populate_full_user_id_user_filters",
 			Run:    unfinishFullUserID("user_filters", "populate_full_user_id_user_filters", 7704),
 		},
 	}

@@ -272,15 +272,24 @@ func (p *Plan) account(ctx context.Context, d *db.DB, q db.Querier, r Reverse, s
 	if r.Decl.Irreversible != "" {
 		p.Irreversible = append(p.Irreversible, Irreversible{Delta: key, Why: r.Decl.Irreversible})
 	}
-	for name := range queued {
-		if strings.Contains(r.SQL, "'"+name+"'") {
-			delete(queued, name)
-		}
+	for _, name := range r.Decl.Dequeues {
+		delete(queued, name)
 	}
-	if r.Go != nil {
-		for _, name := range r.Go.Queues {
-			queued[name] = true
+	for _, name := range r.Decl.Queues {
+		queued[name] = true
+	}
+	return nil
+}
+
+// recountLosses counts the declared losses again through q (the
+// transaction that runs the plan).
+func (p *Plan) recountLosses(ctx context.Context, d *db.DB, q db.Querier) error {
+	for i, c := range p.Loses {
+		n, err := countData(ctx, d, q, c.Data)
+		if err != nil {
+			return fmt.Errorf("count %s for %s: %w", c.String(), c.Delta, err)
 		}
+		p.Loses[i].Rows = n
 	}
 	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -33,6 +35,17 @@ func TestEveryDeltaHasAReverse(t *testing.T) {
 					continue
 				}
 				used[r.Path] = true
+				// The reverse declares what it takes off the queue: at
+				// least what its delta queued, and exactly what its SQL
+				// deletes.
+				for _, name := range queueNames(d.SQL, "INSERT INTO background_updates") {
+					if !slices.Contains(r.Decl.Dequeues, name) {
+						t.Errorf("%s (%s): the delta queues %s, the reverse does not declare dequeuing it", r.Path, e, name)
+					}
+				}
+				if r.Go == nil && !slices.Equal(queueNames(r.SQL, "DELETE FROM background_updates"), r.Decl.Dequeues) {
+					t.Errorf("%s: deletes %v from the queue, declares %v", r.Path, queueNames(r.SQL, "DELETE FROM background_updates"), r.Decl.Dequeues)
+				}
 			}
 		}
 	}
@@ -53,6 +66,31 @@ func TestEveryDeltaHasAReverse(t *testing.T) {
 			t.Errorf("Go reverse %s belongs to no delta", p)
 		}
 	}
+}
+
+var (
+	// queuedRE finds the update name of each (ordering, update_name, ...)
+	// row the engine's deltas insert; deletedRE the names a DELETE lists.
+	queuedRE  = regexp.MustCompile(`\(\s*\d+\s*,\s*'([a-z0-9_]+)'`)
+	deletedRE = regexp.MustCompile(`'([a-z0-9_]+)'`)
+)
+
+// queueNames are the update names in the statements of sql that start with
+// prefix.
+func queueNames(sql, prefix string) []string {
+	re := deletedRE
+	if strings.HasPrefix(prefix, "INSERT") {
+		re = queuedRE
+	}
+	var out []string
+	for _, stmt := range strings.Split(sql, ";") {
+		if i := strings.Index(stmt, prefix); i >= 0 {
+			for _, m := range re.FindAllStringSubmatch(stmt[i:], -1) {
+				out = append(out, m[1])
+			}
+		}
+	}
+	return out
 }
 
 func TestParseHeader(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -226,30 +227,30 @@ func references(t *testing.T, e db.Engine) map[int]*reference {
 	return refs
 }
 
-// checkState checks the bookkeeping of a database rolled back to v.
-func checkState(t *testing.T, d *db.DB, v int, fromSnapshot bool) {
+// checkState checks the bookkeeping of a database rolled back to v: that of
+// the reference (a fresh database at v, created from the 68 snapshot), or,
+// for a database created from the 83 snapshot, that of one created at v.
+func checkState(t *testing.T, d *db.DB, ref *reference, fromSnapshot bool) {
 	t.Helper()
-	st, err := schema.ReadState(context.Background(), d, d.DB)
+	ctx := context.Background()
+	st, err := schema.ReadState(ctx, d, d.DB)
 	if err != nil {
 		t.Fatal(err)
 	}
-	set := schema.Engine()
-	if st.Kind != schema.KindEngine || st.Version != v || st.Compat != set.CompatFor(v) {
-		t.Fatalf("got kind %v version %d compat %d, want engine %d/%d", st.Kind, st.Version, st.Compat, v, set.CompatFor(v))
+	want, err := schema.ReadState(ctx, ref.d, ref.d.DB)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if len(st.Updates) != 0 {
-		t.Errorf("pending updates after running them: %v", st.Updates)
-	}
-	for _, key := range st.Applied {
-		if n, _ := keyVersion(key); n > v {
-			t.Errorf("applied_schema_deltas still has %s", key)
-		}
+	if st.Kind != schema.KindEngine || st.Version != want.Version || st.Compat != want.Compat || len(st.Updates) != 0 {
+		t.Fatalf("got kind %v version %d compat %d updates %v, want engine %d/%d with nothing pending", st.Kind, st.Version, st.Compat, st.Updates, want.Version, want.Compat)
 	}
 	if fromSnapshot {
-		if st.Upgraded || st.Mark.CreatedVersion != v || len(st.Applied) != 0 {
-			t.Errorf("got upgraded %v created %d applied %v, want a database that counts as created at %d", st.Upgraded, st.Mark.CreatedVersion, st.Applied, v)
+		if st.Upgraded || st.Mark.CreatedVersion != ref.version || len(st.Applied) != 0 {
+			t.Errorf("got upgraded %v created %d applied %v, want a database that counts as created at %d", st.Upgraded, st.Mark.CreatedVersion, st.Applied, ref.version)
 		}
-	} else if st.Mark.CreatedVersion > v || (v > st.Mark.CreatedVersion && !st.Upgraded) {
-		t.Errorf("got upgraded %v created %d at version %d", st.Upgraded, st.Mark.CreatedVersion, v)
+		return
+	}
+	if st.Upgraded != want.Upgraded || st.Mark.CreatedVersion != want.Mark.CreatedVersion || !slices.Equal(st.Applied, want.Applied) {
+		t.Errorf("got upgraded %v created %d applied %v, want %v %d %v", st.Upgraded, st.Mark.CreatedVersion, st.Applied, want.Upgraded, want.Mark.CreatedVersion, want.Applied)
 	}
 }

@@ -30,8 +30,6 @@ type Set struct {
 // declarations, in the syntax of a reverse SQL file's header.
 type GoReverse struct {
 	Header string
-	// Queues are background updates the reverse queues again.
-	Queues []string
 	Run    func(ctx context.Context, tx *sql.Tx, env schema.Env) error
 }
 
@@ -71,6 +69,9 @@ type Declarations struct {
 	// the delta took: a rollback through it is refused unless data loss is
 	// allowed.
 	Irreversible string
+	// Dequeues are the background updates the reverse removes from the
+	// queue; Queues those it queues (again).
+	Dequeues, Queues []string
 }
 
 // Data names data: a table, a column, or the rows of a table that match a
@@ -146,7 +147,7 @@ func (s *Set) Lookup(d schema.Delta, e db.Engine) (Reverse, error) {
 }
 
 var (
-	declLine = regexp.MustCompile(`^--\s*(loses|drops|keeps|restores-empty|irreversible):\s*(.*)$`)
+	declLine = regexp.MustCompile(`^--\s*(loses|drops|keeps|restores-empty|irreversible|queues|dequeues):\s*(.*)$`)
 	dataSpec = regexp.MustCompile(`^(table|column|rows)\s+([a-z_][a-z0-9_]*)(?:\.([a-z_][a-z0-9_]*))?(?:\s+WHERE\s+(.*?))?(?:\s+\(([^()]*)\))?$`)
 )
 
@@ -161,6 +162,8 @@ var (
 //	-- keeps: column <t>.<c> (<why>)
 //	-- restores-empty: table <t> (<why>)
 //	-- irreversible: <why>
+//	-- dequeues: <update>, <update>   (background updates removed)
+//	-- queues: <update>               (background updates queued again)
 func parseHeader(text string) (Declarations, string, error) {
 	var (
 		d       Declarations
@@ -175,6 +178,23 @@ func parseHeader(text string) (Declarations, string, error) {
 		if m == nil {
 			if summary == "" {
 				summary = strings.TrimSpace(strings.TrimPrefix(line, "--"))
+			}
+			continue
+		}
+		if m[1] == "queues" || m[1] == "dequeues" {
+			var names []string
+			for _, n := range strings.Split(m[2], ",") {
+				if n = strings.TrimSpace(n); n != "" {
+					names = append(names, n)
+				}
+			}
+			if len(names) == 0 {
+				return d, "", fmt.Errorf("%s: needs update names", m[1])
+			}
+			if m[1] == "queues" {
+				d.Queues = append(d.Queues, names...)
+			} else {
+				d.Dequeues = append(d.Dequeues, names...)
 			}
 			continue
 		}

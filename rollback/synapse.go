@@ -2,6 +2,7 @@ package rollback
 
 import (
 	"context"
+	"database/sql"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -151,6 +152,11 @@ func PlanSynapse(st *schema.State, e db.Engine, release *semver.Version) (*Synap
 		p.Recipes = append(p.Recipes, *next)
 		cur = next.ToSchema
 	}
+	if len(p.Recipes) == 0 {
+		// Compat above the schema version: no release at the target's
+		// schema accepts it, and no recipe lowers a compat version.
+		return nil, fmt.Errorf("%w takes a Synapse database at schema %d, compat %d, to v%s (schema %d)", ErrNoRecipe, st.Version, compat, release, f.Schema)
+	}
 	if last := p.Recipes[len(p.Recipes)-1]; !last.targets.Check(release) {
 		return nil, fmt.Errorf("%w: %s reaches schema %d for releases %s, not v%s", ErrNoRecipe, last.Name, last.ToSchema, last.Targets, release)
 	}
@@ -159,8 +165,9 @@ func PlanSynapse(st *schema.State, e db.Engine, release *semver.Version) (*Synap
 
 // ApplySynapse runs a plan's recipes under the schema lock, in one
 // transaction, after checking that the database is still where the plan
-// found it.
-func ApplySynapse(ctx context.Context, d *db.DB, p *SynapsePlan, holder string) error {
+// found it; with backupPath (SQLite) the database is copied there first,
+// under the lock.
+func ApplySynapse(ctx context.Context, d *db.DB, p *SynapsePlan, holder, backupPath string) error {
 	if p.AsIs || len(p.Recipes) == 0 {
 		return nil
 	}
@@ -169,31 +176,36 @@ func ApplySynapse(ctx context.Context, d *db.DB, p *SynapsePlan, holder string) 
 		return err
 	}
 	defer lock.Release()
-	tx, err := d.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin transaction: %w", err)
-	}
-	defer tx.Rollback()
-	st, err := schema.ReadState(ctx, d, tx)
+	st, err := schema.ReadState(ctx, d, d.DB)
 	if err != nil {
 		return err
 	}
 	if st.Version != p.State.Version {
-		return fmt.Errorf("%w: the database moved from schema %d to %d since it was planned", schema.ErrBadTarget, p.State.Version, st.Version)
+		return fmt.Errorf("%w: it was at schema %d, it is at %d", ErrMoved, p.State.Version, st.Version)
 	}
-	for _, r := range p.Recipes {
-		for _, step := range r.Steps {
-			for _, stmt := range step.Statements(d.Engine) {
-				if _, err := tx.ExecContext(ctx, stmt); err != nil {
-					return &RecipeError{Recipe: r.Name, Statement: stmt, Err: err}
+	if backupPath != "" {
+		if err := BackupSQLite(ctx, d, backupPath); err != nil {
+			return err
+		}
+	}
+	return schema.InTx(ctx, d, func(tx *sql.Tx) error {
+		if now, err := schema.ReadState(ctx, d, tx); err != nil || now.Version != st.Version {
+			if err == nil {
+				err = fmt.Errorf("%w: it was at schema %d, it is at %d", ErrMoved, st.Version, now.Version)
+			}
+			return err
+		}
+		for _, r := range p.Recipes {
+			for _, step := range r.Steps {
+				for _, stmt := range step.Statements(d.Engine) {
+					if _, err := tx.ExecContext(ctx, stmt); err != nil {
+						return &RecipeError{Recipe: r.Name, Statement: stmt, Err: err}
+					}
 				}
 			}
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+		return nil
+	})
 }
 
 // RecipeError reports a recipe statement that failed; nothing was changed.

@@ -81,7 +81,7 @@ func TestRecipe_v126ToV125(t *testing.T) {
 		if strings.Join(stmts, "\n") != strings.Join(wantStmts, "\n") {
 			t.Fatalf("statements:\n%s\nwant:\n%s", strings.Join(stmts, "\n"), strings.Join(wantStmts, "\n"))
 		}
-		if err := ApplySynapse(ctx, d, p, "test"); err != nil {
+		if err := ApplySynapse(ctx, d, p, "test", ""); err != nil {
 			t.Fatal(err)
 		}
 		query := func(q string) string {
@@ -154,6 +154,9 @@ func TestPlanSynapse(t *testing.T) {
 		{v: 83, compat: 83, release: "1.90.0", err: ErrNoRecipe},
 		{v: 83, compat: 80, release: "1.90.0", asIs: true},
 		{v: 83, compat: 83, release: "9.0.0", err: schema.ErrBadTarget},
+		// A compat version above the schema version: no release at the
+		// target accepts it, and no recipe lowers a compat version.
+		{v: 70, compat: 80, release: "1.75.0", err: ErrNoRecipe},
 	} {
 		p, err := PlanSynapse(state(c.v, c.compat), db.SQLite, semver.MustParse(c.release))
 		if c.err != nil {

@@ -58,7 +58,7 @@ func (s *Set) Execute(ctx context.Context, d *db.DB, plan *Plan, opts Options) (
 	compat, hasCompat := plan.State.Compat, plan.State.HasCompat
 	if plan.Create {
 		t0 := time.Now()
-		err := inTx(ctx, d, func(tx *sql.Tx) error {
+		err := InTx(ctx, d, func(tx *sql.Tx) error {
 			if err := s.execBookkeeping(ctx, tx); err != nil {
 				return err
 			}
@@ -87,7 +87,7 @@ func (s *Set) Execute(ctx context.Context, d *db.DB, plan *Plan, opts Options) (
 	for _, step := range plan.Steps {
 		emit(Event{Type: "version", Version: step.Version})
 		var applied []string
-		err := inTx(ctx, d, func(tx *sql.Tx) error {
+		err := InTx(ctx, d, func(tx *sql.Tx) error {
 			applied = applied[:0]
 			if !plan.Create {
 				if err := s.execBookkeeping(ctx, tx); err != nil {
@@ -177,9 +177,9 @@ func SetCompat(ctx context.Context, tx *sql.Tx, e db.Engine, v int) error {
 	return nil
 }
 
-// inTx runs fn in a transaction, committing on success. On SQLite the
+// InTx runs fn in a transaction, committing on success. On SQLite the
 // transaction starts with BEGIN IMMEDIATE (see package db).
-func inTx(ctx context.Context, d *db.DB, fn func(tx *sql.Tx) error) error {
+func InTx(ctx context.Context, d *db.DB, fn func(tx *sql.Tx) error) error {
 	tx, err := d.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)

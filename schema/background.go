@@ -130,7 +130,7 @@ func (r *Registry) StartJob(ctx context.Context, d *db.DB, job string) error {
 		}
 		return fmt.Errorf("%w %q (known jobs: %s)", ErrUnknownJob, job, strings.Join(r.Jobs(), ", "))
 	}
-	return inTx(ctx, d, func(tx *sql.Tx) error {
+	return InTx(ctx, d, func(tx *sql.Tx) error {
 		for _, u := range rows {
 			var n int
 			if err := tx.QueryRowContext(ctx, d.Rebind("SELECT count(*) FROM background_updates WHERE update_name = ?"), u.Name).Scan(&n); err != nil {
@@ -432,7 +432,7 @@ func (r *Runner) batch(ctx context.Context, name string, h Handler) (items int, 
 }
 
 func (r *Runner) runBatch(ctx context.Context, name string, h Handler, size int) (items int, done bool, err error) {
-	err = inTx(ctx, r.DB, func(tx *sql.Tx) error {
+	err = InTx(ctx, r.DB, func(tx *sql.Tx) error {
 		// Lock the update's row: a second runner waits here and then sees
 		// the progress this batch saved, so no batch runs twice.
 		q := "SELECT progress_json FROM background_updates WHERE update_name = ?"
@@ -473,7 +473,7 @@ func (r *Runner) runBatch(ctx context.Context, name string, h Handler, size int)
 // valid index found on a re-run is kept rather than rebuilt.
 func (r *Runner) buildIndex(ctx context.Context, name string, spec IndexSpec) error {
 	if r.DB.Engine == db.SQLite {
-		return inTx(ctx, r.DB, func(tx *sql.Tx) error {
+		return InTx(ctx, r.DB, func(tx *sql.Tx) error {
 			if !spec.PostgresOnly {
 				if _, err := tx.ExecContext(ctx, indexSQL(spec, "IF NOT EXISTS")); err != nil {
 					return err

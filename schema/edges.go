@@ -111,7 +111,7 @@ func RepairEdges(ctx context.Context, d *db.DB, dryRun bool) (*RepairEdgesResult
     ) AS t1
     WHERE row_id <> min_row_id
 )`, rowID)
-	err = inTx(ctx, d, func(tx *sql.Tx) error {
+	err = InTx(ctx, d, func(tx *sql.Tx) error {
 		var distinctBefore int64
 		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM (SELECT DISTINCT state_group, prev_state_group FROM state_group_edges) AS p").Scan(&distinctBefore); err != nil {
 			return err

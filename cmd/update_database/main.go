@@ -201,6 +201,8 @@ func classify(err error) (int, string, bool) {
 		return exitBackup, "nothing was changed: free space for the copy, or choose another --backup-database name (or --no-backup)", true
 	case errors.Is(err, rollback.ErrNoRecipe):
 		return exitNotOurs, "nothing was changed: restore the backup taken before the upgrade, or run a release that accepts the database", true
+	case errors.Is(err, rollback.ErrMoved):
+		return exitVersion, "nothing was changed: another process changed the schema meanwhile; check it with `update_database status`, then plan again", true
 	case errors.Is(err, rollback.ErrNewerThanKnown):
 		return exitVersion, "nothing was changed: use the update_database of the release that upgraded it", true
 	case errors.As(err, &reverseErr):

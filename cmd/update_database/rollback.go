@@ -106,6 +106,11 @@ func runRollback(ctx context.Context, o *rollbackOptions) error {
 			}
 		}
 	}
+	if len(cfg.Databases) > 1 && !o.dryRun {
+		// Each database would be rolled back in its own transaction: a
+		// failure on the second would come after the first was changed.
+		return cli.Usagef("this configuration has %d databases: roll them back one at a time, each with a config naming only it (--dry-run shows the plans of all)", len(cfg.Databases))
+	}
 	for _, dbc := range cfg.Databases {
 		if err := rollbackOne(ctx, o, cfg, dbc, release); err != nil {
 			return err
@@ -193,6 +198,9 @@ func rollbackOne(ctx context.Context, o *rollbackOptions, cfg *config.Config, db
 	res, err := set.Apply(ctx, d, opts)
 	if err != nil {
 		return err
+	}
+	if d.Engine == db.SQLite {
+		backup = res.Backup
 	}
 	return reportRollback(o.globals, desc, res, backup)
 }
@@ -500,12 +508,11 @@ func rollbackSynapse(ctx context.Context, o *rollbackOptions, cfg *config.Config
 		return err
 	}
 	defer d.Close()
-	if d.Engine == db.SQLite && backup != "" {
-		if err := rollback.BackupSQLite(ctx, d, backup); err != nil {
-			return err
-		}
+	sqliteBackup := ""
+	if d.Engine == db.SQLite {
+		sqliteBackup = backup
 	}
-	if err := rollback.ApplySynapse(ctx, d, p, "update_database rollback"); err != nil {
+	if err := rollback.ApplySynapse(ctx, d, p, "update_database rollback", sqliteBackup); err != nil {
 		return err
 	}
 	last := p.Recipes[len(p.Recipes)-1]
