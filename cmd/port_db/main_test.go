@@ -77,7 +77,7 @@ func TestKill_PortResumesExactly(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	src := filepath.Join(dir, "homeserver.db")
-	if err := makeSource(src, gen.Params{Users: 200, Rooms: 20, Messages: 20000, Backfilled: 20, Seed: 11}); err != nil {
+	if err := makeSource(src, gen.Params{Users: 200, Rooms: 20, Messages: 40000, Backfilled: 20, Seed: 11}); err != nil {
 		t.Fatal(err)
 	}
 	rows := int64(0)
@@ -137,15 +137,15 @@ func TestKill_PortResumesExactly(t *testing.T) {
 				t.Fatalf("run after %d kills failed: %v", kills, err)
 			}
 			finished = true
-		case <-time.After(time.Duration(rnd.Intn(200)) * time.Millisecond):
+		case <-time.After(time.Duration(rnd.Intn(300)) * time.Millisecond):
 			_ = cmd.Process.Signal(syscall.SIGKILL)
 			<-done
 			kills++
 		}
 	}
 	t.Logf("%d kills during the copy (finished by itself: %v)", kills, finished)
-	if kills < 20 && !finished {
-		t.Fatalf("only %d kills", kills)
+	if kills < 20 {
+		t.Fatalf("the port finished after only %d kills: the test wants 20 (a larger database, or shorter delays)", kills)
 	}
 	d := openTarget(t, tgt)
 	var partial int64

@@ -119,9 +119,10 @@ func checkPostgresFloor(ctx context.Context, d *Deployment, _ releases.Note, to 
 	if err != nil || min == nil {
 		return Result{Status: NotCheckable, Detail: "cannot read the server version"}
 	}
+	// server_version_num: 150004 is 15.4; before 10, 90605 is 9.6.5.
 	have := semver.MustParse(fmt.Sprintf("%d.%d", n/10000, n%10000))
-	if n >= 100000 {
-		have = semver.MustParse(fmt.Sprintf("%d.%d", n/10000, n%100))
+	if n < 100000 {
+		have = semver.MustParse(fmt.Sprintf("%d.%d", n/10000, (n/100)%100))
 	}
 	if have.LessThan(min) {
 		return blocker(fmt.Sprintf("PostgreSQL %s, but v%s requires %s or newer (since v%s)", human, to, min, since), "upgrade PostgreSQL first")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"hsops/internal/config"
@@ -129,4 +130,22 @@ func TestDatabaseChecks(t *testing.T) {
 			t.Errorf("pending updates at 69: %+v", facts)
 		}
 	})
+}
+
+// TestDowngrade_FromANewerReleaseThanKnown: --from newer than the release
+// data must not crash, and the oldest release that can use the database
+// comes from the database's own versions.
+func TestDowngrade_FromANewerReleaseThanKnown(t *testing.T) {
+	d := deployment(t, "")
+	d.State = &schema.State{Kind: schema.KindSynapse, HasVersion: true, Version: 83, HasCompat: true, Compat: 83}
+	from, _ := releases.ParseVersion("1.120.0")
+	to, _ := releases.ParseVersion("1.90.0")
+	f := downgrade(d, from, to)
+	if f.Status != Blocker || !strings.Contains(f.Detail, "the oldest release that can use it is v1.96.0") {
+		t.Errorf("got %s %q", f.Status, f.Detail)
+	}
+	d.State = nil
+	if f := downgrade(d, from, to); f.Detail == "" {
+		t.Errorf("no detail without database facts: %+v", f)
+	}
 }

@@ -63,10 +63,17 @@ func downgrade(d *Deployment, from, to *semver.Version) Finding {
 	} else if r, ok := releases.Find(from); ok {
 		schemaV, compat = r.Schema, r.Compat
 	}
-	floor, _ := releases.RollbackFloor(from)
+	// The oldest release that can use the database as it is; without
+	// database facts, the floor of the installed release's range.
+	oldest := "no known release"
+	if f, ok := releases.OldestCanRun(schemaV, compat); ok && schemaV != 0 {
+		oldest = f.Tag()
+	} else if floor, ok := releases.RollbackFloor(from); ok {
+		oldest = floor.Tag()
+	}
 	if releases.CanRun(releases.SchemaFact{Version: target.Version, Schema: target.Schema, Compat: target.Compat}, schemaV, compat) {
 		return fact("downgrade", title, Result{Status: OK, Detail: fmt.Sprintf("v%s (schema %d) can run on this database (schema %d, compat %d) as it is: installations of v%s can roll back to %s or later without database changes",
-			to, target.Schema, schemaV, compat, from, floor.Tag()), Command: "reinstall v" + to.String() + " (see \"Rolling back to older versions\")"})
+			to, target.Schema, schemaV, compat, from, oldest), Command: "reinstall v" + to.String() + " (see \"Rolling back to older versions\")"})
 	}
 	fix := "the database needs a schema rollback first"
 	if d.State != nil && d.State.Kind == schema.KindEngine {
@@ -75,5 +82,5 @@ func downgrade(d *Deployment, from, to *semver.Version) Finding {
 		fix = "update_database rollback --to-release " + to.String() + " --dry-run shows whether Synapse documents a way back; otherwise restore a backup"
 	}
 	return fact("downgrade", title, blocker(fmt.Sprintf("the database (schema %d, compat %d) is too new for v%s (schema %d): the oldest release that can use it is %s",
-		schemaV, compat, to, target.Schema, floor.Tag()), fix))
+		schemaV, compat, to, target.Schema, oldest), fix))
 }
