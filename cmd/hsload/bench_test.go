@@ -26,7 +26,7 @@ func BenchmarkHTTPLoad(b *testing.B) {
 	for _, e := range []db.Engine{db.SQLite, db.Postgres} {
 		b.Run(string(e), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				base, _ := startEngineB(b, e)
+				base, _ := startEngine(b, e)
 				p.URL = base
 				p.Prefix = fmt.Sprintf("b%d", i)
 				rep, err := runLoad(context.Background(), p)
@@ -96,7 +96,8 @@ func directSends(b *testing.B, e db.Engine, p loadParams) float64 {
 	var (
 		next atomic.Int64
 		wg   sync.WaitGroup
-		fail atomic.Value
+		mu   sync.Mutex
+		fail error
 	)
 	t0 := time.Now()
 	for w := 0; w < p.Concurrency; w++ {
@@ -105,22 +106,27 @@ func directSends(b *testing.B, e db.Engine, p loadParams) float64 {
 			defer wg.Done()
 			for {
 				i := int(next.Add(1)) - 1
-				if i >= p.Messages {
+				mu.Lock()
+				stop := fail != nil
+				mu.Unlock()
+				if i >= p.Messages || stop {
 					return
 				}
 				r := i % p.Rooms
 				u := users[member(r, (i/p.Rooms)%p.Members)]
 				_, err := st.Send(ctx, u, rooms[r], "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": fmt.Sprintf("message %d", i)}, fmt.Sprintf("d%d", i))
 				if err != nil {
-					fail.Store(err)
+					mu.Lock()
+					fail = err
+					mu.Unlock()
 					return
 				}
 			}
 		}()
 	}
 	wg.Wait()
-	if err, _ := fail.Load().(error); err != nil {
-		b.Fatal(err)
+	if fail != nil {
+		b.Fatal(fail)
 	}
 	return float64(p.Messages) / time.Since(t0).Seconds()
 }

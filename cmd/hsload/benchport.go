@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -181,13 +182,20 @@ func benchPort(ctx context.Context, stdout, stderr io.Writer, events, jobs, batc
 	}
 	sc := bufio.NewScanner(out)
 	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	found := false
 	for sc.Scan() {
 		if strings.Contains(sc.Text(), `"event":"summary"`) {
-			_ = json.Unmarshal(sc.Bytes(), &summary)
+			if err := json.Unmarshal(sc.Bytes(), &summary); err != nil {
+				return fmt.Errorf("port_db's summary: %w", err)
+			}
+			found = true
 		}
 	}
 	if err := cmd.Wait(); err != nil {
 		return fmt.Errorf("port_db: %w", err)
+	}
+	if !found || summary.Result.Rows == 0 {
+		return fmt.Errorf("port_db printed no summary with rows: nothing to measure")
 	}
 	wall := time.Since(t0)
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
@@ -245,12 +253,12 @@ func rawCopy(ctx context.Context, ported config.Database, newDB func(string) (co
 			if skip[t] {
 				continue
 			}
-			var buf strings.Builder
+			var buf bytes.Buffer
 			if _, err := pc.PgConn().CopyTo(ctx, &buf, "COPY "+db.QuoteIdent(t)+" TO STDOUT"); err != nil {
 				return err
 			}
 			if buf.Len() > 0 {
-				dumps[t] = []byte(buf.String())
+				dumps[t] = buf.Bytes()
 			}
 		}
 		return nil
@@ -289,7 +297,7 @@ func rawCopy(ctx context.Context, ported config.Database, newDB func(string) (co
 	err = rconn.Raw(func(dc any) error {
 		pc := dc.(interface{ Conn() *pgx.Conn }).Conn()
 		for _, t := range names {
-			tag, err := pc.PgConn().CopyFrom(ctx, strings.NewReader(string(dumps[t])), "COPY "+db.QuoteIdent(t)+" FROM STDIN")
+			tag, err := pc.PgConn().CopyFrom(ctx, bytes.NewReader(dumps[t]), "COPY "+db.QuoteIdent(t)+" FROM STDIN")
 			if err != nil {
 				return fmt.Errorf("raw copy %s: %w", t, err)
 			}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"sort"
@@ -216,11 +217,12 @@ func (l *loader) do(ctx context.Context, method, path, token string, body, out a
 
 // phase runs n requests with up to c at once and times each.
 func (l *loader) phase(ctx context.Context, name string, n, c int, req func(ctx context.Context, i int) error) phaseStats {
-	st := phaseStats{Name: name, Requests: n}
+	st := phaseStats{Name: name}
 	if n == 0 {
 		return st
 	}
 	durations := make([]time.Duration, n)
+	ran := make([]bool, n)
 	var (
 		next   atomic.Int64
 		errs   atomic.Int64
@@ -235,7 +237,7 @@ func (l *loader) phase(ctx context.Context, name string, n, c int, req func(ctx 
 				}
 				start := time.Now()
 				err := req(ctx, i)
-				durations[i] = time.Since(start)
+				durations[i], ran[i] = time.Since(start), true
 				if err != nil {
 					errs.Add(1)
 					l.first.CompareAndSwap("", fmt.Sprintf("%s #%d: %v", name, i, err))
@@ -249,17 +251,32 @@ func (l *loader) phase(ctx context.Context, name string, n, c int, req func(ctx 
 	}
 	wg.Wait()
 	elapsed := time.Since(t0)
-	sort.Slice(durations, func(i, j int) bool { return durations[i] < durations[j] })
-	ms := func(q float64) float64 {
-		i := int(q*float64(n)+0.5) - 1
-		i = max(0, min(i, n-1))
-		return float64(durations[i].Microseconds()) / 1000
+	// Only the requests that ran count (a cancelled run stops early).
+	var done []time.Duration
+	for i, d := range durations {
+		if ran[i] {
+			done = append(done, d)
+		}
 	}
+	st.Requests = len(done)
 	st.Errors = int(errs.Load())
 	st.Seconds = elapsed.Seconds()
-	st.PerSec = float64(n) / elapsed.Seconds()
-	st.P50ms, st.P90ms, st.P99ms, st.MaxMs = ms(0.50), ms(0.90), ms(0.99), ms(1)
+	if len(done) == 0 {
+		return st
+	}
+	st.PerSec = float64(len(done)) / elapsed.Seconds()
+	st.P50ms, st.P90ms, st.P99ms, st.MaxMs = percentile(done, 0.50), percentile(done, 0.90), percentile(done, 0.99), percentile(done, 1)
 	return st
+}
+
+// percentile is the nearest-rank q-th percentile of the durations, in
+// milliseconds: the smallest value with at least q of them at or below it.
+// It sorts ds.
+func percentile(ds []time.Duration, q float64) float64 {
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	i := int(math.Ceil(q*float64(len(ds))-1e-9)) - 1
+	i = max(0, min(i, len(ds)-1))
+	return float64(ds[i].Microseconds()) / 1000
 }
 
 // errLoadFailed means requests failed during a run.

@@ -5,8 +5,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"hsops/internal/config"
 	"hsops/internal/db"
@@ -18,9 +21,7 @@ import (
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // startEngine runs the engine in-process on a fresh database.
-func startEngine(t *testing.T, e db.Engine) (string, *db.DB) { return startEngineB(t, e) }
-
-func startEngineB(t testing.TB, e db.Engine) (string, *db.DB) {
+func startEngine(t testing.TB, e db.Engine) (string, *db.DB) {
 	t.Helper()
 	tg := dbtest.New(t, e)
 	var dbYAML string
@@ -119,5 +120,59 @@ func TestHTTPLoad_Usage(t *testing.T) {
 	errOut.Reset()
 	if code := run([]string{"http", "--url", "http://127.0.0.1:1", "--shared-secret", "x", "--users", "1", "--rooms", "1"}, &out, &errOut); code != exitFailed || !strings.Contains(errOut.String(), "connection refused") {
 		t.Errorf("unreachable server: exit %d: %s", code, errOut.String())
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	ms := func(ns ...int) []time.Duration {
+		out := make([]time.Duration, len(ns))
+		for i, n := range ns {
+			out[i] = time.Duration(n) * time.Millisecond
+		}
+		return out
+	}
+	sixty := make([]int, 60)
+	for i := range sixty {
+		sixty[i] = 60 - i
+	}
+	for _, c := range []struct {
+		ds   []time.Duration
+		q    float64
+		want float64
+	}{
+		{ms(sixty...), 0.99, 60}, // 99% of 60 is 59.4: the 60th value
+		{ms(sixty...), 0.50, 30},
+		{ms(1, 2, 3, 4, 5, 6, 7, 8, 9), 0.90, 9},
+		{ms(5), 0.99, 5},
+		{ms(1, 2, 3, 4), 1, 4},
+	} {
+		if got := percentile(c.ds, c.q); got != c.want {
+			t.Errorf("p%.0f of %d values: got %v, want %v", c.q*100, len(c.ds), got, c.want)
+		}
+	}
+}
+
+func TestGenerate_RefusesADatabaseWithEventsBeforeWriting(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "hs.yaml")
+	if err := os.WriteFile(cfg, []byte("server_name: example.org\ndatabase:\n  name: sqlite3\n  args:\n    database: "+filepath.Join(dir, "hs.db")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"generate", "-c", cfg, "--schema-version", "69", "--users", "2", "--rooms", "1", "--messages", "5"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	code := run([]string{"generate", "-c", cfg, "--users", "2", "--rooms", "1", "--messages", "5"}, &out, &errOut)
+	if code != exitFailed || !strings.Contains(errOut.String(), "already has") {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	d, err := db.Open(context.Background(), config.Database{Name: config.EngineSQLite, Args: map[string]string{"database": filepath.Join(dir, "hs.db")}}, db.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var v int
+	if err := d.QueryRow("SELECT version FROM schema_version").Scan(&v); err != nil || v != 69 {
+		t.Errorf("the refused run left the database at schema %d (%v), want 69", v, err)
 	}
 }

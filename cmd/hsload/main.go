@@ -115,16 +115,22 @@ func generate(ctx context.Context, dbc config.Database, p gen.Params, version in
 		return gen.Stats{}, err
 	}
 	defer d.Close()
+	// Refuse a database with events before anything is written (the
+	// schema step would upgrade it).
+	if ok, err := d.TableExists(ctx, d, "events"); err != nil {
+		return gen.Stats{}, err
+	} else if ok {
+		var n int
+		if err := d.QueryRowContext(ctx, "SELECT count(*) FROM events").Scan(&n); err != nil {
+			return gen.Stats{}, err
+		}
+		if n > 0 {
+			return gen.Stats{}, fmt.Errorf("the database already has %d events: generate into an empty one", n)
+		}
+	}
 	p.Older = version != 0 && version < schema.Engine().Version
 	if _, err := schema.Engine().Apply(ctx, d, schema.Options{Target: version, ServerName: p.ServerName, Holder: "hsload generate"}); err != nil {
 		return gen.Stats{}, err
-	}
-	var n int
-	if err := d.QueryRowContext(ctx, "SELECT count(*) FROM events").Scan(&n); err != nil {
-		return gen.Stats{}, err
-	}
-	if n > 0 {
-		return gen.Stats{}, fmt.Errorf("the database already has %d events: generate into an empty one", n)
 	}
 	p.Progress = progress
 	p.TxSize = 20000
