@@ -186,8 +186,10 @@ func (o *operator) open() *db.DB {
 // TestJourney_SQLiteToPostgres is the move of a working homeserver from
 // SQLite to PostgreSQL in snapshots.
 func TestJourney_SQLiteToPostgres(t *testing.T) {
-	o := newOperator(t)
+	// The database first: cleanups run last first, so the homeserver is
+	// stopped before the database is emptied for another test.
 	pg := pgtest.NewDatabase(t)
+	o := newOperator(t)
 	o.generate()
 	o.run(0, "synctl", "start", o.config)
 	o.run(0, "hsload", "http", "-c", o.config, "--users", "4", "--rooms", "2", "--members", "4", "--messages", "200",
@@ -240,10 +242,14 @@ func TestJourney_SQLiteToPostgres(t *testing.T) {
 // created at schema 69 whose state_group_edges a restored dump duplicated.
 func TestJourney_OldDeploymentRepairUpgradeRollback(t *testing.T) {
 	dbtest.Engines(t, func(t *testing.T, e db.Engine) {
+		var pg pgtest.Database
+		if e == db.Postgres {
+			pg = pgtest.NewDatabase(t) // before the operator: see above
+		}
 		o := newOperator(t)
 		o.generate()
 		if e == db.Postgres {
-			o.usePostgres(pgtest.NewDatabase(t))
+			o.usePostgres(pg)
 		}
 		o.run(0, "hsload", "generate", "-c", o.config, "--schema-version", "69", "--users", "10", "--rooms", "4", "--members", "10", "--messages", "400")
 		d := o.open()

@@ -64,8 +64,6 @@ type IndexSpec struct {
 	// ReplacesConstraint is a PostgreSQL constraint dropped once the new
 	// index exists (SQLite tables were rebuilt without it).
 	ReplacesConstraint string
-	// PostgresOnly indexes are skipped (and the update ended) on SQLite.
-	PostgresOnly bool
 }
 
 // Handler runs a background update: either Batch (work in the batch's
@@ -100,15 +98,6 @@ func (r *Registry) Lookup(name string) (Handler, bool) {
 	return h, ok
 }
 
-// Names lists the registered updates.
-func (r *Registry) Names() []string {
-	out := make([]string, 0, len(r.handlers))
-	for n := range r.handlers {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
 
 // Jobs lists the on-demand jobs.
 func (r *Registry) Jobs() []string {
@@ -474,14 +463,12 @@ func (r *Runner) runBatch(ctx context.Context, name string, h Handler, size int)
 func (r *Runner) buildIndex(ctx context.Context, name string, spec IndexSpec) error {
 	if r.DB.Engine == db.SQLite {
 		return InTx(ctx, r.DB, func(tx *sql.Tx) error {
-			if !spec.PostgresOnly {
-				if _, err := tx.ExecContext(ctx, indexSQL(spec, "IF NOT EXISTS")); err != nil {
+			if _, err := tx.ExecContext(ctx, indexSQL(spec, "IF NOT EXISTS")); err != nil {
+				return err
+			}
+			if spec.Replaces != "" {
+				if _, err := tx.ExecContext(ctx, "DROP INDEX IF EXISTS "+spec.Replaces); err != nil {
 					return err
-				}
-				if spec.Replaces != "" {
-					if _, err := tx.ExecContext(ctx, "DROP INDEX IF EXISTS "+spec.Replaces); err != nil {
-						return err
-					}
 				}
 			}
 			_, err := tx.ExecContext(ctx, "DELETE FROM background_updates WHERE update_name = ?", name)

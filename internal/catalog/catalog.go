@@ -76,31 +76,6 @@ func Diff(a, b *Catalog) []string {
 	return out
 }
 
-// Tables lists the tables named in the catalog.
-func (c *Catalog) Tables() []string {
-	var out []string
-	for _, l := range c.Lines {
-		if strings.HasPrefix(l, "table ") {
-			f := strings.Fields(l)
-			if len(f) >= 2 && (len(f) == 2 || f[2] == "persistence" || f[2] == "virtual") {
-				out = append(out, f[1])
-			}
-		}
-	}
-	sort.Strings(out)
-	return dedupe(out)
-}
-
-func dedupe(s []string) []string {
-	var out []string
-	for i, v := range s {
-		if i == 0 || v != s[i-1] {
-			out = append(out, v)
-		}
-	}
-	return out
-}
-
 var spaces = regexp.MustCompile(`\s+`)
 
 // normalizeSQL makes SQL text comparable: no comments, no quotes around

@@ -258,16 +258,6 @@ func Create(locale string) (Database, error) {
 	return describe(admin, name)
 }
 
-// Describe returns the URL and config of an existing database on the test
-// server.
-func Describe(tb testing.TB, name string) Database {
-	tb.Helper()
-	d, err := describe(AdminURL(tb), name)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return d
-}
 
 func describe(admin, name string) (Database, error) {
 	u, err := url.Parse(admin)
@@ -372,8 +362,14 @@ func startCluster() (*localCluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	reapOrphans(pgCtl)
 	dir, err := os.MkdirTemp("", "hsops-pgtest-")
 	if err != nil {
+		return nil, err
+	}
+	// The owner's pid lets a later run stop this cluster if the test
+	// binary dies without stopping it (a timeout, SIGKILL).
+	if err := os.WriteFile(filepath.Join(dir, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		return nil, err
 	}
 	c := &localCluster{dir: dir, pgCtl: pgCtl}
@@ -418,6 +414,29 @@ func (c *localCluster) run(bin string, args ...string) ([]byte, error) {
 	}
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	return cmd.CombinedOutput()
+}
+
+// reapOrphans stops and removes the clusters of test processes that died
+// without stopping them.
+func reapOrphans(pgCtl string) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "hsops-pgtest-*"))
+	for _, dir := range dirs {
+		data, err := os.ReadFile(filepath.Join(dir, "owner.pid"))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+		if err != nil || pid <= 0 || syscall.Kill(pid, 0) == nil {
+			continue
+		}
+		c := &localCluster{dir: dir, pgCtl: pgCtl}
+		if fi, err := os.Stat(filepath.Join(dir, "data")); err == nil {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 {
+				c.asUser = &syscall.Credential{Uid: st.Uid, Gid: st.Gid}
+			}
+		}
+		c.stop()
+	}
 }
 
 func (c *localCluster) stop() {
