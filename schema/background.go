@@ -98,7 +98,6 @@ func (r *Registry) Lookup(name string) (Handler, bool) {
 	return h, ok
 }
 
-
 // Jobs lists the on-demand jobs.
 func (r *Registry) Jobs() []string {
 	out := make([]string, 0, len(r.jobs))

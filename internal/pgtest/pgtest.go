@@ -258,7 +258,6 @@ func Create(locale string) (Database, error) {
 	return describe(admin, name)
 }
 
-
 func describe(admin, name string) (Database, error) {
 	u, err := url.Parse(admin)
 	if err != nil {
