@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand"
@@ -19,6 +20,7 @@ import (
 	"hsops/internal/db"
 	"hsops/internal/gen"
 	"hsops/internal/pgtest"
+	"hsops/internal/porter"
 	"hsops/internal/scripttest"
 	"hsops/schema"
 )
@@ -80,7 +82,7 @@ func TestKill_PortResumesExactly(t *testing.T) {
 	if err := makeSource(src, gen.Params{Users: 200, Rooms: 20, Messages: 40000, Backfilled: 20, Seed: 11}); err != nil {
 		t.Fatal(err)
 	}
-	rows := int64(0)
+	rows, batches := int64(0), 0
 	s, err := db.Open(context.Background(), config.Database{Name: config.EngineSQLite, Args: map[string]string{"database": src}}, db.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
@@ -90,6 +92,9 @@ func TestKill_PortResumesExactly(t *testing.T) {
 		var n int64
 		_ = s.QueryRow("SELECT count(*) FROM " + db.QuoteIdent(tb)).Scan(&n)
 		rows += n
+		if resumable[tb] {
+			batches += int(n/batchSize) + 1
+		}
 	}
 	s.Close()
 	if rows < 100000 {
@@ -100,11 +105,21 @@ func TestKill_PortResumesExactly(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("server_name: example.org\n"+tgt.YAML()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"--sqlite-database", src, "--postgres-config", cfg, "--batch-size", "500", "--jobs", "2"}
+	args := []string{"--sqlite-database", src, "--postgres-config", cfg, "--batch-size", fmt.Sprint(batchSize), "--jobs", "2"}
+	// Spread the kills over the whole copy: the runs together get through
+	// about half of the resumable batches, the final run does the rest.
+	perRun := max(1, batches/20)
 	rnd := rand.New(rand.NewSource(time.Now().UnixNano()))
 	kills, finished := 0, false
 	for kills < 20 && !finished {
-		cmd := exec.Command(bin, args...)
+		// Each run is killed after a random number (1 to perRun) of committed
+		// batches of resumable tables, plus a random delay of up to 30 ms,
+		// so the kill lands anywhere in a batch (reading, copying,
+		// committing) and every killed run leaves progress to resume from.
+		// A moment measured from the start of the run would, on a loaded
+		// machine, often fall before the first resumable batch: the runs
+		// would then redo the re-copied tables forever.
+		cmd := exec.Command(bin, append(args, "--json")...)
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -113,23 +128,30 @@ func TestKill_PortResumesExactly(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		// Kill only once copying has begun, at a random moment of it.
-		copying := make(chan struct{})
+		want := 1 + rnd.Intn(perRun)
+		reached := make(chan struct{})
 		go func() {
 			sc := bufio.NewScanner(stdout)
-			signalled := false
+			sc.Buffer(make([]byte, 1<<16), 1<<22)
+			seen, signalled := 0, false
 			for sc.Scan() {
-				if !signalled && sc.Text() == "Copying to postgres..." {
-					close(copying)
-					signalled = true
+				var ev porter.Event
+				if signalled || json.Unmarshal(sc.Bytes(), &ev) != nil {
+					continue
+				}
+				if ev.Type == "batch" && resumable[ev.Table] {
+					if seen++; seen == want {
+						close(reached)
+						signalled = true
+					}
 				}
 			}
 			if !signalled {
-				close(copying)
+				close(reached)
 			}
 		}()
 		done := make(chan error, 1)
-		<-copying
+		<-reached
 		go func() { done <- cmd.Wait() }()
 		select {
 		case err := <-done:
@@ -137,7 +159,7 @@ func TestKill_PortResumesExactly(t *testing.T) {
 				t.Fatalf("run after %d kills failed: %v", kills, err)
 			}
 			finished = true
-		case <-time.After(time.Duration(rnd.Intn(300)) * time.Millisecond):
+		case <-time.After(time.Duration(rnd.Intn(30)) * time.Millisecond):
 			_ = cmd.Process.Signal(syscall.SIGKILL)
 			<-done
 			kills++
@@ -149,11 +171,15 @@ func TestKill_PortResumesExactly(t *testing.T) {
 	}
 	d := openTarget(t, tgt)
 	var partial int64
-	if err := d.QueryRow("SELECT count(*) FROM events").Scan(&partial); err != nil {
-		t.Fatal(err)
+	for tb := range resumable {
+		var n int64
+		if err := d.QueryRow("SELECT count(*) FROM " + db.QuoteIdent(tb)).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		partial += n
 	}
 	d.Close()
-	t.Logf("events ported before the final run: %d", partial)
+	t.Logf("rows of resumable tables ported before the final run: %d (of %d batches, up to %d per killed run)", partial, batches, perRun)
 	if partial == 0 {
 		t.Fatal("the killed runs committed nothing: the test did not exercise resumption")
 	}
@@ -162,6 +188,17 @@ func TestKill_PortResumesExactly(t *testing.T) {
 		t.Fatalf("final run with --verify: %v\n%s", err, out)
 	}
 	t.Logf("source rows: %d\n%s", rows, out)
+}
+
+const batchSize = 500
+
+// resumable are append-only tables of the generated database: their
+// batches are committed with their progress, so a kill after one of them
+// leaves work that the next run must not redo.
+var resumable = map[string]bool{
+	"events": true, "event_json": true, "event_edges": true, "event_auth": true, "event_to_state_groups": true,
+	"event_search": true, "state_groups": true, "state_groups_state": true, "state_group_edges": true,
+	"room_memberships": true, "state_events": true,
 }
 
 func openTarget(t *testing.T, tgt pgtest.Database) *db.DB {
