@@ -71,6 +71,14 @@ func CheckServer(ctx context.Context, d *DB, allowUnsafeLocale, allowOldSQLite b
 	if allowUnsafeLocale {
 		return nil
 	}
+	if bad := l.notC(); len(bad) > 0 {
+		return fmt.Errorf("%w: %s; it should be 'C' (or set allow_unsafe_locale: true in the database config)", ErrBadLocale, strings.Join(bad, ", "))
+	}
+	return nil
+}
+
+// notC lists what of the collation and ctype is not C.
+func (l Locale) notC() []string {
 	var bad []string
 	if l.Collate != "C" {
 		bad = append(bad, fmt.Sprintf("COLLATE is %q", l.Collate))
@@ -78,10 +86,7 @@ func CheckServer(ctx context.Context, d *DB, allowUnsafeLocale, allowOldSQLite b
 	if l.CType != "C" {
 		bad = append(bad, fmt.Sprintf("CTYPE is %q", l.CType))
 	}
-	if len(bad) > 0 {
-		return fmt.Errorf("%w: %s; it should be 'C' (or set allow_unsafe_locale: true in the database config)", ErrBadLocale, strings.Join(bad, ", "))
-	}
-	return nil
+	return bad
 }
 
 // CheckNewPostgres is the stricter check for a database about to be created:
@@ -91,14 +96,7 @@ func CheckNewPostgres(ctx context.Context, d *DB) error {
 	if err != nil {
 		return err
 	}
-	var bad []string
-	if l.Collate != "C" {
-		bad = append(bad, fmt.Sprintf("COLLATE is %q", l.Collate))
-	}
-	if l.CType != "C" {
-		bad = append(bad, fmt.Sprintf("CTYPE is %q", l.CType))
-	}
-	if len(bad) > 0 {
+	if bad := l.notC(); len(bad) > 0 {
 		return fmt.Errorf("%w: new databases need C collation and ctype, and %s", ErrBadLocale, strings.Join(bad, ", "))
 	}
 	return nil
