@@ -46,9 +46,11 @@ const exitCodesHelp = `Exit codes (1-5 as Synapse's synapse_port_db):
   4   the --postgres-config file is missing, invalid, or has no database section
   5   the port failed while copying (nothing committed is lost: run it again to continue)
   6   the SQLite database was refused (not a homeserver database, corrupt, auto_vacuum on,
-      pending background updates, open in another process, rowids moved since the last run)
+      pending background updates, open in another process, rowids moved since the last run,
+      older than what was already ported, tables or columns the target schema lacks)
   7   the PostgreSQL database was refused (version, encoding, locale, someone else's data,
-      a port of a different source, a schema at another version or not prepared)
+      a port of a different source, written to by the homeserver since the last port,
+      a schema at another version or not prepared)
   8   PostgreSQL cannot be reached
   9   --verify found differences between the two databases
   70  internal error
@@ -127,6 +129,9 @@ func runPort(ctx context.Context, o *options) error {
 		return cli.Fail(exitNoSQLite, fmt.Errorf("the SQLite database %q does not exist", o.sqlitePath), "check the path given to --sqlite-database")
 	}
 	cfg, err := config.Load(o.pgConfig)
+	if errors.Is(err, config.ErrNoName) {
+		return cli.Fail(exitUsage, err, "add name: psycopg2 to the database section")
+	}
 	if err != nil {
 		return cli.Fail(exitConfig, err, "--postgres-config must be a readable homeserver config")
 	}
@@ -161,6 +166,8 @@ func classify(err error) (int, string, bool) {
 		return exitUnreachable, "check that PostgreSQL is running and the database args of --postgres-config (host, port, user, password, dbname)", true
 	case errors.Is(err, db.ErrNotFound):
 		return exitNoSQLite, "check the path given to --sqlite-database", true
+	case errors.Is(err, config.ErrInvalid):
+		return exitConfig, "fix the database section of --postgres-config: nothing was written", true
 	case errors.Is(err, db.ErrNotDatabase):
 		return exitSource, "--sqlite-database must be a homeserver's SQLite database", true
 	case errors.Is(err, porter.ErrSource):
@@ -216,9 +223,6 @@ func printSummary(o *options, res *porter.Result) {
 		if t.Skipped > 0 {
 			fmt.Fprintf(w, "%-40s %d rows skipped (their events are missing)\n", "", t.Skipped)
 		}
-	}
-	for _, n := range res.Notes {
-		fmt.Fprintf(w, "note: %s\n", n)
 	}
 	if res.DryRun {
 		total := int64(0)

@@ -26,12 +26,16 @@ type progress struct {
 	lines  int
 	last   time.Time
 	bytes  int64
+	// base is the rows ported by earlier runs, copyStart when this run's
+	// copy began (the "plan" event).
+	base      int64
+	copyStart time.Time
 }
 
 type tableProgress struct {
-	done, total int64
-	finished    bool
-	lastLine    time.Time
+	done, total       int64
+	started, finished bool
+	lastLine          time.Time
 }
 
 func newProgress(o *options) *progress {
@@ -66,12 +70,20 @@ func (p *progress) event(ev porter.Event) {
 			fmt.Fprintf(p.o.stderr, "%s: %s\n", prefix, ev.Message)
 		}
 		p.redraw(true)
+	case "plan":
+		p.base, p.copyStart = ev.Done, time.Now()
+		if !p.tty {
+			fmt.Fprintf(p.o.stdout, "%d rows to copy (%d already ported)\n", ev.Total-ev.Done, ev.Done)
+		}
+	case "pending":
+		p.tables[ev.Table] = &tableProgress{done: ev.Done, total: ev.Total}
 	case "table", "batch", "table_done":
 		t := p.tables[ev.Table]
 		if t == nil {
 			t = &tableProgress{}
 			p.tables[ev.Table] = t
 		}
+		t.started = true
 		t.done, t.total = ev.Done, ev.Total
 		if ev.Type == "table_done" {
 			t.finished = true
@@ -124,18 +136,24 @@ func (p *progress) redraw(force bool) {
 		total += t.total
 		if t.finished {
 			finished++
-		} else {
+		} else if t.started {
 			active = append(active, name)
 		}
 	}
 	sort.Strings(active)
-	elapsed := time.Since(p.start).Seconds()
+	// Rates count this run's rows since the copy began, not what earlier
+	// runs ported.
+	since := p.copyStart
+	if since.IsZero() {
+		since = p.start
+	}
+	elapsed := time.Since(since).Seconds()
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s...\n", p.state)
 	if total > 0 {
 		rate := float64(0)
 		if elapsed > 0 {
-			rate = float64(done) / elapsed
+			rate = float64(done-p.base) / elapsed
 		}
 		eta := "?"
 		if rate > 0 {

@@ -21,6 +21,10 @@ var (
 	ErrInvalid = errors.New("invalid config")
 	// ErrNoDatabase means neither database nor databases is configured.
 	ErrNoDatabase = errors.New("no database configured")
+	// ErrNoName means a database section has no name and cannot be taken
+	// for the default (sqlite3, which needs args.database). It comes with
+	// ErrInvalid.
+	ErrNoName = errors.New("malformed database config: no 'name'")
 )
 
 // Engine names as they appear in database.name.

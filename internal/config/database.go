@@ -225,7 +225,8 @@ func decodeDatabase(key, label string, rv rawValue) (Database, error) {
 	if s.SynchronousCommit != nil {
 		d.SynchronousCommit = *s.SynchronousCommit
 	}
-	if d.Name == "" {
+	named := d.Name != ""
+	if !named {
 		d.Name = EngineSQLite
 	}
 	if d.Name != EngineSQLite && d.Name != EnginePostgres {
@@ -241,6 +242,9 @@ func decodeDatabase(key, label string, rv rawValue) (Database, error) {
 	sort.Strings(keys)
 	for _, k := range keys {
 		d.Args[k] = scalarString(s.Args[k])
+	}
+	if !named && d.SQLitePath() == "" {
+		return Database{}, fmt.Errorf("%w: %w: %s: %q needs name: psycopg2 or name: sqlite3", ErrInvalid, ErrNoName, where(rv.node), key)
 	}
 	if d.IsSQLite() && d.SQLitePath() == "" {
 		return Database{}, fmt.Errorf("%w: %s: %q needs args.database (the path of the SQLite file)", ErrInvalid, where(rv.node), key)

@@ -204,20 +204,8 @@ func (p *porter) readRows(ctx context.Context, t *Table, query string, args ...a
 func (p *porter) copyAppendOnly(ctx context.Context, t *Table) error {
 	t0 := time.Now()
 	res := TableResult{Name: t.Name, Strategy: t.Strategy}
-	var fwd, bwd int64
-	if err := p.tgt.QueryRowContext(ctx, "SELECT forward_rowid, backward_rowid FROM port_from_sqlite3 WHERE table_name = $1", t.Name).Scan(&fwd, &bwd); err != nil {
-		return fmt.Errorf("read the progress of %s: %w", t.Name, err)
-	}
-	if err := p.checkFingerprint(ctx, t, fwd); err != nil {
-		return err
-	}
-	if err := p.tgt.QueryRowContext(ctx, "SELECT count(*) FROM "+db.QuoteIdent(t.Name)).Scan(&res.Already); err != nil {
-		return err
-	}
-	var remaining int64
-	if err := p.src.QueryRowContext(ctx, "SELECT (SELECT count(*) FROM "+db.QuoteIdent(t.Name)+" WHERE rowid >= ?) + (SELECT count(*) FROM "+db.QuoteIdent(t.Name)+" WHERE rowid <= ?)", fwd, bwd).Scan(&remaining); err != nil {
-		return err
-	}
+	fwd, bwd, remaining := t.fwd, t.bwd, t.remaining
+	res.Already = t.already
 	total := res.Already + remaining
 	p.emit(Event{Type: "table", Table: t.Name, Done: res.Already, Total: total})
 	if remaining == 0 {
@@ -438,10 +426,7 @@ func (s *rowSource) Err() error {
 func (p *porter) copyRecopy(ctx context.Context, t *Table) error {
 	t0 := time.Now()
 	res := TableResult{Name: t.Name, Strategy: t.Strategy}
-	var total int64
-	if err := p.src.QueryRowContext(ctx, "SELECT count(*) FROM "+db.QuoteIdent(t.Name)).Scan(&total); err != nil {
-		return err
-	}
+	total := t.remaining
 	p.emit(Event{Type: "table", Table: t.Name, Total: total})
 	if total > 0 {
 		rows, err := p.src.QueryContext(ctx, "SELECT rowid, "+columnList(t)+" FROM "+db.QuoteIdent(t.Name)+" ORDER BY rowid")

@@ -3,6 +3,7 @@ package porter
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"strings"
 
 	"hsops/internal/db"
@@ -15,9 +16,21 @@ func fts5(createSQL string) bool { return strings.Contains(strings.ToLower(creat
 func (p *porter) dryRun(ctx context.Context) error {
 	if p.tgtSt.Kind == schema.KindEmpty {
 		p.note("would create the PostgreSQL schema at version %d with the schema engine", p.srcSt.Version)
-	} else if p.mode == "engine" && p.tgtSt.Version < p.srcSt.Version {
-		p.note("would upgrade the PostgreSQL schema from %d to %d", p.tgtSt.Version, p.srcSt.Version)
 	}
+	if err := p.measure(ctx); err != nil {
+		return err
+	}
+	for _, t := range p.tables {
+		p.res.Tables = append(p.res.Tables, TableResult{Name: t.Name, Strategy: t.Strategy, Already: t.already, Copied: t.remaining})
+	}
+	return nil
+}
+
+// measure reads, for every table, the port's recorded progress, the rows
+// already in the target and the rows still to copy, and reports the whole
+// run's size (a "plan" event, then a "pending" event per table) so that
+// progress is measured against all of it from the start.
+func (p *porter) measure(ctx context.Context) error {
 	hasPort := false
 	if p.tgtSt.Kind != schema.KindEmpty {
 		var err error
@@ -25,42 +38,43 @@ func (p *porter) dryRun(ctx context.Context) error {
 			return err
 		}
 	}
+	var already, total int64
 	for _, t := range p.tables {
-		r := TableResult{Name: t.Name, Strategy: t.Strategy}
-		fwd, bwd := int64(1), int64(0)
+		t.fwd, t.bwd, t.already, t.remaining = 1, 0, 0, 0
 		if hasPort {
-			err := p.tgt.QueryRowContext(ctx, "SELECT forward_rowid, backward_rowid FROM port_from_sqlite3 WHERE table_name = $1", t.Name).Scan(&fwd, &bwd)
+			err := p.tgt.QueryRowContext(ctx, "SELECT forward_rowid, backward_rowid FROM port_from_sqlite3 WHERE table_name = $1", t.Name).Scan(&t.fwd, &t.bwd)
 			if err != nil && err != sql.ErrNoRows {
-				return err
+				return fmt.Errorf("read the progress of %s: %w", t.Name, err)
 			}
 		}
 		q := "SELECT count(*) FROM " + db.QuoteIdent(t.Name)
 		switch t.Strategy {
-		case AppendOnly:
+		case AppendOnly, Search:
 			if p.tgtSt.Kind != schema.KindEmpty {
-				if err := p.tgt.QueryRowContext(ctx, q).Scan(&r.Already); err != nil {
+				if err := p.tgt.QueryRowContext(ctx, q).Scan(&t.already); err != nil {
 					return err
 				}
 			}
-			if err := p.src.QueryRowContext(ctx, "SELECT (SELECT count(*) FROM "+db.QuoteIdent(t.Name)+" WHERE rowid >= ?) + (SELECT count(*) FROM "+db.QuoteIdent(t.Name)+" WHERE rowid <= ?)", fwd, bwd).Scan(&r.Copied); err != nil {
-				return err
+			count := "SELECT (SELECT count(*) FROM " + db.QuoteIdent(t.Name) + " WHERE rowid >= ?) + (SELECT count(*) FROM " + db.QuoteIdent(t.Name) + " WHERE rowid <= ?)"
+			args := []any{t.fwd, t.bwd}
+			if t.Strategy == Search {
+				_, count = p.searchQuery()
+				args = args[:1]
 			}
-		case Search:
-			if p.tgtSt.Kind != schema.KindEmpty {
-				if err := p.tgt.QueryRowContext(ctx, q).Scan(&r.Already); err != nil {
-					return err
-				}
-			}
-			_, count := p.searchQuery()
-			if err := p.src.QueryRowContext(ctx, count, fwd).Scan(&r.Copied); err != nil {
-				return err
+			if err := p.src.QueryRowContext(ctx, count, args...).Scan(&t.remaining); err != nil {
+				return fmt.Errorf("count the rows of %s: %w", t.Name, err)
 			}
 		case Recopy:
-			if err := p.src.QueryRowContext(ctx, q).Scan(&r.Copied); err != nil {
-				return err
+			if err := p.src.QueryRowContext(ctx, q).Scan(&t.remaining); err != nil {
+				return fmt.Errorf("count the rows of %s: %w", t.Name, err)
 			}
 		}
-		p.res.Tables = append(p.res.Tables, r)
+		already += t.already
+		total += t.already + t.remaining
+	}
+	p.emit(Event{Type: "plan", Done: already, Total: total})
+	for _, t := range p.tables {
+		p.emit(Event{Type: "pending", Table: t.Name, Done: t.already, Total: t.already + t.remaining})
 	}
 	return nil
 }

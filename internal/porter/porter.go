@@ -49,7 +49,10 @@ type Options struct {
 
 // Event reports progress.
 type Event struct {
-	// Type is "state", "table", "batch", "table_done", "warning" or "note".
+	// Type is "state", "plan" (before the copy: the rows already ported
+	// and the total, over every table), "pending" (the same for one table),
+	// "table" (a table's copy begins), "batch", "table_done", "warning" or
+	// "note".
 	Type    string `json:"event"`
 	State   string `json:"state,omitempty"`
 	Table   string `json:"table,omitempty"`
@@ -168,6 +171,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err := p.setupTarget(ctx); err != nil {
 		return p.res, err
 	}
+	if err := p.measure(ctx); err != nil {
+		return p.res, err
+	}
 	if err := p.copyAll(ctx); err != nil {
 		p.finish(t0)
 		return p.res, err
@@ -259,7 +265,68 @@ func (p *porter) prepare(ctx context.Context) error {
 		return err
 	}
 	p.state("Fetching tables")
-	return p.buildWorkSet(ctx)
+	if err := p.buildWorkSet(ctx); err != nil {
+		return err
+	}
+	if p.res.Resumed {
+		return p.checkResume(ctx)
+	}
+	return nil
+}
+
+// checkResume refuses to continue a port whose source no longer continues
+// what was ported: rowids that moved (a VACUUM), a source older than what
+// was ported (an older snapshot), or a target the homeserver has written
+// to since (porting again would empty the tables it wrote to).
+func (p *porter) checkResume(ctx context.Context) error {
+	progress := map[string][2]int64{}
+	rows, err := p.tgt.QueryContext(ctx, "SELECT table_name, forward_rowid, backward_rowid FROM port_from_sqlite3")
+	if err != nil {
+		return fmt.Errorf("read the port's progress: %w", err)
+	}
+	for rows.Next() {
+		var name string
+		var fwd, bwd int64
+		if err := rows.Scan(&name, &fwd, &bwd); err != nil {
+			rows.Close()
+			return err
+		}
+		progress[name] = [2]int64{fwd, bwd}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, t := range p.tables {
+		if t.Strategy != AppendOnly {
+			continue
+		}
+		if pr, ok := progress[t.Name]; ok {
+			if err := p.checkFingerprint(ctx, t, pr[0]); err != nil {
+				return err
+			}
+		}
+	}
+	pr, ok := progress["events"]
+	if !ok || (pr[0] <= 1 && pr[1] >= 0) {
+		return nil
+	}
+	var srcMax, srcMin, tgtMax sql.NullInt64
+	if err := p.src.QueryRowContext(ctx, "SELECT max(rowid), min(rowid) FROM events").Scan(&srcMax, &srcMin); err != nil {
+		return err
+	}
+	if pr[0] > 1 && srcMax.Int64 < pr[0]-1 || pr[1] < 0 && srcMin.Int64 > pr[1]+1 {
+		return sourceErr("the SQLite database is older than what was already ported: events up to stream ordering %d were ported, and its newest event is %d "+
+			"(an older snapshot, or events deleted since the last run): port the newest snapshot or the live file, or port into an empty database", pr[0]-1, srcMax.Int64)
+	}
+	if err := p.tgt.QueryRowContext(ctx, "SELECT max(stream_ordering) FROM events").Scan(&tgtMax); err != nil {
+		return err
+	}
+	if tgtMax.Valid && tgtMax.Int64 >= pr[0] {
+		return targetErr("the homeserver has written to %s since the last port (events up to stream ordering %d, the port copied up to %d): "+
+			"porting again would empty the tables it wrote to; keep running on PostgreSQL, or port into an empty database", p.tgt.Desc, tgtMax.Int64, pr[0]-1)
+	}
+	return nil
 }
 
 // checkSource: auto_vacuum off, no pending background updates, not in use,
@@ -294,6 +361,39 @@ func (p *porter) checkSource(ctx context.Context) error {
 				return sourceErr("found users in the database not native to %s (for example %s): the target config's server_name must be the source's", p.opts.ServerName, name)
 			}
 		}
+	}
+	return p.checkIntegrity(ctx)
+}
+
+// checkIntegrity reads every page of the source (PRAGMA quick_check), so
+// that a corrupt file is refused before anything is written rather than
+// half-way through the copy.
+func (p *porter) checkIntegrity(ctx context.Context) error {
+	p.state("Checking the SQLite file")
+	rows, err := p.src.QueryContext(ctx, "PRAGMA quick_check")
+	if err != nil {
+		return sourceErr("the SQLite database is corrupt (%v): port a good copy, or repair it first (sqlite3 homeserver.db .recover)", err)
+	}
+	defer rows.Close()
+	var problems []string
+	for rows.Next() {
+		var msg string
+		if err := rows.Scan(&msg); err != nil {
+			return err
+		}
+		if msg != "ok" {
+			problems = append(problems, msg)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return sourceErr("the SQLite database is corrupt (%v): port a good copy, or repair it first (sqlite3 homeserver.db .recover)", err)
+	}
+	if len(problems) > 0 {
+		more := ""
+		if len(problems) > 1 {
+			more = fmt.Sprintf(" and %d more problems", len(problems)-1)
+		}
+		return sourceErr("the SQLite database is corrupt (%s%s): port a good copy, or repair it first (sqlite3 homeserver.db .recover)", problems[0], more)
 	}
 	return nil
 }
@@ -395,12 +495,32 @@ func (p *porter) checkOwnership(ctx context.Context) error {
 		return nil
 	}
 	// No port bookkeeping: the data tables must be empty.
-	for name := range appendOnly {
-		ok, err := p.tgt.TableExists(ctx, p.tgt, name)
-		if err != nil {
+	tables, err := p.tgt.Tables(ctx, p.tgt)
+	if err != nil {
+		return err
+	}
+	// Tables with a lock column hold one row, a position that a new schema
+	// fills.
+	single := map[string]bool{}
+	rows, err := p.tgt.QueryContext(ctx, `SELECT table_name FROM information_schema.columns
+		WHERE table_schema = current_schema() AND lower(column_name) = 'lock'`)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			rows.Close()
 			return err
 		}
-		if !ok {
+		single[name] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, name := range tables {
+		if never[name] || preparedRows[name] || single[name] {
 			continue
 		}
 		var n int64
@@ -412,6 +532,14 @@ func (p *porter) checkOwnership(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// preparedRows are the tables that hold rows in a schema just prepared by
+// the homeserver (or by Synapse), before it served anything: bookkeeping,
+// the background-update queue and stream positions.
+var preparedRows = map[string]bool{
+	"schema_compat_version": true, "applied_module_schemas": true, "background_updates": true,
+	"federation_stream_position": true, "stream_positions": true, "user_directory_stream_pos": true,
 }
 
 // identity names a source database stably across its snapshots: the
@@ -435,11 +563,22 @@ func (p *porter) buildWorkSet(ctx context.Context) error {
 	if p.srcAll, err = sourceTables(ctx, p.src); err != nil {
 		return err
 	}
-	// An empty target gets the source's schema: judge it by the source.
+	// An empty target gets the engine's schema at the source's version: the
+	// source is judged against that schema, built in a scratch SQLite file,
+	// so that a source the schema cannot hold is refused before the target
+	// is touched.
 	empty := p.tgtSt.Kind == schema.KindEmpty
 	inTarget := map[string]bool{}
 	fks := map[string][]string{}
-	if !empty {
+	var shape map[string][]string
+	if empty {
+		if shape, err = engineShape(ctx, p.srcSt.Version); err != nil {
+			return err
+		}
+		for t := range shape {
+			inTarget[t] = true
+		}
+	} else {
 		tgtTables, err := p.tgt.Tables(ctx, p.tgt)
 		if err != nil {
 			return err
@@ -462,7 +601,7 @@ func (p *porter) buildWorkSet(ctx context.Context) error {
 		if never[name] || isDerived(name, p.srcAll) {
 			continue
 		}
-		if !empty && !inTarget[name] {
+		if !inTarget[name] {
 			if !ignored[name] {
 				onlySource = append(onlySource, name)
 			}
@@ -485,8 +624,12 @@ func (p *porter) buildWorkSet(ctx context.Context) error {
 		default:
 			t.Strategy = Recopy
 		}
-		if !empty && (t.Strategy == AppendOnly || t.Strategy == Recopy) {
-			if err := p.columnsOf(ctx, t); err != nil {
+		if t.Strategy == AppendOnly || t.Strategy == Recopy {
+			if empty {
+				if err := p.sourceColumnsIn(ctx, name, shape[name]); err != nil {
+					return err
+				}
+			} else if err := p.columnsOf(ctx, t); err != nil {
 				return err
 			}
 		}
@@ -494,6 +637,57 @@ func (p *porter) buildWorkSet(ctx context.Context) error {
 	}
 	if len(onlySource) > 0 {
 		return sourceErr("tables exist only in the SQLite database, so the two schemas differ: %s", strings.Join(onlySource, ", "))
+	}
+	return nil
+}
+
+// engineShape is the tables of a new engine database at a schema version,
+// with their columns, read from a scratch SQLite database.
+func engineShape(ctx context.Context, version int) (map[string][]string, error) {
+	dir, err := os.MkdirTemp("", "hsops-port-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	d, err := db.Open(ctx, config.Database{Name: config.EngineSQLite, Args: map[string]string{"database": filepath.Join(dir, "schema.db")}}, db.Options{Create: true})
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	if _, err := schema.Engine().Apply(ctx, d, schema.Options{Target: version}); err != nil {
+		return nil, fmt.Errorf("build the engine's schema at %d: %w", version, err)
+	}
+	tables, err := d.Tables(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]string{}
+	for _, t := range tables {
+		if out[t], err = d.Columns(ctx, d, t); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// sourceColumnsIn checks that every source column of a table is in want.
+func (p *porter) sourceColumnsIn(ctx context.Context, table string, want []string) error {
+	srcCols, err := p.src.Columns(ctx, p.src, table)
+	if err != nil {
+		return err
+	}
+	have := map[string]bool{}
+	for _, c := range want {
+		have[strings.ToLower(c)] = true
+	}
+	var missing []string
+	for _, c := range srcCols {
+		if !have[strings.ToLower(c)] {
+			missing = append(missing, c)
+		}
+	}
+	if len(missing) > 0 {
+		return sourceErr("columns of %s exist only in the SQLite database: %s", table, strings.Join(missing, ", "))
 	}
 	return nil
 }

@@ -305,3 +305,43 @@ func TestPort_RefusesATargetLeftAtAnOlderSchema(t *testing.T) {
 		t.Fatal("the refused port changed the target")
 	}
 }
+
+// TestPort_PlanCountsTheWholeRun: before the first table is copied, the
+// porter reports the rows of every table, so that progress and ETA are
+// measured against the whole run from the start.
+func TestPort_PlanCountsTheWholeRun(t *testing.T) {
+	src := engineSource(t, gen.Params{Users: 10, Rooms: 2, Messages: 300, Backfilled: 2, Seed: 5})
+	tgt := pgtest.NewDatabase(t)
+	for run := 1; run <= 2; run++ {
+		var plan *Event
+		pending := map[string]int64{}
+		res := mustPort(t, src, tgt.Config, func(o *Options) {
+			o.Progress = func(ev Event) {
+				switch ev.Type {
+				case "plan":
+					plan = &ev
+				case "pending":
+					pending[ev.Table] = ev.Total
+				case "table":
+					if plan == nil {
+						t.Errorf("run %d: table %s began before the plan", run, ev.Table)
+					}
+				}
+			}
+		})
+		if plan == nil {
+			t.Fatalf("run %d: no plan event", run)
+		}
+		var already, total int64
+		for _, tr := range res.Tables {
+			already += tr.Already
+			total += tr.Already + tr.Copied + tr.Skipped
+			if got := pending[tr.Name]; got != tr.Already+tr.Copied+tr.Skipped {
+				t.Errorf("run %d: %s: pending said %d rows, the copy found %d", run, tr.Name, got, tr.Already+tr.Copied+tr.Skipped)
+			}
+		}
+		if plan.Done != already || plan.Total != total {
+			t.Errorf("run %d: plan said %d of %d, the run found %d of %d", run, plan.Done, plan.Total, already, total)
+		}
+	}
+}

@@ -14,8 +14,10 @@ import (
 
 	"hsops/internal/config"
 	"hsops/internal/db"
+	"hsops/internal/dbtest"
 	"hsops/internal/gen"
 	"hsops/internal/pgtest"
+	"hsops/internal/store"
 	"hsops/schema"
 )
 
@@ -156,5 +158,179 @@ func TestPort_RefusesBadTargets(t *testing.T) {
 		if !errors.Is(err, ErrSource) || !strings.Contains(err.Error(), "the rows of event_json moved since the last run") {
 			t.Fatalf("got %v", err)
 		}
+	})
+}
+
+// copyFile copies a SQLite file (an older snapshot kept aside).
+func copyFile(t *testing.T, from string) string {
+	t.Helper()
+	data, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := filepath.Join(t.TempDir(), "snapshot.db")
+	if err := os.WriteFile(to, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return to
+}
+
+// contents is every table of the target, for "nothing was written".
+func contents(t *testing.T, cfg config.Database) string {
+	t.Helper()
+	return dbtest.Contents(t, openPG(t, cfg))
+}
+
+// addEvents persists n new events in the source, as the homeserver would.
+func addEvents(t *testing.T, src string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	s := openSQLite(t, src)
+	st := store.New(s, "example.org", "master")
+	for i := 0; i < n; i++ {
+		e := &store.Event{RoomID: "!room1:example.org", Type: "m.room.message", Sender: "@user1:example.org",
+			Content: map[string]any{"msgtype": "m.text", "body": "later"}, OriginServerTS: int64(1800000000000 + i)}
+		if err := st.Tx(ctx, func(tx *sqlTx) error { return st.Persist(ctx, tx, e) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+}
+
+// TestPort_RefusesBeforeWriting: every refusal of a source or target that
+// can only be seen by reading it comes before the first write, so a
+// finished port survives a bad next run untouched.
+func TestPort_RefusesBeforeWriting(t *testing.T) {
+	ctx := context.Background()
+	t.Run("corrupt data page", func(t *testing.T) {
+		src := smallSource(t)
+		s := openSQLite(t, src)
+		var root, size int64
+		if err := s.QueryRow("SELECT rootpage FROM sqlite_master WHERE name = 'event_json'").Scan(&root); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.QueryRow("PRAGMA page_size").Scan(&size); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		f, err := os.OpenFile(src, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteAt([]byte(strings.Repeat("\xde\xad\xbe\xef", int(size)/4)), (root-1)*size); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		tgt := pgtest.NewDatabase(t)
+		_, err = port(t, src, tgt.Config)
+		if !errors.Is(err, ErrSource) || !strings.Contains(err.Error(), "the SQLite database is corrupt") {
+			t.Fatalf("got %v, want the source refused as corrupt", err)
+		}
+		assertEmpty(t, tgt.Config)
+	})
+	t.Run("a table the schema does not have", func(t *testing.T) {
+		src := smallSource(t)
+		s := openSQLite(t, src)
+		if _, err := s.Exec("CREATE TABLE my_custom (x TEXT); INSERT INTO my_custom VALUES ('mine')"); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		tgt := pgtest.NewDatabase(t)
+		for _, dry := range []bool{true, false} {
+			_, err := port(t, src, tgt.Config, func(o *Options) { o.DryRun = dry })
+			if !errors.Is(err, ErrSource) || !strings.Contains(err.Error(), "tables exist only in the SQLite database") || !strings.Contains(err.Error(), "my_custom") {
+				t.Fatalf("dry run %v: got %v", dry, err)
+			}
+		}
+		assertEmpty(t, tgt.Config)
+	})
+	t.Run("a column the schema does not have", func(t *testing.T) {
+		src := smallSource(t)
+		s := openSQLite(t, src)
+		if _, err := s.Exec("ALTER TABLE users ADD COLUMN my_col TEXT"); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		tgt := pgtest.NewDatabase(t)
+		_, err := port(t, src, tgt.Config)
+		if !errors.Is(err, ErrSource) || !strings.Contains(err.Error(), "columns of users exist only in the SQLite database: my_col") {
+			t.Fatalf("got %v", err)
+		}
+		assertEmpty(t, tgt.Config)
+	})
+	t.Run("someone else's rows in a re-copied table", func(t *testing.T) {
+		tgt := pgtest.NewDatabase(t)
+		d := openPG(t, tgt.Config)
+		if _, err := schema.Engine().Apply(ctx, d, schema.Options{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.Exec("INSERT INTO profiles (user_id, displayname, full_user_id) VALUES ('alice', 'Alice', '@alice:else.org')"); err != nil {
+			t.Fatal(err)
+		}
+		before := contents(t, tgt.Config)
+		_, err := port(t, smallSource(t), tgt.Config)
+		if !errors.Is(err, ErrTarget) || !strings.Contains(err.Error(), "already holds data (table profiles is not empty)") {
+			t.Fatalf("got %v", err)
+		}
+		if got := contents(t, tgt.Config); got != before {
+			t.Fatalf("the refused target changed:\n%s", dbtest.DiffLines(before, got))
+		}
+	})
+
+	// The next cases begin with a finished port, which the refused run
+	// must leave exactly as it was.
+	finished := func(t *testing.T) (src string, tgt config.Database, before string) {
+		src = smallSource(t)
+		tgt = pgtest.NewDatabase(t).Config
+		mustPort(t, src, tgt)
+		return src, tgt, contents(t, tgt)
+	}
+	unchanged := func(t *testing.T, tgt config.Database, before string) {
+		t.Helper()
+		if got := contents(t, tgt); got != before {
+			t.Fatalf("the refused run changed the finished port:\n%s", dbtest.DiffLines(before, got))
+		}
+	}
+	t.Run("rowids moved", func(t *testing.T) {
+		src, tgt, before := finished(t)
+		s := openSQLite(t, src)
+		if _, err := s.Exec("UPDATE event_json SET rowid = -rowid; UPDATE event_json SET rowid = (SELECT count(*) FROM event_json) + 1 + rowid"); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		_, err := port(t, src, tgt)
+		if !errors.Is(err, ErrSource) || !strings.Contains(err.Error(), "the rows of event_json moved since the last run") {
+			t.Fatalf("got %v", err)
+		}
+		unchanged(t, tgt, before)
+	})
+	t.Run("an older snapshot after a newer one", func(t *testing.T) {
+		src := smallSource(t)
+		older := copyFile(t, src)
+		addEvents(t, src, 5)
+		tgt := pgtest.NewDatabase(t).Config
+		mustPort(t, src, tgt)
+		before := contents(t, tgt)
+		_, err := port(t, older, tgt)
+		if !errors.Is(err, ErrSource) || !strings.Contains(err.Error(), "older than what was already ported") {
+			t.Fatalf("got %v", err)
+		}
+		unchanged(t, tgt, before)
+	})
+	t.Run("the homeserver wrote to the target since", func(t *testing.T) {
+		src, tgt, _ := finished(t)
+		d := openPG(t, tgt)
+		st := store.New(d, "example.org", "master")
+		e := &store.Event{RoomID: "!room1:example.org", Type: "m.room.message", Sender: "@user1:example.org",
+			Content: map[string]any{"msgtype": "m.text", "body": "on PostgreSQL now"}, OriginServerTS: 1900000000000}
+		if err := st.Tx(ctx, func(tx *sqlTx) error { return st.Persist(ctx, tx, e) }); err != nil {
+			t.Fatal(err)
+		}
+		before := contents(t, tgt)
+		_, err := port(t, src, tgt)
+		if !errors.Is(err, ErrTarget) || !strings.Contains(err.Error(), "the homeserver has written to") {
+			t.Fatalf("got %v", err)
+		}
+		unchanged(t, tgt, before)
 	})
 }

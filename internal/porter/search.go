@@ -41,19 +41,10 @@ var searchColumns = []Column{
 func (p *porter) copySearch(ctx context.Context, t *Table) error {
 	t0 := time.Now()
 	res := TableResult{Name: t.Name, Strategy: t.Strategy}
-	var fwd int64
-	if err := p.tgt.QueryRowContext(ctx, "SELECT forward_rowid FROM port_from_sqlite3 WHERE table_name = $1", t.Name).Scan(&fwd); err != nil {
-		return fmt.Errorf("read the progress of event_search: %w", err)
-	}
-	if err := p.tgt.QueryRowContext(ctx, "SELECT count(*) FROM event_search").Scan(&res.Already); err != nil {
-		return err
-	}
+	fwd := t.fwd
+	res.Already = t.already
 	query, count := p.searchQuery()
-	var remaining int64
-	if err := p.src.QueryRowContext(ctx, count, fwd).Scan(&remaining); err != nil {
-		return fmt.Errorf("count event_search rows: %w", err)
-	}
-	total := res.Already + remaining
+	total := res.Already + t.remaining
 	p.emit(Event{Type: "table", Table: t.Name, Done: res.Already, Total: total})
 	st := &Table{Name: "event_search", Columns: searchColumns}
 	done := res.Already

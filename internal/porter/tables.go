@@ -67,6 +67,10 @@ type Table struct {
 	Columns []Column
 	// Refs are the work-set tables it references by foreign key.
 	Refs []string
+	// What measure found: the progress recorded for the table, the rows
+	// already in the target and the rows this run has to copy.
+	fwd, bwd           int64
+	already, remaining int64
 }
 
 // Column is a source column and the target type it converts to.

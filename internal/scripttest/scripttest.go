@@ -12,6 +12,7 @@
 //	subst FILE...                    replace $VAR and ${VAR} in files with the script's variables
 //	httpget URL                      GET a URL; the body goes to stdout ("! httpget" expects a failure)
 //	portfree PORT                    assert that nothing listens on 127.0.0.1:PORT
+//	exits CODE PROG [ARG...]         run PROG like exec and assert its exit code (stdout and stderr kept for the next assertions)
 //
 // Variables: $FIXTURE is the real Synapse v1.98 SQLite database (read-only:
 // copy it first), $PGDB the script's PostgreSQL database name.
@@ -19,6 +20,7 @@ package scripttest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -57,8 +59,32 @@ func Params(dir string) testscript.Params {
 		RequireExplicitExec: true,
 		Setup:               setup,
 		Cmds: map[string]func(*testscript.TestScript, bool, []string){
-			"mkconfig": mkconfig, "mkdb": mkdb, "sql": sqlCmd, "freeport": freeport, "subst": subst, "httpget": httpget, "portfree": portfree, "pgdrop": pgdrop,
+			"mkconfig": mkconfig, "mkdb": mkdb, "sql": sqlCmd, "freeport": freeport, "subst": subst, "httpget": httpget, "portfree": portfree, "pgdrop": pgdrop, "exits": exits,
 		},
+	}
+}
+
+// exits CODE PROG [ARG...] runs a program as exec does and checks its exit
+// code: the tools' exit codes are part of their interface.
+func exits(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: exits CODE PROG [ARG...]")
+	}
+	want, err := strconv.Atoi(args[0])
+	if err != nil {
+		ts.Fatalf("exits: bad code %q", args[0])
+	}
+	err = ts.Exec(args[1], args[2:]...)
+	got := 0
+	if err != nil {
+		var ee interface{ ExitCode() int }
+		if !errors.As(err, &ee) {
+			ts.Fatalf("exits: %s: %v", args[1], err)
+		}
+		got = ee.ExitCode()
+	}
+	if got != want {
+		ts.Fatalf("%s exited with %d, want %d", args[1], got, want)
 	}
 }
 
