@@ -157,7 +157,8 @@ func openEngineDB(ctx context.Context, dbc config.Database, what string) (*db.DB
 	ro.Close()
 	switch st.Kind {
 	case schema.KindSynapse:
-		return nil, fmt.Errorf("%w: this is a Synapse database: Synapse runs its background updates itself, so hsops will not %s here", schema.ErrNotEngine, what)
+		return nil, cli.Fail(exitNotOurs, fmt.Errorf("%w: this is a Synapse database: Synapse runs its background updates itself, so hsops will not %s here", schema.ErrNotEngine, what),
+			"nothing was changed: start Synapse to run them (its admin API controls them); `update_database background status` shows them")
 	case schema.KindUnknown, schema.KindEmpty:
 		return nil, fmt.Errorf("%w: the database has no homeserver schema", schema.ErrNotHomeserver)
 	}

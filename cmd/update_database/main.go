@@ -198,7 +198,7 @@ func classify(err error) (int, string, bool) {
 	case errors.Is(err, rollback.ErrDataLoss):
 		return exitRefused, "nothing was changed: the plan (--dry-run) lists the data; add --allow-data-loss to roll back anyway", true
 	case errors.Is(err, rollback.ErrBackup):
-		return exitBackup, "nothing was changed: free space for the copy, or choose another --backup-database name (or --no-backup)", true
+		return exitBackup, "nothing was changed: free space next to the database for the copy, or add --no-backup to roll back without one", true
 	case errors.Is(err, rollback.ErrNoRecipe):
 		return exitNotOurs, "nothing was changed: restore the backup taken before the upgrade, or run a release that accepts the database", true
 	case errors.Is(err, rollback.ErrMoved):

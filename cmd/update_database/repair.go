@@ -136,7 +136,7 @@ func refuseIfRunning(cfg *config.Config) error {
 		return nil
 	}
 	return cli.Fail(exitInUse, fmt.Errorf("%w: the homeserver is running (pid %d, from pid_file %q)", errInUse, pid, cfg.PidFile),
-		"stop it first (synctl stop <config>), repair, then start it again")
+		"nothing was changed: stop it first (synctl stop <config>), run the same command again, then start it")
 }
 
 // refuseIfSessions refuses when other sessions are connected to the

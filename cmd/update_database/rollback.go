@@ -132,7 +132,8 @@ func rollbackOne(ctx context.Context, o *rollbackOptions, cfg *config.Config, db
 	switch st.Kind {
 	case schema.KindSynapse:
 		if release == nil {
-			return fmt.Errorf("%w: this is a Synapse database (schema %d): only the rollbacks Synapse documents apply to it; use --to-release", schema.ErrNotEngine, st.Version)
+			return cli.Fail(exitNotOurs, fmt.Errorf("%w: this is a Synapse database (schema %d): only the rollbacks Synapse documents apply to it", schema.ErrNotEngine, st.Version),
+				"nothing was changed: name the release you are going back to, e.g. update_database rollback --to-release 1.25.0 --dry-run")
 		}
 		return rollbackSynapse(ctx, o, cfg, dbc, ro, st, release)
 	case schema.KindEmpty, schema.KindUnknown:
@@ -287,7 +288,8 @@ func backupPostgres(ctx context.Context, dbc config.Database, name string) error
 	maint.Args["dbname"] = "postgres"
 	d, err := db.Open(ctx, maint, db.Options{AppName: "hsops update_database rollback"})
 	if err != nil {
-		return fmt.Errorf("%w: connect to the maintenance database: %v", rollback.ErrBackup, err)
+		return cli.Fail(exitBackup, fmt.Errorf("%w: connect to the maintenance database: %v", rollback.ErrBackup, err),
+			"nothing was changed: the copy is made from the postgres database, which this user must be able to reach; or leave out --backup-database and take a pg_dump first")
 	}
 	defer d.Close()
 	_, err = d.ExecContext(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", db.QuoteIdent(name), db.QuoteIdent(dbc.DBName())))
@@ -296,12 +298,14 @@ func backupPostgres(ctx context.Context, dbc config.Database, name string) error
 	case err == nil:
 		return nil
 	case errors.As(err, &pgErr) && pgErr.Code == "42P04":
-		return fmt.Errorf("%w: database %q already exists", rollback.ErrBackup, name)
+		return cli.Fail(exitBackup, fmt.Errorf("%w: database %q already exists", rollback.ErrBackup, name),
+			"nothing was changed: choose another --backup-database name, or drop that database first")
 	case errors.As(err, &pgErr) && pgErr.Code == "55006":
 		return cli.Fail(exitInUse, fmt.Errorf("%w: other sessions are connected to %q, and PostgreSQL copies a database only while nobody is", errInUse, dbc.DBName()),
 			"stop the homeserver and its workers, then run the same command again")
 	}
-	return fmt.Errorf("%w: %v", rollback.ErrBackup, err)
+	return cli.Fail(exitBackup, fmt.Errorf("%w: %v", rollback.ErrBackup, err),
+		"nothing was changed: fix the cause (space, CREATEDB privilege), or leave out --backup-database and take a pg_dump first")
 }
 
 // formatRollbackPlan prints a rollback plan for people. Its output is
@@ -360,16 +364,7 @@ func formatRollbackPlan(w io.Writer, desc string, p *rollback.Plan, backup, back
 	if len(p.Restores) > 0 {
 		fmt.Fprintf(w, "  tables recreated empty: %s\n", joinData(p.Restores))
 	}
-	switch {
-	case backup != "":
-		fmt.Fprintf(w, "  first, a copy of the database: %s\n", filepath.Base(backup))
-	case backupDB != "":
-		fmt.Fprintf(w, "  first, a copy of the database: PostgreSQL database %s\n", backupDB)
-	case p.Engine == db.Postgres:
-		fmt.Fprintln(w, "  no copy is made: add --backup-database NAME, or first run pg_dump -Fc -f before-rollback.dump <dbname>")
-	default:
-		fmt.Fprintln(w, "  no copy is made (--no-backup)")
-	}
+	formatBackup(w, p.Engine, backup, backupDB)
 	if lost := p.Lost(); len(lost) > 0 || len(p.Irreversible) > 0 {
 		verdict := "refused unless --allow-data-loss"
 		if allowLoss {
@@ -474,17 +469,36 @@ func reportRollback(g *globals, desc string, res *rollback.Result, backup string
 }
 
 // rollbackSynapse applies Synapse's documented recipes to a Synapse database.
+// formatBackup says which copy of the database is made before a rollback.
+func formatBackup(w io.Writer, engine db.Engine, backup, backupDB string) {
+	switch {
+	case backup != "":
+		fmt.Fprintf(w, "  first, a copy of the database: %s\n", filepath.Base(backup))
+	case backupDB != "":
+		fmt.Fprintf(w, "  first, a copy of the database: PostgreSQL database %s\n", backupDB)
+	case engine == db.Postgres:
+		fmt.Fprintln(w, "  no copy is made: add --backup-database NAME, or first run pg_dump -Fc -f before-rollback.dump <dbname>")
+	default:
+		fmt.Fprintln(w, "  no copy is made (--no-backup)")
+	}
+}
+
 func rollbackSynapse(ctx context.Context, o *rollbackOptions, cfg *config.Config, dbc config.Database, ro *db.DB, st *schema.State, release *semver.Version) error {
 	desc := describe(dbc)
 	p, err := rollback.PlanSynapse(st, ro.Engine, release)
 	if err != nil {
 		return err
 	}
+	backup := ""
+	if len(p.Recipes) > 0 && dbc.IsSQLite() && !o.noBackup {
+		backup = backupPath(dbc.SQLitePath(), st.Version, p.Recipes[len(p.Recipes)-1].ToSchema)
+	}
 	if o.json {
 		cli.NewJSONLines(o.stdout).Emit(map[string]any{"event": "rollback_plan", "database": desc, "kind": "synapse", "from": st.Version,
-			"release": "v" + release.String(), "release_schema": p.Fact.Schema, "as_is": p.AsIs, "recipes": p.Recipes, "advice": p.Advice, "dry_run": o.dryRun})
+			"release": "v" + release.String(), "release_schema": p.Fact.Schema, "as_is": p.AsIs, "recipes": p.Recipes, "advice": p.Advice,
+			"dry_run": o.dryRun, "backup": backup, "backup_database": o.backupDatabase})
 	} else {
-		formatSynapsePlan(o.stdout, desc, p)
+		formatSynapsePlan(o.stdout, desc, p, backup, o.backupDatabase)
 	}
 	if o.dryRun {
 		if !o.json {
@@ -499,10 +513,6 @@ func rollbackSynapse(ctx context.Context, o *rollbackOptions, cfg *config.Config
 		return err
 	}
 	ro.Close()
-	backup := ""
-	if dbc.IsSQLite() && !o.noBackup {
-		backup = backupPath(dbc.SQLitePath(), st.Version, p.Recipes[len(p.Recipes)-1].ToSchema)
-	}
 	d, backup, err := o.openForWrite(ctx, cfg, dbc, backup)
 	if err != nil {
 		return err
@@ -541,7 +551,7 @@ func recipeNames(rs []rollback.Recipe) string {
 }
 
 // formatSynapsePlan prints the rollback of a Synapse database.
-func formatSynapsePlan(w io.Writer, desc string, p *rollback.SynapsePlan) {
+func formatSynapsePlan(w io.Writer, desc string, p *rollback.SynapsePlan, backup, backupDB string) {
 	compat := "none"
 	if p.State.HasCompat {
 		compat = fmt.Sprint(p.State.Compat)
@@ -561,6 +571,7 @@ func formatSynapsePlan(w io.Writer, desc string, p *rollback.SynapsePlan) {
 		}
 	}
 	if len(p.Recipes) > 0 {
+		formatBackup(w, p.Engine, backup, backupDB)
 		fmt.Fprintln(w, "  all statements run in one transaction")
 	}
 	for _, r := range append(append([]rollback.Recipe{}, p.Recipes...), p.Advice...) {
