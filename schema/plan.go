@@ -29,7 +29,7 @@ type Options struct {
 // Event reports progress while applying.
 type Event struct {
 	// Type is "snapshot", "version" or "delta".
-	Type    string `json:"type"`
+	Type    string `json:"event"`
 	Version int    `json:"version"`
 	File    string `json:"file,omitempty"`
 	// Millis is how long the step took, for "delta" and "snapshot".

@@ -117,6 +117,8 @@ func classify(err error) (int, string, bool) {
 		return exitConfig, "check the -c path; to generate a config: homeserver -c homeserver.yaml --generate-config --server-name <name> --report-stats no", true
 	case errors.Is(err, config.ErrInvalid), errors.Is(err, config.ErrNoDatabase):
 		return exitConfig, "fix the config named above", true
+	case errors.Is(err, db.ErrCannotCreate):
+		return exitDatabase, "create that directory, or point database.args.database in the config at a writable place", true
 	case errors.Is(err, db.ErrNotFound):
 		return exitSchema, "the main process creates the database: start it before the workers", true
 	case errors.Is(err, db.ErrUnreachable), errors.Is(err, db.ErrNotDatabase):

@@ -71,14 +71,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	defer stop()
 	g := &globals{stdout: stdout, stderr: stderr, stdin: stdin}
 	root := newRootCmd(ctx, g)
-	withConfig := func(err error) (int, string, bool) {
-		code, hint, ok := classify(err)
+	// Hints name the config the user gave where they say <config>.
+	withConfig := func(hint string) string {
 		if len(g.configPaths) > 0 {
 			hint = strings.ReplaceAll(hint, "<config>", g.configArg())
 		}
-		return code, hint, ok
+		return hint
 	}
-	return cli.Run(cli.Tool{Name: "update_database", UsageCode: exitUsage, InternalCode: exitInternal, Classify: withConfig}, root, args, stdout, stderr)
+	return cli.Run(cli.Tool{Name: "update_database", UsageCode: exitUsage, InternalCode: exitInternal, Classify: classify, Hint: withConfig}, root, args, stdout, stderr)
 }
 
 // globals are the flags every subcommand shares.
@@ -170,7 +170,9 @@ func classify(err error) (int, string, bool) {
 	case errors.Is(err, config.ErrNoDatabase):
 		return exitConfig, "add a database section (name: sqlite3 or psycopg2, with args) to the config", true
 	case errors.Is(err, config.ErrInvalid):
-		return exitConfig, "fix the config file at the line named above", true
+		return exitConfig, "fix the config where the message above says", true
+	case errors.Is(err, db.ErrCannotCreate):
+		return exitDatabase, "create that directory, or point database.args.database in the config at a writable place", true
 	case errors.Is(err, db.ErrNotFound):
 		return exitDatabase, "check database.args.database in the config; run update_database --database-config <config> to create a new database", true
 	case errors.Is(err, db.ErrNotDatabase):
@@ -215,6 +217,8 @@ func classify(err error) (int, string, bool) {
 		return exitUpdate, "remove the duplicates, then run the updates again:\n  " + schema.RepairEdgesCommand + "\n  update_database --database-config <config> --run-background-updates", true
 	case errors.As(err, &updErr):
 		return exitUpdate, fmt.Sprintf("the failed batch was rolled back and %q keeps its progress; fix the cause and run:\n  update_database background run --update %s --database-config <config>", updErr.Update, updErr.Update), true
+	case errors.Is(err, schema.ErrUnknownJob):
+		return exitUsage, "nothing was changed: the engine's jobs are listed above; `update_database background status` shows what is queued", true
 	case errors.Is(err, schema.ErrUpdateNotPending):
 		return exitUsage, "`update_database background status` lists the pending updates", true
 	case errors.Is(err, schema.ErrNoServerName):

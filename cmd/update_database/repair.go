@@ -41,7 +41,7 @@ homeserver first: the repair refuses while it can see it running.`,
 		},
 	}
 	edges.Flags().BoolVar(&dryRun, "dry-run", false, "count and show the duplicates, change nothing")
-	edges.Flags().BoolVar(&force, "force", false, "repair even though other sessions are connected to the database")
+	edges.Flags().BoolVar(&force, "force", false, "repair even though the homeserver seems to be running (pid file, the SQLite file open elsewhere, other PostgreSQL sessions)")
 	cmd.AddCommand(edges)
 	return cmd
 }
@@ -71,7 +71,7 @@ func runRepairEdges(ctx context.Context, g *globals, dryRun, force bool) error {
 		d, err = db.Open(ctx, dbc, db.Options{ReadOnly: true, AppName: "hsops update_database repair"})
 	} else {
 		if !force {
-			if err := refuseIfRunning(cfg); err != nil {
+			if err := refuseIfRunning(cfg, dbc); err != nil {
 				return err
 			}
 		}
@@ -126,17 +126,21 @@ func runRepairEdges(ctx context.Context, g *globals, dryRun, force bool) error {
 // errInUse is the refusal to repair a database a homeserver is using.
 var errInUse = errors.New("the database is in use")
 
-// refuseIfRunning refuses when the config's pid file names a live process.
-func refuseIfRunning(cfg *config.Config) error {
-	if cfg.PidFile == "" {
-		return nil
+// refuseIfRunning refuses when the config's pid file names a live process,
+// or when another process has the SQLite file open.
+func refuseIfRunning(cfg *config.Config, dbc config.Database) error {
+	const hint = "nothing was changed: stop it first (synctl stop <config>), run the same command again, then start it; --force goes ahead anyway"
+	if cfg.PidFile != "" {
+		if pid, err := proc.ReadPidFile(cfg.PidFile); err == nil && proc.Running(pid) {
+			return cli.Fail(exitInUse, fmt.Errorf("%w: the homeserver is running (pid %d, from pid_file %q)", errInUse, pid, cfg.PidFile), hint)
+		}
 	}
-	pid, err := proc.ReadPidFile(cfg.PidFile)
-	if err != nil || !proc.Running(pid) {
-		return nil
+	if dbc.IsSQLite() {
+		if holders := proc.Openers(dbc.SQLitePath()); len(holders) > 0 {
+			return cli.Fail(exitInUse, fmt.Errorf("%w: another process has the SQLite file open (%s)", errInUse, strings.Join(holders, "; ")), hint)
+		}
 	}
-	return cli.Fail(exitInUse, fmt.Errorf("%w: the homeserver is running (pid %d, from pid_file %q)", errInUse, pid, cfg.PidFile),
-		"nothing was changed: stop it first (synctl stop <config>), run the same command again, then start it")
+	return nil
 }
 
 // refuseIfSessions refuses when other sessions are connected to the

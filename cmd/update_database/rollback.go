@@ -73,7 +73,7 @@ Stop the homeserver first.`,
 	f.BoolVar(&o.allowDataLoss, "allow-data-loss", false, "roll back even if data is lost (the plan lists it)")
 	f.BoolVar(&o.noBackup, "no-backup", false, "do not copy the SQLite file first")
 	f.StringVar(&o.backupDatabase, "backup-database", "", "PostgreSQL: first copy the database to a new database of this name")
-	f.BoolVar(&o.force, "force", false, "roll back even though other sessions are connected to the database")
+	f.BoolVar(&o.force, "force", false, "roll back even though the homeserver seems to be running (pid file, the SQLite file open elsewhere, other PostgreSQL sessions)")
 	return cmd
 }
 
@@ -212,7 +212,7 @@ func rollbackOne(ctx context.Context, o *rollbackOptions, cfg *config.Config, db
 // the SQLite path given, or the PostgreSQL copy's name.
 func (o *rollbackOptions) openForWrite(ctx context.Context, cfg *config.Config, dbc config.Database, backup string) (*db.DB, string, error) {
 	if !o.force {
-		if err := refuseIfRunning(cfg); err != nil {
+		if err := refuseIfRunning(cfg, dbc); err != nil {
 			return nil, "", err
 		}
 	}

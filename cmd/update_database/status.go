@@ -27,23 +27,26 @@ databases created by the hsops engine and on Synapse's own databases.`,
 
 // dbStatus is the status of one physical database (also the --json shape).
 type dbStatus struct {
-	Database       string                 `json:"database"`
-	Label          string                 `json:"label"`
-	Stores         []string               `json:"data_stores"`
-	Kind           string                 `json:"kind"`
-	Schema         int                    `json:"schema_version,omitempty"`
-	Upgraded       bool                   `json:"upgraded,omitempty"`
-	Compat         *int                   `json:"compat_version,omitempty"`
-	Matching       []string               `json:"matching_releases,omitempty"`
-	OldestUsable   string                 `json:"oldest_release_that_can_use_it,omitempty"`
-	Applied        int                    `json:"applied_deltas"`
-	NewestApplied  string                 `json:"newest_applied_delta,omitempty"`
-	PendingDeltas  []string               `json:"pending_deltas"`
-	PendingTarget  int                    `json:"pending_target,omitempty"`
-	Updates        []schema.PendingUpdate `json:"pending_background_updates"`
-	CreatedVersion int                    `json:"created_at_schema,omitempty"`
-	CreatedAt      string                 `json:"created_at,omitempty"`
-	Problem        string                 `json:"problem,omitempty"`
+	Database string   `json:"database"`
+	Label    string   `json:"label"`
+	Stores   []string `json:"data_stores"`
+	Kind     string   `json:"kind"`
+	Schema   int      `json:"schema_version,omitempty"`
+	Upgraded bool     `json:"upgraded,omitempty"`
+	Compat   *int     `json:"compat_version,omitempty"`
+	Matching []string `json:"matching_releases,omitempty"`
+	// MatchingBySchemaOnly says that no release has both versions: the
+	// releases given share only the schema version.
+	MatchingBySchemaOnly bool                   `json:"matching_by_schema_only,omitempty"`
+	OldestUsable         string                 `json:"oldest_release_that_can_use_it,omitempty"`
+	Applied              int                    `json:"applied_deltas"`
+	NewestApplied        string                 `json:"newest_applied_delta,omitempty"`
+	PendingDeltas        []string               `json:"pending_deltas"`
+	PendingTarget        int                    `json:"pending_target,omitempty"`
+	Updates              []schema.PendingUpdate `json:"pending_background_updates"`
+	CreatedVersion       int                    `json:"created_at_schema,omitempty"`
+	CreatedAt            string                 `json:"created_at,omitempty"`
+	Problem              string                 `json:"problem,omitempty"`
 }
 
 func runStatus(ctx context.Context, g *globals) error {
@@ -106,6 +109,9 @@ func statusOf(ctx context.Context, dbc config.Database, cfg *config.Config) (dbS
 	if st.HasVersion {
 		for _, f := range releases.Matching(st.Version, st.Compat) {
 			s.Matching = append(s.Matching, f.Tag())
+			if st.HasCompat && f.Compat != st.Compat {
+				s.MatchingBySchemaOnly = true
+			}
 		}
 		if f, ok := releases.OldestCanRun(st.Version, st.Compat); ok {
 			s.OldestUsable = f.Tag()
@@ -155,7 +161,9 @@ func printStatus(w io.Writer, s dbStatus, configArg string) {
 	} else {
 		row("compat version", "none (written by releases before v1.37.0)")
 	}
-	if len(s.Matching) > 0 {
+	if len(s.Matching) > 0 && s.MatchingBySchemaOnly {
+		row("matching releases", "none with both versions; %s by schema version (their compat version differs)", seriesX(s.Matching))
+	} else if len(s.Matching) > 0 {
 		row("matching releases", "%s", seriesX(s.Matching))
 	} else {
 		row("matching releases", "none: no Synapse release has schema %d", s.Schema)

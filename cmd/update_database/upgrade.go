@@ -28,12 +28,30 @@ func runUpgrade(ctx context.Context, o *upgradeOptions) error {
 	if o.dryRun && o.runBackground {
 		return cli.Usagef("--dry-run and --run-background-updates cannot be used together")
 	}
+	// Every database is checked and planned before the first is written:
+	// a refusal of the second leaves the first untouched too.
+	plans := make([]*planned, 0, len(cfg.Databases))
 	for _, dbc := range cfg.Databases {
-		if err := upgradeOne(ctx, o, cfg, dbc); err != nil {
+		p, err := planOne(ctx, o, cfg, dbc)
+		if err != nil {
+			return err
+		}
+		plans = append(plans, p)
+	}
+	for _, p := range plans {
+		if err := upgradeOne(ctx, o, cfg, p); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// planned is one database's checked plan.
+type planned struct {
+	dbc  config.Database
+	st   *schema.State
+	opts schema.Options
+	plan *schema.Plan
 }
 
 // inspect opens a database read-only and reads its state. A SQLite file
@@ -61,27 +79,37 @@ func engineOf(dbc config.Database) db.Engine {
 	return db.SQLite
 }
 
-func upgradeOne(ctx context.Context, o *upgradeOptions, cfg *config.Config, dbc config.Database) error {
-	set := schema.Engine()
+// planOne reads a database's state, checks its server and plans its
+// upgrade, writing nothing.
+func planOne(ctx context.Context, o *upgradeOptions, cfg *config.Config, dbc config.Database) (*planned, error) {
 	ro, st, err := inspect(ctx, dbc)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if ro != nil {
 		err := db.CheckServer(ctx, ro, dbc.AllowUnsafeLocale, false)
+		if err == nil && st.Kind == schema.KindEmpty && ro.Engine == db.Postgres {
+			err = db.CheckNewPostgres(ctx, ro)
+		}
 		ro.Close()
 		if err != nil {
-			return err
+			return nil, err
 		}
 	}
 	opts := schema.Options{
 		Target: o.target, Stores: dbc.DataStores, Worker: cfg.IsWorker(), ServerName: cfg.ServerName,
 		Holder: "update_database",
 	}
-	plan, err := set.Plan(st, engineOf(dbc), opts)
+	plan, err := schema.Engine().Plan(st, engineOf(dbc), opts)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	return &planned{dbc: dbc, st: st, opts: opts, plan: plan}, nil
+}
+
+func upgradeOne(ctx context.Context, o *upgradeOptions, cfg *config.Config, p *planned) error {
+	set := schema.Engine()
+	dbc, st, opts, plan := p.dbc, p.st, p.opts, p.plan
 	out := newReporter(o.globals)
 	desc := describe(dbc)
 	if o.dryRun {

@@ -53,6 +53,9 @@ type Tool struct {
 	// Classify maps an error to an exit code and hint; ok false means
 	// "not recognised" (InternalCode is used).
 	Classify func(err error) (code int, hint string, ok bool)
+	// Hint, when set, rewrites every hint before it is printed (for
+	// example to name the config the user gave).
+	Hint func(string) string
 }
 
 // Run executes the root command with args and returns the exit code. The
@@ -72,6 +75,9 @@ func Run(t Tool, root *cobra.Command, args []string, stdout, stderr io.Writer) i
 		return 0
 	}
 	code, hint := t.classify(err)
+	if t.Hint != nil {
+		hint = t.Hint(hint)
+	}
 	msg := strings.TrimSpace(err.Error())
 	fmt.Fprintf(stderr, "%s: error: %s\n", t.Name, msg)
 	if hint != "" {

@@ -72,7 +72,7 @@ func CheckServer(ctx context.Context, d *DB, allowUnsafeLocale, allowOldSQLite b
 		return nil
 	}
 	if bad := l.notC(); len(bad) > 0 {
-		return fmt.Errorf("%w: %s; it should be 'C' (or set allow_unsafe_locale: true in the database config)", ErrBadLocale, strings.Join(bad, ", "))
+		return fmt.Errorf("%w: %s; it should be 'C' (a database already in use can be kept with allow_unsafe_locale: true in the database config; a new one must be created with C)", ErrBadLocale, strings.Join(bad, ", "))
 	}
 	return nil
 }

@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -51,6 +52,9 @@ var (
 	// ErrUnreachable means the PostgreSQL server could not be reached or
 	// refused the login.
 	ErrUnreachable = errors.New("cannot connect to database")
+	// ErrCannotCreate means a new SQLite file cannot be created where the
+	// config says (no such directory, or not writable).
+	ErrCannotCreate = errors.New("cannot create the SQLite database")
 	// ErrNotDatabase means the file is not a SQLite database or is corrupt.
 	ErrNotDatabase = errors.New("not a valid SQLite database")
 )
@@ -124,6 +128,13 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*DB, error) {
 	case errors.Is(err, os.ErrNotExist):
 		if !opts.Create || opts.ReadOnly {
 			return nil, fmt.Errorf("%w: %q", ErrNotFound, path)
+		}
+		dir := filepath.Dir(path)
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("%w: %q: its directory %q does not exist", ErrCannotCreate, path, dir)
+		}
+		if syscall.Access(dir, 2) != nil {
+			return nil, fmt.Errorf("%w: %q: its directory %q is not writable", ErrCannotCreate, path, dir)
 		}
 	case err != nil:
 		return nil, fmt.Errorf("open %q: %w", path, err)
@@ -233,9 +244,17 @@ func PostgresConnConfig(cfg config.Database, appName string) (*pgx.ConnConfig, e
 	}
 	cc, err := pgx.ParseConfig(strings.Join(parts, " "))
 	if err != nil {
-		// pgx's parse errors can quote the connection string: never pass
-		// them on.
-		return nil, fmt.Errorf("%w: %s: the database.args of %s do not form a valid connection", config.ErrInvalid, cfg.File, cfg)
+		// pgx's parse errors quote the connection string: pass on only the
+		// reason they wrap, with any password masked.
+		reason := ""
+		if inner := errors.Unwrap(err); inner != nil {
+			reason = inner.Error()
+			if pw := cfg.Args["password"]; pw != "" {
+				reason = strings.ReplaceAll(reason, pw, "********")
+			}
+			reason = " (" + reason + ")"
+		}
+		return nil, fmt.Errorf("%w: %s: the database.args of %s do not form a valid connection%s", config.ErrInvalid, cfg.File, cfg, reason)
 	}
 	if idle := cfg.Args["keepalives_idle"]; idle != "" {
 		secs, err := strconv.Atoi(idle)
@@ -285,10 +304,30 @@ func connectCause(err error, password string) string {
 	if password != "" {
 		msg = strings.ReplaceAll(msg, password, "********")
 	}
-	if i := strings.Index(msg, "`: "); i >= 0 && strings.HasPrefix(msg, "failed to connect to `") {
-		msg = msg[i+3:]
+	// pgx says "failed to connect to `user=... database=...`:" and then one
+	// tab-indented line per address and attempt; an operator needs the
+	// distinct causes, on one line.
+	if strings.HasPrefix(msg, "failed to connect to `") {
+		if i := strings.Index(msg[len("failed to connect to `"):], "`:"); i >= 0 {
+			msg = msg[len("failed to connect to `")+i+2:]
+		}
 	}
-	return msg
+	var causes []string
+	for _, line := range strings.Split(msg, "\n") {
+		line = strings.TrimSpace(line)
+		// With sslmode prefer, a server without TLS first refuses it; the
+		// plain attempt that follows says what really went wrong.
+		if line == "" || strings.HasSuffix(line, "tls error: server refused TLS connection") {
+			continue
+		}
+		if !slices.Contains(causes, line) {
+			causes = append(causes, line)
+		}
+	}
+	if len(causes) == 0 {
+		return strings.TrimSpace(msg)
+	}
+	return strings.Join(causes, "; ")
 }
 
 // Rebind rewrites ? placeholders to $1, $2 ... for PostgreSQL. Question marks

@@ -124,6 +124,9 @@ func TestOpenPostgres_UnreachableSaysWhyWithoutPassword(t *testing.T) {
 	if !strings.Contains(err.Error(), "refused") {
 		t.Errorf("error %q should say the connection was refused", err)
 	}
+	if strings.Contains(err.Error(), "\n") || strings.Count(err.Error(), "connection refused") != 1 {
+		t.Errorf("error %q should be one line, each cause once", err)
+	}
 }
 
 func TestOpenPostgres_UnknownArgument(t *testing.T) {

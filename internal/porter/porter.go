@@ -8,13 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"hsops/internal/config"
 	"hsops/internal/db"
+	"hsops/internal/proc"
 	"hsops/schema"
 )
 
@@ -349,7 +349,7 @@ func (p *porter) checkSource(ctx context.Context) error {
 		return sourceErr("pending background updates exist in the SQLite database (%s): start the homeserver again and wait until every update has finished before porting", strings.Join(names, ", "))
 	}
 	if !p.opts.AllowInUse {
-		if holders := openers(p.opts.SQLitePath); len(holders) > 0 {
+		if holders := proc.Openers(p.opts.SQLitePath); len(holders) > 0 {
 			return sourceErr("the SQLite database is open in another process (%s): stop the homeserver, or port a copy of the file (a snapshot)", strings.Join(holders, "; "))
 		}
 	}
@@ -396,38 +396,6 @@ func (p *porter) checkIntegrity(ctx context.Context) error {
 		return sourceErr("the SQLite database is corrupt (%s%s): port a good copy, or repair it first (sqlite3 homeserver.db .recover)", problems[0], more)
 	}
 	return nil
-}
-
-// openers lists the other processes that have a file open (best effort,
-// from /proc).
-func openers(path string) []string {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil
-	}
-	target, err := os.Stat(abs)
-	if err != nil {
-		return nil
-	}
-	procs, _ := filepath.Glob("/proc/[0-9]*/fd/*")
-	self := strconv.Itoa(os.Getpid())
-	seen := map[string]bool{}
-	var out []string
-	for _, fd := range procs {
-		pid := strings.Split(fd, "/")[2]
-		if pid == self || seen[pid] {
-			continue
-		}
-		st, err := os.Stat(fd)
-		if err != nil || !os.SameFile(st, target) {
-			continue
-		}
-		seen[pid] = true
-		cmd, _ := os.ReadFile("/proc/" + pid + "/cmdline")
-		out = append(out, fmt.Sprintf("pid %s: %s", pid, strings.TrimSpace(strings.ReplaceAll(string(cmd), "\x00", " "))))
-	}
-	sort.Strings(out)
-	return out
 }
 
 // checkTarget decides whether the target can receive this source.
