@@ -38,6 +38,7 @@ const (
 	exitSchema   = 5
 	exitListen   = 6
 	exitRunning  = 7
+	exitRefused  = 8
 	exitInternal = 70
 )
 
@@ -49,6 +50,7 @@ const exitCodesHelp = `Exit codes:
   5   the database's schema cannot be used (too new, not upgraded for a worker, not a homeserver database)
   6   a listener cannot be bound (address in use, permission)
   7   already running (the pid file names a live homeserver)
+  8   register-user: the homeserver refused the registration (the user exists, a wrong secret, ...)
   70  internal error`
 
 // daemonEnv tells a re-executed process that it is the daemon child and
@@ -124,7 +126,7 @@ func classify(err error) (int, string, bool) {
 	case errors.Is(err, db.ErrUnreachable), errors.Is(err, db.ErrNotDatabase):
 		return exitDatabase, "check the database section of the config and that the database server is running", true
 	case errors.Is(err, db.ErrServerTooOld), errors.Is(err, db.ErrBadEncoding), errors.Is(err, db.ErrBadLocale):
-		return exitDatabase, "see README, 'PostgreSQL requirements'", true
+		return exitDatabase, "PostgreSQL 11+ with a UTF8 database whose collation and ctype are C is required; create one with\n  createdb --encoding=UTF8 --locale=C --template=template0 --owner=<user> <name>", true
 	case errors.Is(err, schema.ErrCompatTooNew):
 		return exitSchema, "a newer release upgraded this database: run that release, or roll the database back with\n  update_database rollback --database-config <config> --to-release <this version>", true
 	case errors.Is(err, schema.ErrWorker):
@@ -135,7 +137,7 @@ func classify(err error) (int, string, bool) {
 		return exitSchema, "another process is upgrading the schema: wait for it, then start again", true
 	case errors.Is(err, sequences.ErrInconsistent):
 		return exitSchema, "stop every process using the database and run the SQL given above", true
-	case errors.Is(err, server.ErrListen), errors.Is(err, server.ErrNoListeners):
+	case errors.Is(err, server.ErrListen):
 		return exitListen, "another process may be using the port: stop it, or change the listener in the config", true
 	case errors.Is(err, errRunning):
 		return exitRunning, "stop it first (synctl stop), or remove the pid file if that process is not a homeserver", true

@@ -115,7 +115,16 @@ func registerShared(ctx context.Context, base, secret, user, password string, ad
 		return nil, fmt.Errorf("read the answer: %w", err)
 	}
 	if resp.StatusCode != 200 {
-		return nil, cli.Fail(exitConfig, fmt.Errorf("registration refused: %v %v", out["errcode"], out["error"]), "")
+		hint := ""
+		switch out["errcode"] {
+		case "M_USER_IN_USE":
+			hint = "that user exists: choose another --user"
+		case "M_FORBIDDEN", "M_UNAUTHORIZED":
+			hint = "the registration_shared_secret of the config is not the running homeserver's: restart it after changing the secret"
+		case "M_INVALID_USERNAME":
+			hint = "user names are lower-case letters, digits and ._=-/"
+		}
+		return nil, cli.Fail(exitRefused, fmt.Errorf("registration refused: %v %v", out["errcode"], out["error"]), hint)
 	}
 	return out, nil
 }

@@ -49,13 +49,49 @@ func looksOurs(cmdline string) bool {
 	return strings.Contains(cmdline, "homeserver") || strings.Contains(cmdline, "synapse") || strings.Contains(cmdline, "python")
 }
 
-// running reports whether the process of a pid file is alive and ours.
-func running(p process) (int, bool) {
+// owner says whose the process a pid file names is: gone, another program,
+// this process, or another homeserver process (started with other configs:
+// a pid file shared by two processes, or copied from another one).
+func owner(p process, pid int) proc.Owner {
+	o := proc.PidFileOwner(pid, p.PidFile, looksOurs)
+	if o != proc.Ours {
+		return o
+	}
+	// Only configs that can be found are compared: a process that changed
+	// directory after start (Synapse's daemonize does) may have relative
+	// paths that no longer resolve, and is then taken on the old evidence.
+	args, ok := proc.ConfigArgs(pid)
+	for _, a := range args {
+		if _, err := os.Stat(a); err != nil {
+			ok = false
+		}
+	}
+	if ok && !proc.SameFiles(args, p.Configs) {
+		return proc.Other
+	}
+	return o
+}
+
+// errOther reports a pid file naming another homeserver process.
+func errOther(p process, pid int) error {
+	return configErr("the pid file %s of %s names pid %d, another homeserver process (%s): give each process its own pid file",
+		p.PidFile, p.Name(), pid, proc.Cmdline(pid))
+}
+
+// running reports whether the process of a pid file is alive and ours; a
+// pid file naming another homeserver process is an error.
+func running(p process) (int, bool, error) {
 	pid, err := proc.ReadPidFile(p.PidFile)
 	if err != nil {
-		return 0, false
+		return 0, false, nil
 	}
-	return pid, proc.PidFileOwner(pid, p.PidFile, looksOurs) == proc.Ours
+	switch owner(p, pid) {
+	case proc.Ours:
+		return pid, true, nil
+	case proc.Other:
+		return pid, false, errOther(p, pid)
+	}
+	return pid, false, nil
 }
 
 func startAll(ctx context.Context, o *options, pl plan) error {
@@ -111,7 +147,11 @@ func launcher(o *options, p process) (*exec.Cmd, error) {
 }
 
 func start(ctx context.Context, o *options, p process) error {
-	if pid, ok := running(p); ok {
+	pid, ok, err := running(p)
+	if err != nil {
+		return err
+	}
+	if ok {
 		o.out.say("", "%s already running (pid %d)", p.App, pid)
 		return nil
 	}
@@ -197,7 +237,15 @@ type stopping struct {
 	pid int
 }
 
-func stopAll(ctx context.Context, o *options, pl plan) error {
+func stopAll(ctx context.Context, o *options, pl plan) (err error) {
+	// A pid file naming another homeserver process is reported at the end,
+	// after the other processes were stopped.
+	var other error
+	defer func() {
+		if err == nil {
+			err = other
+		}
+	}()
 	var waiting []stopping
 	for _, p := range pl.stopOrder() {
 		pid, err := proc.ReadPidFile(p.PidFile)
@@ -210,7 +258,10 @@ func stopAll(ctx context.Context, o *options, pl plan) error {
 			_ = os.Remove(p.PidFile)
 			continue
 		}
-		switch proc.PidFileOwner(pid, p.PidFile, looksOurs) {
+		switch owner(p, pid) {
+		case proc.Other:
+			other = errOther(p, pid)
+			continue
 		case proc.Gone:
 			o.out.say(yellow, "%s not running (removed stale pid file %s naming pid %d)", p.App, p.PidFile, pid)
 			_ = os.Remove(p.PidFile)
@@ -288,7 +339,7 @@ type procStatus struct {
 	PidFile string  `json:"pid_file"`
 	Pid     int     `json:"pid,omitempty"`
 	State   string  `json:"state"`
-	Uptime  float64 `json:"uptime_seconds,omitempty"`
+	Uptime  float64 `json:"uptime_seconds"`
 	Health  string  `json:"health"`
 	Version string  `json:"version,omitempty"`
 }
@@ -301,7 +352,9 @@ func status(ctx context.Context, o *options, pl plan) error {
 		pid, err := proc.ReadPidFile(p.PidFile)
 		if err == nil {
 			st.Pid = pid
-			switch proc.PidFileOwner(pid, p.PidFile, looksOurs) {
+			switch owner(p, pid) {
+			case proc.Other:
+				st.State = "stopped (pid file names another process)"
 			case proc.Ours:
 				st.State = "running"
 				if t, ok := proc.StartTime(pid); ok {
@@ -329,12 +382,23 @@ func status(ctx context.Context, o *options, pl plan) error {
 		}
 		all = append(all, st)
 	}
+	// The exit code answers "is everything up?" for scripts.
+	var down []string
+	for _, st := range all {
+		if st.State != "running" || st.Health == "unhealthy" {
+			down = append(down, st.Process)
+		}
+	}
+	var verdict error
+	if len(down) > 0 {
+		verdict = fmt.Errorf("%w: %s", errDown, strings.Join(down, ", "))
+	}
 	if o.json {
 		enc := json.NewEncoder(o.out.stdout)
 		for _, st := range all {
 			_ = enc.Encode(st)
 		}
-		return nil
+		return verdict
 	}
 	tw := tabwriter.NewWriter(o.out.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PROCESS\tPID\tSTATE\tUPTIME\tHEALTH\tVERSION")
@@ -352,5 +416,8 @@ func status(ctx context.Context, o *options, pl plan) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", st.Process, pid, st.State, up, st.Health, ver)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return verdict
 }

@@ -31,6 +31,7 @@ const (
 	exitStop      = 4
 	exitPerm      = 5
 	exitUnhealthy = 6
+	exitDown      = 7
 	exitInternal  = 70
 )
 
@@ -42,6 +43,7 @@ const exitCodesHelp = `Exit codes:
   4   a process did not stop within --timeout (and --kill was not given)
   5   not permitted to signal a process
   6   a process started but did not answer /health within --timeout
+  7   status: a process is not running, or does not answer /health
   70  internal error`
 
 func main() {
@@ -119,6 +121,7 @@ PATH -m <worker_app> -c CONFIG [-c WORKERCONFIG] --daemonize.
 var (
 	errConfig    = errors.New("configuration error")
 	errStart     = errors.New("failed to start")
+	errDown      = errors.New("not all processes are up")
 	errStop      = errors.New("did not stop")
 	errPerm      = errors.New("operation not permitted")
 	errUnhealthy = errors.New("not healthy")
@@ -128,8 +131,10 @@ func classify(err error) (int, string, bool) {
 	switch {
 	case errors.Is(err, config.ErrNotFound), errors.Is(err, config.ErrInvalid), errors.Is(err, errConfig):
 		return exitConfig, "", true
+	case errors.Is(err, errDown):
+		return exitDown, "synctl start <config> starts what is stopped", true
 	case errors.Is(err, errStart):
-		return exitStart, "check the log file named above, or run synctl with --no-daemonize", true
+		return exitStart, "its reason is printed above; for more, read its log (the config's log_config, else homeserver.log next to the config), or run synctl with --no-daemonize", true
 	case errors.Is(err, errStop):
 		return exitStop, "wait and run synctl stop again, or add --kill to send SIGKILL after --timeout", true
 	case errors.Is(err, errPerm):

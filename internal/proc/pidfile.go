@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -72,6 +73,69 @@ func Cmdline(pid int) string {
 	return strings.TrimSpace(strings.ReplaceAll(string(data), "\x00", " "))
 }
 
+// ConfigArgs returns the config files a homeserver process was started with
+// (-c F, -cF, --config-path F, --config-path=F), made absolute against its
+// working directory; ok is false when there are none or they cannot be read.
+func ConfigArgs(pid int) (paths []string, ok bool) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return nil, false
+	}
+	cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+	args := strings.Split(strings.TrimRight(string(data), "\x00"), "\x00")
+	for i := 0; i < len(args); i++ {
+		a, v := args[i], ""
+		switch {
+		case a == "-c" || a == "--config-path":
+			if i+1 < len(args) {
+				i++
+				v = args[i]
+			}
+		case strings.HasPrefix(a, "--config-path="):
+			v = strings.TrimPrefix(a, "--config-path=")
+		case strings.HasPrefix(a, "-c") && len(a) > 2 && !strings.HasPrefix(a, "--"):
+			v = a[2:]
+		}
+		if v == "" {
+			continue
+		}
+		if !filepath.IsAbs(v) && cwd != "" {
+			v = filepath.Join(cwd, v)
+		}
+		paths = append(paths, v)
+	}
+	return paths, len(paths) > 0
+}
+
+// SameFiles reports whether two lists of paths name the same files, in any
+// order.
+func SameFiles(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	used := make([]bool, len(b))
+	for _, x := range a {
+		sx, err := os.Stat(x)
+		if err != nil {
+			return false
+		}
+		found := false
+		for j, y := range b {
+			if used[j] {
+				continue
+			}
+			if sy, err := os.Stat(y); err == nil && os.SameFile(sx, sy) {
+				used[j], found = true, true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
 // StartTime returns when a process started, from /proc (ok false when it
 // cannot be read).
 func StartTime(pid int) (time.Time, bool) {
@@ -133,6 +197,10 @@ const (
 	// Recycled: the pid now belongs to another program, or to a process
 	// started after the pid file was written.
 	Recycled
+	// Other: a homeserver process, but one started with other configs (two
+	// processes sharing a pid file, or a pid file copied from another):
+	// not the process the caller is about.
+	Other
 )
 
 // PidFileOwner checks the process named by a pid file. looksOurs is given

@@ -26,8 +26,6 @@ import (
 
 // Errors of start-up that the command maps to messages and exit codes.
 var (
-	// ErrNoListeners means the config has no HTTP listener for this process.
-	ErrNoListeners = errors.New("no HTTP listener configured")
 	// ErrListen means a listener could not be bound.
 	ErrListen = errors.New("cannot listen")
 )
@@ -247,11 +245,13 @@ func (s *Server) listen() error {
 		}
 	}
 	if len(s.lns) == 0 {
+		// As in Synapse, a process may have no HTTP listener (a worker that
+		// only runs background tasks, say): it serves nothing over HTTP.
 		what := "listeners"
 		if s.worker {
 			what = "worker_listeners"
 		}
-		return fmt.Errorf("%w: add an http listener to %s", ErrNoListeners, what)
+		s.log.Infof("no http listener in %s: this process serves nothing over HTTP", what)
 	}
 	return nil
 }
