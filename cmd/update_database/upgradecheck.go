@@ -82,6 +82,10 @@ func newNotesCmd(g *globals) *cobra.Command {
 					return cli.Usagef("--from: %v", err)
 				}
 			}
+			warnUnknown(g.stderr, fv, tv)
+			if fv != nil && tv.LessThan(fv) {
+				return cli.Usagef("--to v%s is older than --from v%s: that is a downgrade, which upgrade notes do not cover (update_database rollback --to-release %s --dry-run tells what a database needs)", tv, fv, tv)
+			}
 			notes := releases.Between(fv, tv)
 			if g.json {
 				out := cli.NewJSONLines(g.stdout)
@@ -125,7 +129,8 @@ func runUpgradeCheck(ctx context.Context, o *checkOptions) error {
 	if o.workersDir != "" {
 		files, err := filepath.Glob(filepath.Join(o.workersDir, "*.yaml"))
 		if err != nil || len(files) == 0 {
-			return fmt.Errorf("%w: no *.yaml worker config in %q", config.ErrNotFound, o.workersDir)
+			return cli.Fail(exitConfig, fmt.Errorf("%w: no *.yaml worker config in %q", config.ErrNotFound, o.workersDir),
+				"--workers takes the directory of the worker configs (as synctl -a); leave it out for a deployment without workers")
 		}
 		sort.Strings(files)
 		for _, f := range files {
@@ -142,10 +147,14 @@ func runUpgradeCheck(ctx context.Context, o *checkOptions) error {
 	if err != nil {
 		return err
 	}
+	// A database that cannot be read fails the check: a report without
+	// its database checks (the state_group_edges duplicates, the locale)
+	// would pass a CI gate that checked nothing.
 	ro, st, err := inspect(ctx, dbc)
 	if err != nil {
-		fmt.Fprintf(o.stderr, "update_database: warning: %v: database checks are skipped\n", err)
-	} else if ro != nil {
+		return err
+	}
+	if ro != nil {
 		defer ro.Close()
 		d.DB, d.State = ro, st
 	}
@@ -154,6 +163,7 @@ func runUpgradeCheck(ctx context.Context, o *checkOptions) error {
 	if err != nil {
 		return err
 	}
+	warnUnknown(o.stderr, from, to)
 	report := upgradecheck.Run(ctx, d, from, source, to)
 	if o.junit != "" {
 		if err := writeJUnit(o.junit, report); err != nil {
@@ -173,6 +183,20 @@ func runUpgradeCheck(ctx context.Context, o *checkOptions) error {
 		return cli.Fail(code, fmt.Errorf("%s (%s)", msg, report.Summary), "")
 	}
 	return nil
+}
+
+// warnUnknown warns about versions that are not releases hsops knows: its
+// facts (schema versions, floors, rollback floors) say nothing about them.
+func warnUnknown(w io.Writer, vs ...*semver.Version) {
+	newest := releases.All()[len(releases.All())-1]
+	for _, v := range vs {
+		if v == nil {
+			continue
+		}
+		if _, ok := releases.Find(v); !ok {
+			fmt.Fprintf(w, "update_database: warning: v%s is not a release hsops knows (its facts go up to %s): what depends on its schema version is not checked\n", v, newest.Tag())
+		}
+	}
 }
 
 // installedVersion is --from, else the running server's answer, else the

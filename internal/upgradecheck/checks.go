@@ -159,8 +159,12 @@ func checkLocale(ctx context.Context, d *Deployment, _ releases.Note, _ *semver.
 	if err != nil {
 		return Result{Status: NotCheckable, Detail: err.Error()}
 	}
+	if !strings.EqualFold(l.Encoding, "UTF8") {
+		return blocker(fmt.Sprintf("the database's encoding is %q: Synapse needs UTF8 and will refuse to start", l.Encoding),
+			"create a UTF8 database (createdb --encoding=UTF8 --locale=C --template=template0) and move the data into it")
+	}
 	if l.Collate == "C" && l.CType == "C" {
-		return ok("COLLATE and CTYPE are C")
+		return ok("UTF8, COLLATE and CTYPE are C")
 	}
 	dbc, _ := d.Config.MainDatabase()
 	detail := fmt.Sprintf("COLLATE is %q and CTYPE is %q", l.Collate, l.CType)

@@ -125,11 +125,74 @@ func TestDatabaseChecks(t *testing.T) {
 		if dep.State, err = schema.ReadState(ctx, d, d.DB); err != nil {
 			t.Fatal(err)
 		}
-		facts := databaseFacts(ctx, dep)
+		to, _ := releases.ParseVersion("1.80.0")
+		facts := databaseFacts(ctx, dep, to, nil)
 		if len(facts) == 0 || facts[0].Status != Action {
 			t.Errorf("pending updates at 69: %+v", facts)
 		}
+		if e == db.Postgres {
+			for _, id := range []string{"postgres-version", "postgres-locale"} {
+				if f := findFact(facts, id); f == nil || f.Status != OK {
+					t.Errorf("%s: got %+v, want ok", id, f)
+				}
+			}
+			// A note in the range that checks them already: not twice.
+			if f := findFact(databaseFacts(ctx, dep, to, map[string]bool{"postgres_locale": true}), "postgres-locale"); f != nil {
+				t.Errorf("the locale was checked twice")
+			}
+		}
 	})
+}
+
+func findFact(fs []Finding, id string) *Finding {
+	for i := range fs {
+		if fs[i].Note.ID == id {
+			return &fs[i]
+		}
+	}
+	return nil
+}
+
+// TestDatabaseFacts_LocaleWhateverTheRange: a database with the wrong
+// locale is a blocker for any upgrade, not only one crossing the release
+// whose notes talk about locales.
+func TestDatabaseFacts_LocaleWhateverTheRange(t *testing.T) {
+	ctx := context.Background()
+	tg := pgtest.NewDatabaseWithLocale(t, "C.UTF-8")
+	d, err := db.Open(ctx, tg.Config, db.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	// Apply refuses to create a schema there; Execute, as when a database
+	// was restored onto such a server, does not ask.
+	st, err := schema.ReadState(ctx, d, d.DB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := schema.Engine()
+	plan, err := set.Plan(st, db.Postgres, schema.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := set.Execute(ctx, d, plan, schema.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	dep := deployment(t, "")
+	dep.DB = d
+	if dep.State, err = schema.ReadState(ctx, d, d.DB); err != nil {
+		t.Fatal(err)
+	}
+	from, _ := releases.ParseVersion("1.90.0")
+	to, _ := releases.ParseVersion("1.98.0")
+	r := Run(ctx, dep, from, "--from", to)
+	f := findFact(r.Database, "postgres-locale")
+	if f == nil || f.Status != Blocker || !strings.Contains(f.Detail, `COLLATE is "C.UTF-8"`) {
+		t.Fatalf("got %+v, want a locale blocker", f)
+	}
+	if r.ExitCode() != 2 {
+		t.Errorf("exit code %d, want 2", r.ExitCode())
+	}
 }
 
 // TestDowngrade_FromANewerReleaseThanKnown: --from newer than the release

@@ -19,8 +19,10 @@ func fact(id, title string, res Result) Finding {
 }
 
 // databaseFacts checks what any upgrade needs of the database: no pending
-// background updates and consistent sequences.
-func databaseFacts(ctx context.Context, d *Deployment) []Finding {
+// background updates, consistent sequences and, on PostgreSQL, a server
+// version, encoding and locale the target accepts (unless a note's check in
+// the range, named in checked, already did).
+func databaseFacts(ctx context.Context, d *Deployment, to *semver.Version, checked map[string]bool) []Finding {
 	if d.DB == nil || d.State == nil {
 		return []Finding{fact("database", "The database", Result{Status: NotCheckable, Detail: "the database could not be opened: database checks were skipped"})}
 	}
@@ -40,6 +42,15 @@ func databaseFacts(ctx context.Context, d *Deployment) []Finding {
 		out = append(out, fact("pending-background-updates", "Pending background updates", ok("none pending")))
 	}
 	if d.DB.Engine == db.Postgres {
+		// The server's version, encoding and locale matter to every
+		// release, not only to those whose notes mention them: a database
+		// restored onto another server is checked here.
+		if !checked["postgres_floor"] {
+			out = append(out, fact("postgres-version", "PostgreSQL version", checkPostgresFloor(ctx, d, releases.Note{}, to)))
+		}
+		if !checked["postgres_locale"] {
+			out = append(out, fact("postgres-locale", "Database encoding and locale", checkLocale(ctx, d, releases.Note{}, to)))
+		}
 		if err := sequences.Check(ctx, d.DB); err != nil {
 			out = append(out, fact("sequences", "Sequences", blocker(err.Error(), "stop every process, then run the setval statements given above")))
 		} else {
@@ -79,7 +90,7 @@ func downgrade(d *Deployment, from, to *semver.Version) Finding {
 	if d.State != nil && d.State.Kind == schema.KindEngine {
 		fix = "update_database rollback --to-release " + to.String() + " --database-config " + d.ConfigArg
 	} else if d.State != nil {
-		fix = "update_database rollback --to-release " + to.String() + " --dry-run shows whether Synapse documents a way back; otherwise restore a backup"
+		fix = "update_database rollback --to-release " + to.String() + " --database-config " + d.ConfigArg + " --dry-run shows whether Synapse documents a way back; otherwise restore a backup"
 	}
 	return fact("downgrade", title, blocker(fmt.Sprintf("the database (schema %d, compat %d) is too new for v%s (schema %d): the oldest release that can use it is %s",
 		schemaV, compat, to, target.Schema, oldest), fix))

@@ -134,10 +134,12 @@ func Run(ctx context.Context, d *Deployment, from *semver.Version, fromSource st
 		r.Downgrade = true
 		r.Database = append(r.Database, downgrade(d, from, to))
 	} else {
+		checked := map[string]bool{}
 		for _, n := range releases.Between(from, to) {
 			r.Findings = append(r.Findings, evaluate(ctx, d, n, to))
+			checked[n.Check] = true
 		}
-		r.Database = append(r.Database, databaseFacts(ctx, d)...)
+		r.Database = append(r.Database, databaseFacts(ctx, d, to, checked)...)
 		if floor, ok := releases.RollbackFloor(to); ok {
 			r.RollbackFloor = floor.Tag()
 		}
