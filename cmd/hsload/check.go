@@ -53,7 +53,8 @@ joined, and pages forward through every room's timeline with /messages. It
 prints how many rooms and distinct messages (m.room.message events) the users
 can read, and a digest of their event IDs, senders and bodies: the same
 digest before and after an upgrade, a port or a rollback means every message
-is intact. --search runs a search as the first user and counts the hits;
+is intact. --search runs a search as the first user and counts the hits (none fails
+the check, exit 4: pick a word the messages hold);
 --send posts a message as the first user (into its first room). With
 --expect-messages the check fails (exit 4) unless exactly that many messages
 are readable.`,
@@ -193,6 +194,9 @@ func runCheck(ctx context.Context, p checkParams) (*checkReport, error) {
 			return rep, fmt.Errorf("search: %w", err)
 		}
 		rep.Search, rep.Hits = p.Search, out.Categories.RoomEvents.Count
+		if rep.Hits == 0 {
+			return rep, fmt.Errorf("%w: search %q found nothing: the search index is empty or not ported", errLoadFailed, p.Search)
+		}
 	}
 	if p.Send {
 		if firstRoom == "" {

@@ -247,15 +247,31 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, u store.User) {
 		return
 	}
 	limit := re.Filter.Limit
-	if limit <= 0 || limit > 100 {
+	switch {
+	case limit <= 0:
 		limit = 10
+	case limit > 100:
+		limit = 100
 	}
-	results, count, err := s.store.Search(r.Context(), u.ID, re.SearchTerm, re.Filter.Rooms, limit)
+	// next_batch (a query parameter, as in Synapse) is opaque to clients:
+	// here "o<N>", the results already returned.
+	offset := 0
+	if nb := r.URL.Query().Get("next_batch"); nb != "" {
+		n, err := strconv.Atoi(strings.TrimPrefix(nb, "o"))
+		if !strings.HasPrefix(nb, "o") || err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", "Invalid next_batch: it must be the next_batch of an earlier search")
+			return
+		}
+		offset = n
+	}
+	results, count, err := s.store.Search(r.Context(), u.ID, re.SearchTerm, re.Filter.Rooms, limit, offset)
 	if err != nil {
 		s.internalError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"search_categories": map[string]any{"room_events": map[string]any{
-		"results": results, "count": count, "highlights": strings.Fields(re.SearchTerm),
-	}}})
+	out := map[string]any{"results": results, "count": count, "highlights": strings.Fields(re.SearchTerm)}
+	if next := offset + len(results); next < count {
+		out["next_batch"] = "o" + strconv.Itoa(next)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"search_categories": map[string]any{"room_events": out}})
 }

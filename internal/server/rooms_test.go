@@ -180,6 +180,41 @@ func TestClientAPI_RoomJourney(t *testing.T) {
 		if re["count"] != float64(1) || len(results) != 1 || results[0].(map[string]any)["result"].(map[string]any)["event_id"] != first {
 			t.Errorf("search for run: %v", re)
 		}
+		// Search pages by next_batch: 25 messages, 10 at a time, each once.
+		seen := map[any]bool{}
+		batch := ""
+		for pages := 0; ; pages++ {
+			if pages > 5 {
+				t.Fatal("search paging does not end")
+			}
+			u := base + "/_matrix/client/v3/search"
+			if batch != "" {
+				u += "?next_batch=" + batch
+			}
+			page := mustCall(t, "POST", u, bob, map[string]any{
+				"search_categories": map[string]any{"room_events": map[string]any{"search_term": "message", "filter": map[string]any{"limit": 10}}},
+			})["search_categories"].(map[string]any)["room_events"].(map[string]any)
+			if page["count"] != float64(25) {
+				t.Fatalf("count %v, want 25", page["count"])
+			}
+			for _, r := range page["results"].([]any) {
+				id := r.(map[string]any)["result"].(map[string]any)["event_id"]
+				if seen[id] {
+					t.Errorf("%v returned twice", id)
+				}
+				seen[id] = true
+			}
+			nb, ok := page["next_batch"].(string)
+			if !ok {
+				break
+			}
+			batch = nb
+		}
+		if len(seen) != 25 {
+			t.Errorf("paging returned %d results, want 25", len(seen))
+		}
+		wantError(t, "POST", base+"/_matrix/client/v3/search?next_batch=zz", bob, map[string]any{
+			"search_categories": map[string]any{"room_events": map[string]any{"search_term": "message"}}}, 400, "M_INVALID_PARAM")
 		res = mustCall(t, "POST", base+"/_matrix/client/v3/search", carol, map[string]any{
 			"search_categories": map[string]any{"room_events": map[string]any{"search_term": "message"}},
 		})

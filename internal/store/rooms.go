@@ -415,6 +415,7 @@ func Token(stream int64) string { return "s" + strconv.FormatInt(stream, 10) }
 // ParseToken reads a pagination token ("s<stream ordering>"; Synapse's
 // topological tokens "t<topo>-<stream>" are read by their stream part).
 func ParseToken(tok string) (int64, error) {
+	orig := tok
 	switch {
 	case strings.HasPrefix(tok, "s"):
 		tok = tok[1:]
@@ -428,7 +429,7 @@ func ParseToken(tok string) (int64, error) {
 	}
 	n, err := strconv.ParseInt(tok, 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %q", ErrBadToken, tok)
+		return 0, fmt.Errorf("%w: Invalid pagination token %q: use the start or end of an earlier /messages page", ErrBadToken, orig)
 	}
 	return n, nil
 }
@@ -505,8 +506,9 @@ type SearchResult struct {
 
 // Search finds messages matching a term in the rooms the user is joined
 // to (or the given ones among them), best first, using event_search: a
-// tsvector match on PostgreSQL, FTS5 on SQLite.
-func (s *Store) Search(ctx context.Context, userID, term string, rooms []string, limit int) ([]SearchResult, int, error) {
+// tsvector match on PostgreSQL, FTS5 on SQLite. It returns up to limit
+// results after the first offset ones, and the count of all matches.
+func (s *Store) Search(ctx context.Context, userID, term string, rooms []string, limit, offset int) ([]SearchResult, int, error) {
 	joined, err := s.JoinedRooms(ctx, userID)
 	if err != nil {
 		return nil, 0, err
@@ -565,9 +567,9 @@ func (s *Store) Search(ctx context.Context, userID, term string, rooms []string,
 	if err := s.DB.QueryRowContext(ctx, s.q("SELECT count(*) FROM "+from+" WHERE "+where), args...).Scan(&count); err != nil {
 		return nil, 0, fmt.Errorf("search: %w", err)
 	}
-	rankArgs = append(rankArgs, limit)
+	rankArgs = append(rankArgs, limit, offset)
 	q := `SELECT ` + rank + `, ` + eventColumns + ` FROM ` + from + ` JOIN events AS e ON e.event_id = ` + tbl + `.event_id
-		WHERE ` + where + ` ORDER BY 1 DESC, e.stream_ordering DESC LIMIT ?`
+		WHERE ` + where + ` ORDER BY 1 DESC, e.stream_ordering DESC LIMIT ? OFFSET ?`
 	rows, err := s.DB.QueryContext(ctx, s.q(q), rankArgs...)
 	if err != nil {
 		return nil, 0, fmt.Errorf("search: %w", err)
