@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -91,6 +93,11 @@ func statusOf(ctx context.Context, dbc config.Database, cfg *config.Config) (dbS
 	if s.Updates == nil {
 		s.Updates = []schema.PendingUpdate{}
 	}
+	if ro == nil && dbc.IsSQLite() {
+		if dir := filepath.Dir(dbc.SQLitePath()); !isDir(dir) {
+			s.Problem = fmt.Sprintf("the directory %q does not exist: the database cannot be created until it does", dir)
+		}
+	}
 	if st.HasVersion {
 		s.Schema = st.Version
 		s.Upgraded = st.Upgraded
@@ -141,6 +148,10 @@ func printStatus(w io.Writer, s dbStatus, configArg string) {
 	switch s.Kind {
 	case "empty":
 		row("owner", "none: the database is empty")
+		if s.Problem != "" {
+			row("problem", "%s", s.Problem)
+			return
+		}
 		row("next", "update_database --database-config %s creates it at schema %d", configArg, schema.Engine().Version)
 		return
 	case "unknown":
@@ -213,4 +224,9 @@ func seriesX(tags []string) string {
 		return x(tags[0])
 	}
 	return x(tags[0]) + "-" + x(tags[len(tags)-1])
+}
+
+func isDir(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.IsDir()
 }
