@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -36,7 +37,23 @@ func (w withHomeserver) Run() int {
 		return 1
 	}
 	os.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
-	return w.m.Run()
+	code := w.m.Run()
+	killLeftovers(filepath.Join(dir, "homeserver"))
+	return code
+}
+
+// killLeftovers kills the engine processes a failed script left running
+// (a passing script stops what it starts).
+func killLeftovers(bin string) {
+	exes, _ := filepath.Glob("/proc/[0-9]*/exe")
+	for _, exe := range exes {
+		if target, err := os.Readlink(exe); err == nil && target == bin {
+			var pid int
+			if _, err := fmt.Sscanf(exe, "/proc/%d/exe", &pid); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
 }
 
 func TestScripts(t *testing.T) {
