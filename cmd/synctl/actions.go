@@ -57,16 +57,8 @@ func owner(p process, pid int) proc.Owner {
 	if o != proc.Ours {
 		return o
 	}
-	// Only configs that can be found are compared: a process that changed
-	// directory after start (Synapse's daemonize does) may have relative
-	// paths that no longer resolve, and is then taken on the old evidence.
-	args, ok := proc.ConfigArgs(pid)
-	for _, a := range args {
-		if _, err := os.Stat(a); err != nil {
-			ok = false
-		}
-	}
-	if ok && !proc.SameFiles(args, p.Configs) {
+	// Without readable configs the process is taken on the old evidence.
+	if args, ok := proc.ConfigArgs(pid); ok && !proc.SameFiles(args, p.Configs) {
 		return proc.Other
 	}
 	return o

@@ -4,14 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"hsops/internal/config"
+	"hsops/internal/db"
 	"hsops/internal/releases"
 	"hsops/schema"
 )
@@ -94,8 +93,8 @@ func statusOf(ctx context.Context, dbc config.Database, cfg *config.Config) (dbS
 		s.Updates = []schema.PendingUpdate{}
 	}
 	if ro == nil && dbc.IsSQLite() {
-		if dir := filepath.Dir(dbc.SQLitePath()); !isDir(dir) {
-			s.Problem = fmt.Sprintf("the directory %q does not exist: the database cannot be created until it does", dir)
+		if err := db.CheckCreatable(dbc.SQLitePath()); err != nil {
+			s.Problem = err.Error()
 		}
 	}
 	if st.HasVersion {
@@ -224,9 +223,4 @@ func seriesX(tags []string) string {
 		return x(tags[0])
 	}
 	return x(tags[0]) + "-" + x(tags[len(tags)-1])
-}
-
-func isDir(path string) bool {
-	st, err := os.Stat(path)
-	return err == nil && st.IsDir()
 }

@@ -188,7 +188,8 @@ func runUpgradeCheck(ctx context.Context, o *checkOptions) error {
 // warnUnknown warns about versions that are not releases hsops knows: its
 // facts (schema versions, floors, rollback floors) say nothing about them.
 func warnUnknown(w io.Writer, vs ...*semver.Version) {
-	newest := releases.All()[len(releases.All())-1]
+	all := releases.All()
+	newest := all[len(all)-1]
 	for _, v := range vs {
 		if v == nil {
 			continue

@@ -129,12 +129,8 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*DB, error) {
 		if !opts.Create || opts.ReadOnly {
 			return nil, fmt.Errorf("%w: %q", ErrNotFound, path)
 		}
-		dir := filepath.Dir(path)
-		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-			return nil, fmt.Errorf("%w: %q: its directory %q does not exist", ErrCannotCreate, path, dir)
-		}
-		if syscall.Access(dir, 2) != nil {
-			return nil, fmt.Errorf("%w: %q: its directory %q is not writable", ErrCannotCreate, path, dir)
+		if err := CheckCreatable(path); err != nil {
+			return nil, err
 		}
 	case err != nil:
 		return nil, fmt.Errorf("open %q: %w", path, err)
@@ -188,6 +184,19 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("open %q: %w", path, err)
 	}
 	return &DB{DB: sdb, Engine: SQLite, Desc: fmt.Sprintf("SQLite database %q", path), Path: path}, nil
+}
+
+// CheckCreatable says why a new SQLite file cannot be created at path
+// (ErrCannotCreate: no such directory, or not writable), or nil.
+func CheckCreatable(path string) error {
+	dir := filepath.Dir(path)
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return fmt.Errorf("%w: %q: its directory %q does not exist", ErrCannotCreate, path, dir)
+	}
+	if syscall.Access(dir, 2) != nil {
+		return fmt.Errorf("%w: %q: its directory %q is not writable", ErrCannotCreate, path, dir)
+	}
+	return nil
 }
 
 // writable reports whether the process may write the file and its

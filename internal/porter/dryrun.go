@@ -2,7 +2,6 @@ package porter
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"strings"
 
@@ -31,21 +30,15 @@ func (p *porter) dryRun(ctx context.Context) error {
 // run's size (a "plan" event, then a "pending" event per table) so that
 // progress is measured against all of it from the start.
 func (p *porter) measure(ctx context.Context) error {
-	hasPort := false
-	if p.tgtSt.Kind != schema.KindEmpty {
-		var err error
-		if hasPort, err = p.tgt.TableExists(ctx, p.tgt, "port_from_sqlite3"); err != nil {
-			return err
-		}
+	progress, err := p.readProgress(ctx)
+	if err != nil {
+		return err
 	}
 	var already, total int64
 	for _, t := range p.tables {
 		t.fwd, t.bwd, t.already, t.remaining = 1, 0, 0, 0
-		if hasPort {
-			err := p.tgt.QueryRowContext(ctx, "SELECT forward_rowid, backward_rowid FROM port_from_sqlite3 WHERE table_name = $1", t.Name).Scan(&t.fwd, &t.bwd)
-			if err != nil && err != sql.ErrNoRows {
-				return fmt.Errorf("read the progress of %s: %w", t.Name, err)
-			}
+		if pr, ok := progress[t.Name]; ok {
+			t.fwd, t.bwd = pr[0], pr[1]
 		}
 		q := "SELECT count(*) FROM " + db.QuoteIdent(t.Name)
 		switch t.Strategy {

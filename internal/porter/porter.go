@@ -279,22 +279,8 @@ func (p *porter) prepare(ctx context.Context) error {
 // was ported (an older snapshot), or a target the homeserver has written
 // to since (porting again would empty the tables it wrote to).
 func (p *porter) checkResume(ctx context.Context) error {
-	progress := map[string][2]int64{}
-	rows, err := p.tgt.QueryContext(ctx, "SELECT table_name, forward_rowid, backward_rowid FROM port_from_sqlite3")
+	progress, err := p.readProgress(ctx)
 	if err != nil {
-		return fmt.Errorf("read the port's progress: %w", err)
-	}
-	for rows.Next() {
-		var name string
-		var fwd, bwd int64
-		if err := rows.Scan(&name, &fwd, &bwd); err != nil {
-			rows.Close()
-			return err
-		}
-		progress[name] = [2]int64{fwd, bwd}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return err
 	}
 	for _, t := range p.tables {
@@ -365,14 +351,43 @@ func (p *porter) checkSource(ctx context.Context) error {
 	return p.checkIntegrity(ctx)
 }
 
+// readProgress reads port_from_sqlite3: table -> (forward_rowid,
+// backward_rowid). A target without it has no progress.
+func (p *porter) readProgress(ctx context.Context) (map[string][2]int64, error) {
+	progress := map[string][2]int64{}
+	if p.tgtSt.Kind == schema.KindEmpty {
+		return progress, nil
+	}
+	if ok, err := p.tgt.TableExists(ctx, p.tgt, "port_from_sqlite3"); err != nil || !ok {
+		return progress, err
+	}
+	rows, err := p.tgt.QueryContext(ctx, "SELECT table_name, forward_rowid, backward_rowid FROM port_from_sqlite3")
+	if err != nil {
+		return nil, fmt.Errorf("read the port's progress: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		var fwd, bwd int64
+		if err := rows.Scan(&name, &fwd, &bwd); err != nil {
+			return nil, err
+		}
+		progress[name] = [2]int64{fwd, bwd}
+	}
+	return progress, rows.Err()
+}
+
 // checkIntegrity reads every page of the source (PRAGMA quick_check), so
 // that a corrupt file is refused before anything is written rather than
 // half-way through the copy.
 func (p *porter) checkIntegrity(ctx context.Context) error {
 	p.state("Checking the SQLite file")
+	corrupt := func(what string) error {
+		return sourceErr("the SQLite database is corrupt (%s): port a good copy, or repair it first (sqlite3 homeserver.db .recover)", what)
+	}
 	rows, err := p.src.QueryContext(ctx, "PRAGMA quick_check")
 	if err != nil {
-		return sourceErr("the SQLite database is corrupt (%v): port a good copy, or repair it first (sqlite3 homeserver.db .recover)", err)
+		return corrupt(err.Error())
 	}
 	defer rows.Close()
 	var problems []string
@@ -385,15 +400,13 @@ func (p *porter) checkIntegrity(ctx context.Context) error {
 			problems = append(problems, msg)
 		}
 	}
-	if err := rows.Err(); err != nil {
-		return sourceErr("the SQLite database is corrupt (%v): port a good copy, or repair it first (sqlite3 homeserver.db .recover)", err)
-	}
-	if len(problems) > 0 {
-		more := ""
-		if len(problems) > 1 {
-			more = fmt.Sprintf(" and %d more problems", len(problems)-1)
-		}
-		return sourceErr("the SQLite database is corrupt (%s%s): port a good copy, or repair it first (sqlite3 homeserver.db .recover)", problems[0], more)
+	switch {
+	case rows.Err() != nil:
+		return corrupt(rows.Err().Error())
+	case len(problems) == 1:
+		return corrupt(problems[0])
+	case len(problems) > 1:
+		return corrupt(fmt.Sprintf("%s and %d more problems", problems[0], len(problems)-1))
 	}
 	return nil
 }

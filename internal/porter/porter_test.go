@@ -105,30 +105,17 @@ func TestPort_EngineDatabaseIsExact(t *testing.T) {
 }
 
 func TestPort_SnapshotsMoveOnlyNewRows(t *testing.T) {
-	ctx := context.Background()
 	src := engineSource(t, gen.Params{Users: 10, Rooms: 3, Messages: 600, Seed: 2})
 	tgt := pgtest.NewDatabase(t)
 	first := mustPort(t, src, tgt.Config)
 	assertExact(t, first)
 
 	// The homeserver runs on: new events, one of them backfilled.
-	s, err := db.Open(ctx, config.Database{Name: config.EngineSQLite, Args: map[string]string{"database": src}}, db.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := store.New(s, "example.org", "master")
-	for i := 0; i < 25; i++ {
-		e := &store.Event{RoomID: "!room1:example.org", Type: "m.room.message", Sender: "@user1:example.org",
-			Content: map[string]any{"msgtype": "m.text", "body": "new message"}, OriginServerTS: int64(1800000000000 + i)}
-		if err := st.Tx(ctx, func(tx *sqlTx) error { return st.Persist(ctx, tx, e) }); err != nil {
-			t.Fatal(err)
-		}
-	}
+	addEvents(t, src, 25)
 	old := &store.Event{RoomID: "!room1:example.org", Type: "m.room.message", Sender: "@user2:example.org", Backfilled: true,
 		PrevEvents: []string{}, Content: map[string]any{"msgtype": "m.text", "body": "from the past"}, OriginServerTS: 1600000000000}
-	if err := st.Tx(ctx, func(tx *sqlTx) error { return st.Persist(ctx, tx, old) }); err != nil {
-		t.Fatal(err)
-	}
+	s := openSQLite(t, src)
+	persist(t, s, old)
 	s.Close()
 
 	second := mustPort(t, src, tgt.Config)

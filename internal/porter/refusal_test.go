@@ -181,18 +181,30 @@ func contents(t *testing.T, cfg config.Database) string {
 	return dbtest.Contents(t, openPG(t, cfg))
 }
 
-// addEvents persists n new events in the source, as the homeserver would.
-func addEvents(t *testing.T, src string, n int) {
+// message is a new m.room.message in the generator's first room.
+func message(body string, ts int64) *store.Event {
+	return &store.Event{RoomID: "!room1:example.org", Type: "m.room.message", Sender: "@user1:example.org",
+		Content: map[string]any{"msgtype": "m.text", "body": body}, OriginServerTS: ts}
+}
+
+// persist writes events as the homeserver would, each in its transaction.
+func persist(t *testing.T, d *db.DB, events ...*store.Event) {
 	t.Helper()
 	ctx := context.Background()
-	s := openSQLite(t, src)
-	st := store.New(s, "example.org", "master")
-	for i := 0; i < n; i++ {
-		e := &store.Event{RoomID: "!room1:example.org", Type: "m.room.message", Sender: "@user1:example.org",
-			Content: map[string]any{"msgtype": "m.text", "body": "later"}, OriginServerTS: int64(1800000000000 + i)}
+	st := store.New(d, "example.org", "master")
+	for _, e := range events {
 		if err := st.Tx(ctx, func(tx *sqlTx) error { return st.Persist(ctx, tx, e) }); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// addEvents persists n new messages in a SQLite source.
+func addEvents(t *testing.T, src string, n int) {
+	t.Helper()
+	s := openSQLite(t, src)
+	for i := 0; i < n; i++ {
+		persist(t, s, message("later", int64(1800000000000+i)))
 	}
 	s.Close()
 }
@@ -319,13 +331,7 @@ func TestPort_RefusesBeforeWriting(t *testing.T) {
 	})
 	t.Run("the homeserver wrote to the target since", func(t *testing.T) {
 		src, tgt, _ := finished(t)
-		d := openPG(t, tgt)
-		st := store.New(d, "example.org", "master")
-		e := &store.Event{RoomID: "!room1:example.org", Type: "m.room.message", Sender: "@user1:example.org",
-			Content: map[string]any{"msgtype": "m.text", "body": "on PostgreSQL now"}, OriginServerTS: 1900000000000}
-		if err := st.Tx(ctx, func(tx *sqlTx) error { return st.Persist(ctx, tx, e) }); err != nil {
-			t.Fatal(err)
-		}
+		persist(t, openPG(t, tgt), message("on PostgreSQL now", 1900000000000))
 		before := contents(t, tgt)
 		_, err := port(t, src, tgt)
 		if !errors.Is(err, ErrTarget) || !strings.Contains(err.Error(), "the homeserver has written to") {

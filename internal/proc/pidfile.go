@@ -75,7 +75,9 @@ func Cmdline(pid int) string {
 
 // ConfigArgs returns the config files a homeserver process was started with
 // (-c F, -cF, --config-path F, --config-path=F), made absolute against its
-// working directory; ok is false when there are none or they cannot be read.
+// working directory; ok is false when there are none, they cannot be read,
+// or one no longer resolves (a process that changed directory after start,
+// as Synapse's daemonize does, keeps relative paths that now mislead).
 func ConfigArgs(pid int) (paths []string, ok bool) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	if err != nil {
@@ -101,6 +103,9 @@ func ConfigArgs(pid int) (paths []string, ok bool) {
 		}
 		if !filepath.IsAbs(v) && cwd != "" {
 			v = filepath.Join(cwd, v)
+		}
+		if _, err := os.Stat(v); err != nil {
+			return nil, false
 		}
 		paths = append(paths, v)
 	}
