@@ -3,12 +3,12 @@ package rollback
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"os"
 	"time"
 
 	"hsops/internal/db"
+	"hsops/internal/fault"
 	"hsops/schema"
 )
 
@@ -26,11 +26,13 @@ type Result struct {
 
 // ErrBackup means the copy made before a rollback failed; nothing was
 // changed.
-var ErrBackup = errors.New("the backup before the rollback failed")
+var ErrBackup = fault.New(fault.Backup, "the backup before the rollback failed",
+	"nothing was changed: free space next to the database for the copy, or add --no-backup to roll back without one")
 
 // ErrMoved means the database changed between the plan and the
 // transaction that was to run it; nothing was changed.
-var ErrMoved = errors.New("the database changed while the rollback was planned")
+var ErrMoved = fault.New(fault.Version, "the database changed while the rollback was planned",
+	"nothing was changed: another process changed the schema meanwhile; check it with `update_database status --database-config <config>`, then plan again")
 
 // Apply rolls the database back to opts.Target under the schema lock: it
 // plans (refusing data loss unless allowed), copies the database when asked,
@@ -112,6 +114,14 @@ func (e *ReverseError) Error() string {
 }
 
 func (e *ReverseError) Unwrap() error { return e.Err }
+
+// Class is a failed delta's: the rollback was undone.
+func (e *ReverseError) Class() fault.Class { return fault.Delta }
+
+// Hint says what was left.
+func (e *ReverseError) Hint() string {
+	return "nothing was changed: the rollback ran in one transaction and was undone"
+}
 
 // execute runs a plan's reverses and bookkeeping in tx.
 func (s *Set) execute(ctx context.Context, tx *sql.Tx, e db.Engine, p *Plan, opts Options) error {

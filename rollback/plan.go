@@ -2,12 +2,12 @@ package rollback
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
 
 	"hsops/internal/db"
+	"hsops/internal/fault"
 	"hsops/schema"
 )
 
@@ -116,7 +116,8 @@ func (p *Plan) Lost() []Count {
 
 // ErrDataLoss means the rollback would destroy data or run a reverse that
 // cannot give back what its delta took, and data loss was not allowed.
-var ErrDataLoss = errors.New("the rollback would lose data")
+var ErrDataLoss = fault.New(fault.DataLoss, "the rollback would lose data",
+	"nothing was changed: the plan (--dry-run) lists the data; add --allow-data-loss to roll back anyway")
 
 // DataLossError lists what a refused rollback would have lost.
 type DataLossError struct {
@@ -138,6 +139,12 @@ func (e *DataLossError) Error() string {
 // Is makes errors.Is(err, ErrDataLoss) true.
 func (e *DataLossError) Is(target error) bool { return target == ErrDataLoss }
 
+// Class is ErrDataLoss's.
+func (e *DataLossError) Class() fault.Class { return fault.DataLoss }
+
+// Hint is ErrDataLoss's.
+func (e *DataLossError) Hint() string { return ErrDataLoss.Hint() }
+
 // Refusal returns the error that stops the plan when data loss is not
 // allowed, or nil.
 func (p *Plan) Refusal() error {
@@ -150,7 +157,8 @@ func (p *Plan) Refusal() error {
 
 // ErrNewerThanKnown means the database is at a schema version this program
 // has no reverses for.
-var ErrNewerThanKnown = errors.New("the database is newer than this program")
+var ErrNewerThanKnown = fault.New(fault.Version, "the database is newer than this program",
+	"nothing was changed: use the update_database of the release that upgraded it")
 
 // Plan works out the rollback of a database in state st to opts.Target.
 // Counts of the data concerned are read through q (the transaction that

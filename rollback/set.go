@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"hsops/internal/db"
+	"hsops/internal/fault"
 	"hsops/schema"
 )
 
@@ -101,7 +102,7 @@ func (d Data) String() string {
 
 // ErrNoReverse means a delta has neither a reverse nor a declaration that
 // it cannot be reversed: the rollback set is incomplete.
-var ErrNoReverse = errors.New("no reverse for delta")
+var ErrNoReverse = fault.New(fault.Internal, "no reverse for delta", "")
 
 // Lookup finds the reverse of a delta on an engine: a Go reverse registered
 // under the delta's path, else the file at the delta's path with the

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	_ "embed"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -13,6 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"hsops/internal/db"
+	"hsops/internal/fault"
 	"hsops/internal/releases"
 	"hsops/schema"
 )
@@ -110,7 +110,8 @@ type SynapsePlan struct {
 }
 
 // ErrNoRecipe means no documented recipe takes the database to the release.
-var ErrNoRecipe = errors.New("no documented rollback")
+var ErrNoRecipe = fault.New(fault.NotOurs, "no documented rollback",
+	"nothing was changed: restore the backup taken before the upgrade, or run a release that accepts the database")
 
 // PlanSynapse works out how a Synapse database in state st reaches the
 // release: unchanged when the release accepts it (compat versions), else
@@ -220,3 +221,11 @@ func (e *RecipeError) Error() string {
 }
 
 func (e *RecipeError) Unwrap() error { return e.Err }
+
+// Class is a failed delta's: the recipe was undone.
+func (e *RecipeError) Class() fault.Class { return fault.Delta }
+
+// Hint says what was left.
+func (e *RecipeError) Hint() string {
+	return "nothing was changed: the recipe ran in one transaction and was undone"
+}

@@ -13,20 +13,26 @@ import (
 
 	"hsops/internal/config"
 	"hsops/internal/db"
+	"hsops/internal/fault"
 )
 
 // Errors of the background-update runner.
 var (
 	// ErrNoHandler means a pending update has no handler in this version.
-	ErrNoHandler = errors.New("no handler for background update")
+	ErrNoHandler = fault.New(fault.Update, "no handler for background update",
+		"this version of the engine cannot run it: run the release that queued it, or a newer one")
 	// ErrDependencyCycle means every pending update waits for another.
-	ErrDependencyCycle = errors.New("unable to find a background update which doesn't depend on another: dependency cycle?")
+	ErrDependencyCycle = fault.New(fault.Update, "unable to find a background update which doesn't depend on another: dependency cycle?",
+		"`update_database background status --database-config <config>` lists the queue and what each update waits for")
 	// ErrUpdateNotPending means a named update is not in the queue.
-	ErrUpdateNotPending = errors.New("background update is not pending")
+	ErrUpdateNotPending = fault.New(fault.Usage, "background update is not pending",
+		"`update_database background status --database-config <config>` lists the pending updates")
 	// ErrUnknownJob means start_job was asked for a job this engine has not.
-	ErrUnknownJob = errors.New("invalid job_name")
+	ErrUnknownJob = fault.New(fault.Usage, "invalid job_name",
+		"nothing was changed: the engine's jobs are listed above; `update_database background status` shows what is queued")
 	// ErrJobQueued means the job's updates are already queued.
-	ErrJobQueued = errors.New("job is already in queue of background updates")
+	ErrJobQueued = fault.New(fault.Usage, "job is already in queue of background updates",
+		"nothing was changed: `update_database background run --database-config <config>` runs the queue")
 )
 
 // UpdateError reports a failed batch of a background update. The batch was
@@ -41,6 +47,19 @@ func (e *UpdateError) Error() string {
 }
 
 func (e *UpdateError) Unwrap() error { return e.Err }
+
+// Class makes a failed background update its own class.
+func (e *UpdateError) Class() fault.Class { return fault.Update }
+
+// Hint names the repair when duplicated edges are the cause, else how to
+// run the update again.
+func (e *UpdateError) Hint() string {
+	var dup *DuplicateEdgesError
+	if errors.As(e.Err, &dup) {
+		return dup.Hint()
+	}
+	return fmt.Sprintf("the failed batch was rolled back and %q keeps its progress; fix the cause and run:\n  update_database background run --update %s --database-config <config>", e.Update, e.Update)
+}
 
 // BatchResult is what one batch of a batched update did.
 type BatchResult struct {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"hsops/internal/db"
+	"hsops/internal/fault"
 )
 
 // RepairEdgesCommand is what an operator runs to remove duplicate
@@ -27,6 +28,14 @@ func (e *DuplicateEdgesError) Error() string {
 }
 
 func (e *DuplicateEdgesError) Unwrap() error { return e.Err }
+
+// Class is a failed background update's.
+func (e *DuplicateEdgesError) Class() fault.Class { return fault.Update }
+
+// Hint is the repair, then the updates again.
+func (e *DuplicateEdgesError) Hint() string {
+	return "remove the duplicates, then run the updates again:\n  " + RepairEdgesCommand + "\n  update_database --database-config <config> --run-background-updates"
+}
 
 // CountDuplicateEdges counts duplicated pairs and the rows beyond the first
 // of each.

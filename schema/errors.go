@@ -1,8 +1,9 @@
 package schema
 
 import (
-	"errors"
 	"fmt"
+
+	"hsops/internal/fault"
 )
 
 // Sentinel errors. Each is a class of refusal or failure with its own exit
@@ -10,27 +11,34 @@ import (
 var (
 	// ErrNotEngine means the database is a homeserver database whose schema
 	// the engine does not own (a real Synapse database).
-	ErrNotEngine = errors.New("not an hsops engine database")
+	ErrNotEngine = fault.New(fault.NotOurs, "not an hsops engine database",
+		"nothing was changed: Synapse upgrades its own database when the new release starts (or with its update_synapse_database);\n`update_database status` and `update_database upgrade-check` report on it")
 	// ErrNotHomeserver means the database holds tables but no homeserver
 	// bookkeeping.
-	ErrNotHomeserver = errors.New("not a homeserver database")
+	ErrNotHomeserver = fault.New(fault.NotOurs, "not a homeserver database",
+		"nothing was changed: point the database args of <config> at the homeserver's database, or at an empty one to create it")
 	// ErrCompatTooNew means the database's compat version is newer than the
 	// code's schema version: a newer release upgraded it incompatibly.
-	ErrCompatTooNew = errors.New("database is too new for this version")
+	ErrCompatTooNew = fault.New(fault.Version, "database is too new for this version",
+		"nothing was changed: a newer release upgraded this database: run that release (or a newer one), or roll the database back with\n  update_database rollback --database-config <config> --to-release <this release> --dry-run")
 	// ErrTooOld means the database is older than the oldest snapshot the
 	// engine can upgrade from.
-	ErrTooOld = errors.New("database is too old to upgrade")
+	ErrTooOld = fault.New(fault.Version, "database is too old to upgrade",
+		"nothing was changed: upgrade it with Synapse first (to v1.56 or later, schema 68+)")
 	// ErrBadTarget means the requested target version is out of range or
 	// below the database's version.
-	ErrBadTarget = errors.New("invalid target schema version")
+	ErrBadTarget = fault.New(fault.Version, "invalid target schema version",
+		"nothing was changed: choose a version between 68 and 83: --to-version upgrades to one at or above the database's, rollback --to-schema goes down to one below it")
 	// ErrWorker means a worker process found a database that only the main
 	// process may prepare or upgrade.
-	ErrWorker = errors.New("database not ready for a worker")
+	ErrWorker = fault.New(fault.Version, "database not ready for a worker",
+		"start (or upgrade with) the main process first, then the workers")
 	// ErrLocked means another process is changing the schema.
-	ErrLocked = errors.New("database is locked by another process")
+	ErrLocked = fault.New(fault.Locked, "database is locked by another process",
+		"nothing was changed: wait for that process to finish, then run the same command again")
 	// ErrInvalidSchema means the embedded schema set itself is broken
 	// (duplicate delta names, a Go delta without code, ...).
-	ErrInvalidSchema = errors.New("invalid schema files")
+	ErrInvalidSchema = fault.New(fault.Internal, "invalid schema files", "")
 )
 
 // DeltaError reports a delta that failed; its version was rolled back.
@@ -46,6 +54,14 @@ func (e *DeltaError) Error() string {
 
 func (e *DeltaError) Unwrap() error { return e.Err }
 
+// Class makes a failed delta its own class.
+func (e *DeltaError) Class() fault.Class { return fault.Delta }
+
+// Hint says what was undone.
+func (e *DeltaError) Hint() string {
+	return fmt.Sprintf("version %d was rolled back; the versions before it stay applied. Fix the cause and run the same command again", e.Version)
+}
+
 // LockedError names the process holding the schema lock.
 type LockedError struct {
 	Holder string
@@ -60,3 +76,9 @@ func (e *LockedError) Error() string {
 
 // Is makes errors.Is(err, ErrLocked) true.
 func (e *LockedError) Is(target error) bool { return target == ErrLocked }
+
+// Class is ErrLocked's.
+func (e *LockedError) Class() fault.Class { return fault.Locked }
+
+// Hint is ErrLocked's.
+func (e *LockedError) Hint() string { return ErrLocked.Hint() }

@@ -3,11 +3,11 @@ package schema
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"strings"
 
 	"hsops/internal/db"
+	"hsops/internal/fault"
 )
 
 // engineGoDeltas are the engine's deltas that SQL alone cannot express.
@@ -102,7 +102,7 @@ func backfillFullUserID(ctx context.Context, tx *sql.Tx, env Env, table string, 
 
 // ErrNoServerName means a step needs the server name and neither the
 // configuration nor the users table gives it.
-var ErrNoServerName = errors.New("server_name is needed: add server_name to the config")
+var ErrNoServerName = fault.New(fault.Config, "server_name is needed: add server_name to the config", "add server_name to <config>")
 
 // serverName is the configured server name, or the domain of the users.
 func serverName(ctx context.Context, q db.Querier, env Env) (string, error) {

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"hsops/internal/cli"
+	"hsops/internal/fault"
 	"hsops/internal/store"
 )
 
@@ -31,7 +32,7 @@ func generateConfig(o *options) error {
 		return err
 	}
 	if _, err := os.Stat(path); err == nil {
-		return cli.Fail(exitConfig, fmt.Errorf("config file %q already exists: not overwriting it", path), "remove it first, or pass another -c path")
+		return fault.Errorf(fault.Config, "remove it first, or pass another -c path", "config file %q already exists: not overwriting it", path)
 	}
 	dir := filepath.Dir(path)
 	name := o.serverName

@@ -6,7 +6,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -22,36 +21,29 @@ import (
 
 	"hsops/internal/cli"
 	"hsops/internal/config"
-	"hsops/internal/db"
+	"hsops/internal/fault"
 	"hsops/internal/proc"
-	"hsops/internal/sequences"
 	"hsops/internal/server"
-	"hsops/schema"
 )
 
-// Exit codes, documented in --help and README.
-const (
-	exitOK       = 0
-	exitUsage    = 2
-	exitConfig   = 3
-	exitDatabase = 4
-	exitSchema   = 5
-	exitListen   = 6
-	exitRunning  = 7
-	exitRefused  = 8
-	exitInternal = 70
-)
-
-const exitCodesHelp = `Exit codes:
-  0   stopped cleanly (or: the config was generated)
-  2   usage error
-  3   configuration error
-  4   the database cannot be opened or fails the server checks (version, encoding, locale)
-  5   the database's schema cannot be used (too new, not upgraded for a worker, not a homeserver database)
-  6   a listener cannot be bound (address in use, permission)
-  7   already running (the pid file names a live homeserver)
-  8   register-user: the homeserver refused the registration (the user exists, a wrong secret, ...)
-  70  internal error`
+// tool is the homeserver's exit table.
+var tool = cli.Tool{
+	Name: "homeserver",
+	OK:   "stopped cleanly (or: the config was generated, the user registered)",
+	Exits: []cli.Exit{
+		{Class: fault.Usage, Meaning: "usage error"},
+		{Class: fault.Config, Meaning: "configuration error"},
+		{Class: fault.Database, Meaning: "the database cannot be opened or reached"},
+		{Class: fault.NotOurs, Meaning: "not a database the engine can serve (a Synapse database, or not a homeserver database)"},
+		{Class: fault.Version, Meaning: "refused: versions or server checks (schema too new or too old, not upgraded for a worker,\nPostgreSQL too old, wrong encoding or locale, sequences behind their tables)"},
+		{Class: fault.Locked, Meaning: "another process is upgrading the schema"},
+		{Class: fault.InUse, Meaning: "already running (the pid file names a live homeserver)"},
+		{Class: fault.Listen, Meaning: "a listener cannot be bound (address in use, permission)"},
+		{Class: fault.Down, Meaning: "register-user: the homeserver cannot be reached"},
+		{Class: fault.Rejected, Meaning: "register-user: the homeserver refused the registration (the user exists, a wrong secret, ...)"},
+		{Class: fault.Internal, Meaning: "internal error"},
+	},
+}
 
 // daemonEnv tells a re-executed process that it is the daemon child and
 // which file descriptor reports its start-up to the parent.
@@ -63,7 +55,9 @@ func main() {
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	root := newRootCmd(stdin, stdout, stderr)
-	return cli.Run(cli.Tool{Name: "homeserver", UsageCode: exitUsage, InternalCode: exitInternal, Classify: classify}, root, args, stdout, stderr)
+	t := tool
+	t.Hint = func(h string) string { return strings.ReplaceAll(h, "<config>", "the config") }
+	return cli.Run(t, root, args, stdout, stderr)
 }
 
 type options struct {
@@ -93,8 +87,8 @@ so that synctl knows the truth. It speaks sd_notify when NOTIFY_SOCKET is set.
 SIGTERM or SIGINT: stop accepting, finish requests and the current
 background-update batch, remove the pid file, exit 0. SIGHUP: reopen the log.
 
-` + exitCodesHelp,
-		Args: cobra.NoArgs,
+` + tool.ExitHelp(),
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.generate {
 				return generateConfig(o)
@@ -112,40 +106,8 @@ background-update batch, remove the pid file, exit 0. SIGHUP: reopen the log.
 	return root
 }
 
-func classify(err error) (int, string, bool) {
-	var le *schema.LockedError
-	switch {
-	case errors.Is(err, config.ErrNotFound):
-		return exitConfig, "check the -c path; to generate a config: homeserver -c homeserver.yaml --generate-config --server-name <name> --report-stats no", true
-	case errors.Is(err, config.ErrInvalid), errors.Is(err, config.ErrNoDatabase):
-		return exitConfig, "fix the config named above", true
-	case errors.Is(err, db.ErrCannotCreate):
-		return exitDatabase, "create that directory, or point database.args.database in the config at a writable place", true
-	case errors.Is(err, db.ErrNotFound):
-		return exitSchema, "the main process creates the database: start it before the workers", true
-	case errors.Is(err, db.ErrUnreachable), errors.Is(err, db.ErrNotDatabase):
-		return exitDatabase, "check the database section of the config and that the database server is running", true
-	case errors.Is(err, db.ErrServerTooOld), errors.Is(err, db.ErrBadEncoding), errors.Is(err, db.ErrBadLocale):
-		return exitDatabase, "PostgreSQL 11+ with a UTF8 database whose collation and ctype are C is required; create one with\n  createdb --encoding=UTF8 --locale=C --template=template0 --owner=<user> <name>", true
-	case errors.Is(err, schema.ErrCompatTooNew):
-		return exitSchema, "a newer release upgraded this database: run that release, or roll the database back with\n  update_database rollback --database-config <config> --to-release <this version>", true
-	case errors.Is(err, schema.ErrWorker):
-		return exitSchema, "start (or upgrade with) the main process first, then the workers", true
-	case errors.Is(err, schema.ErrNotEngine), errors.Is(err, schema.ErrNotHomeserver), errors.Is(err, schema.ErrTooOld):
-		return exitSchema, "point the config at an hsops engine database, or at an empty one", true
-	case errors.As(err, &le):
-		return exitSchema, "another process is upgrading the schema: wait for it, then start again", true
-	case errors.Is(err, sequences.ErrInconsistent):
-		return exitSchema, "stop every process using the database and run the SQL given above", true
-	case errors.Is(err, server.ErrListen):
-		return exitListen, "another process may be using the port: stop it, or change the listener in the config", true
-	case errors.Is(err, errRunning):
-		return exitRunning, "stop it first (synctl stop), or remove the pid file if that process is not a homeserver", true
-	}
-	return 0, "", false
-}
-
-var errRunning = errors.New("already running")
+var errRunning = fault.New(fault.InUse, "already running",
+	"stop it first (synctl stop), or remove the pid file if that process is not a homeserver")
 
 // processConfig resolves the pid file and log file of this process.
 type processConfig struct {
@@ -273,16 +235,16 @@ func startDaemon(o *options, p *processConfig) error {
 		return nil
 	case strings.HasPrefix(line, "ERROR "):
 		_ = cmd.Wait()
-		code, msg, _ := strings.Cut(strings.TrimPrefix(line, "ERROR "), " ")
-		n, _ := strconv.Atoi(code)
+		name, msg, _ := strings.Cut(strings.TrimPrefix(line, "ERROR "), " ")
+		class, _ := fault.ParseClass(name)
 		hint := ""
 		if h, rest, ok := strings.Cut(msg, "\x1fhint: "); ok {
 			msg, hint = h, strings.ReplaceAll(rest, "\x1f", "\n")
 		}
-		return cli.Fail(n, errors.New(msg), hint)
+		return fault.New(class, msg, hint)
 	}
 	err = cmd.Wait()
-	return cli.Fail(exitInternal, fmt.Errorf("the homeserver exited during start-up (%v)", err), "see its log: "+p.logFile)
+	return fault.Errorf(fault.Internal, "see its log: "+p.logFile, "the homeserver exited during start-up (%v)", err)
 }
 
 // runDaemonChild is the detached process: stdio to the log, then start and
@@ -290,7 +252,7 @@ func startDaemon(o *options, p *processConfig) error {
 func runDaemonChild(p *processConfig, ready *os.File) error {
 	log, err := server.OpenLog(p.logFile, p.name)
 	if err != nil {
-		fmt.Fprintf(ready, "ERROR %d %s\n", exitConfig, err)
+		fmt.Fprintf(ready, "ERROR %s %s\n", fault.ClassOf(err), err)
 		return err
 	}
 	if f := log.File(); f != nil {
@@ -305,15 +267,12 @@ func runDaemonChild(p *processConfig, ready *os.File) error {
 		if err == nil {
 			fmt.Fprintln(ready, "READY")
 		} else {
-			code, hint, ok := classify(err)
-			if !ok {
-				code = exitInternal
-			}
+			hint := fault.HintOf(err)
 			msg := strings.ReplaceAll(err.Error(), "\n", " ")
 			if hint != "" {
 				msg += "\x1fhint: " + strings.ReplaceAll(hint, "\n", "\x1f")
 			}
-			fmt.Fprintf(ready, "ERROR %d %s\n", code, msg)
+			fmt.Fprintf(ready, "ERROR %s %s\n", fault.ClassOf(err), msg)
 		}
 		ready.Close()
 	})

@@ -15,6 +15,7 @@ import (
 
 	"hsops/internal/cli"
 	"hsops/internal/config"
+	"hsops/internal/fault"
 	"hsops/internal/server"
 )
 
@@ -31,7 +32,7 @@ func newRegisterCmd(stdout io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "register-user -c homeserver.yaml --user NAME --password PASSWORD [--admin] [--server URL]",
 		Short: "Register a user (the first admin) on the running server with the shared secret",
-		Args:  cobra.NoArgs,
+		Args:  cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(configs) == 0 || user == "" {
 				return cli.Usagef("-c and --user are required")
@@ -47,7 +48,7 @@ func newRegisterCmd(stdout io.Writer) *cobra.Command {
 				return err
 			}
 			if cfg.RegistrationSharedSecret == "" {
-				return cli.Fail(exitConfig, fmt.Errorf("registration_shared_secret is not set in %s", strings.Join(cfg.Files, ", ")), "add one (homeserver --generate-config writes one)")
+				return fault.Errorf(fault.Config, "add one (homeserver --generate-config writes one)", "registration_shared_secret is not set in %s", strings.Join(cfg.Files, ", "))
 			}
 			if serverURL == "" {
 				serverURL = clientURL(cfg)
@@ -91,7 +92,7 @@ func registerShared(ctx context.Context, base, secret, user, password string, ad
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, cli.Fail(exitDatabase, fmt.Errorf("reach the homeserver at %s: %w", base, err), "is it running? synctl start <config>")
+		return nil, fault.Errorf(fault.Down, "is it running? synctl start <config>", "reach the homeserver at %s: %w", base, err)
 	}
 	var nonce struct{ Nonce string }
 	err = json.NewDecoder(resp.Body).Decode(&nonce)
@@ -124,7 +125,7 @@ func registerShared(ctx context.Context, base, secret, user, password string, ad
 		case "M_INVALID_USERNAME":
 			hint = "user names are lower-case letters, digits and ._=-/"
 		}
-		return nil, cli.Fail(exitRefused, fmt.Errorf("registration refused: %v %v", out["errcode"], out["error"]), hint)
+		return nil, fault.Errorf(fault.Rejected, hint, "registration refused: %v %v", out["errcode"], out["error"])
 	}
 	return out, nil
 }

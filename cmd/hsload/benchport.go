@@ -44,7 +44,7 @@ connection: the reference. It reports rows/s, MB/s, peak memory and the ratio.
 
 --postgres-url is a role that may create databases; without it a throwaway
 cluster is started from the initdb and pg_ctl on the machine.`,
-		Args: cobra.NoArgs,
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return benchPort(ctx, stdout, stderr, events, jobs, batch, work, pgURL, portDB)
 		},

@@ -58,7 +58,7 @@ the check, exit 4: pick a word the messages hold);
 --send posts a message as the first user (into its first room). With
 --expect-messages the check fails (exit 4) unless exactly that many messages
 are readable.`,
-		Args: cobra.NoArgs,
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := fromConfig(configs, &p.URL, nil); err != nil {
 				return err

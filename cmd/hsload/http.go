@@ -58,7 +58,7 @@ fail (exit 4).
 
 --config reads the URL (the first HTTP listener) and the shared secret from
 the homeserver's configuration.`,
-		Args: cobra.NoArgs,
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := fromConfig(configs, &p.URL, &p.SharedSecret); err != nil {
 				return err

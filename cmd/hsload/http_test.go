@@ -14,6 +14,7 @@ import (
 	"hsops/internal/config"
 	"hsops/internal/db"
 	"hsops/internal/dbtest"
+	"hsops/internal/fault"
 	"hsops/internal/pgtest"
 	"hsops/internal/server"
 )
@@ -88,13 +89,13 @@ func TestHTTPLoad(t *testing.T) {
 		}
 		out.Reset()
 		code = run([]string{"check", "--url", base, "--login", "t-0:load-t-0", "--expect-messages", "60"}, &out, &errOut)
-		if code != exitFailed || !strings.Contains(errOut.String(), "messages are readable, expected 60") {
+		if code != fault.Failed.Code() || !strings.Contains(errOut.String(), "messages are readable, expected 60") {
 			t.Errorf("check of one user expecting all: exit %d\n%s%s", code, out.String(), errOut.String())
 		}
 		out.Reset()
 		errOut.Reset()
 		code = run([]string{"check", "--url", base, "--login", "t-0:wrong"}, &out, &errOut)
-		if code != exitFailed || !strings.Contains(errOut.String(), "log in as t-0: HTTP 403") {
+		if code != fault.Failed.Code() || !strings.Contains(errOut.String(), "log in as t-0: HTTP 403") {
 			t.Errorf("check with a wrong password: exit %d\n%s", code, errOut.String())
 		}
 
@@ -102,7 +103,7 @@ func TestHTTPLoad(t *testing.T) {
 		out.Reset()
 		errOut.Reset()
 		code = run([]string{"http", "--url", base, "--shared-secret", "wrong", "--users", "2", "--rooms", "1", "--prefix", "u"}, &out, &errOut)
-		if code != exitFailed || !strings.Contains(errOut.String(), "requests failed: register #") || !strings.Contains(errOut.String(), "HMAC incorrect") {
+		if code != fault.Failed.Code() || !strings.Contains(errOut.String(), "requests failed: register #") || !strings.Contains(errOut.String(), "HMAC incorrect") {
 			t.Errorf("exit %d\n%s%s", code, out.String(), errOut.String())
 		}
 	})
@@ -110,15 +111,15 @@ func TestHTTPLoad(t *testing.T) {
 
 func TestHTTPLoad_Usage(t *testing.T) {
 	var out, errOut bytes.Buffer
-	if code := run([]string{"http", "--shared-secret", "x"}, &out, &errOut); code != exitUsage || !strings.Contains(errOut.String(), "--url") {
+	if code := run([]string{"http", "--shared-secret", "x"}, &out, &errOut); code != fault.Usage.Code() || !strings.Contains(errOut.String(), "--url") {
 		t.Errorf("exit %d: %s", code, errOut.String())
 	}
 	errOut.Reset()
-	if code := run([]string{"http", "--url", "http://127.0.0.1:1", "--shared-secret", "x", "--users", "0"}, &out, &errOut); code != exitUsage {
+	if code := run([]string{"http", "--url", "http://127.0.0.1:1", "--shared-secret", "x", "--users", "0"}, &out, &errOut); code != fault.Usage.Code() {
 		t.Errorf("exit %d: %s", code, errOut.String())
 	}
 	errOut.Reset()
-	if code := run([]string{"http", "--url", "http://127.0.0.1:1", "--shared-secret", "x", "--users", "1", "--rooms", "1"}, &out, &errOut); code != exitFailed || !strings.Contains(errOut.String(), "connection refused") {
+	if code := run([]string{"http", "--url", "http://127.0.0.1:1", "--shared-secret", "x", "--users", "1", "--rooms", "1"}, &out, &errOut); code != fault.Failed.Code() || !strings.Contains(errOut.String(), "connection refused") {
 		t.Errorf("unreachable server: exit %d: %s", code, errOut.String())
 	}
 }
@@ -163,7 +164,7 @@ func TestGenerate_RefusesADatabaseWithEventsBeforeWriting(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
 	code := run([]string{"generate", "-c", cfg, "--users", "2", "--rooms", "1", "--messages", "5"}, &out, &errOut)
-	if code != exitFailed || !strings.Contains(errOut.String(), "already has") {
+	if code != fault.Failed.Code() || !strings.Contains(errOut.String(), "already has") {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
 	d, err := db.Open(context.Background(), config.Database{Name: config.EngineSQLite, Args: map[string]string{"database": filepath.Join(dir, "hs.db")}}, db.Options{})

@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -19,16 +18,23 @@ import (
 	"hsops/internal/cli"
 	"hsops/internal/config"
 	"hsops/internal/db"
+	"hsops/internal/fault"
 	"hsops/internal/gen"
 	"hsops/schema"
 )
 
-const (
-	exitUsage    = 2
-	exitConfig   = 3
-	exitFailed   = 4
-	exitInternal = 70
-)
+// tool is hsload's exit table: every failure of a run is "failed".
+var tool = cli.Tool{
+	Name: "hsload",
+	OK:   "done",
+	Exits: []cli.Exit{
+		{Class: fault.Usage, Meaning: "usage error"},
+		{Class: fault.Config, Meaning: "configuration error"},
+		{Class: fault.Failed, Meaning: "the run failed (see the error)"},
+		{Class: fault.Interrupted, Meaning: "interrupted"},
+	},
+	Unclassified: fault.Failed,
+}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -37,25 +43,18 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	return cli.Run(tool, newRootCmd(ctx, stdout, stderr), args, stdout, stderr)
+}
+
+func newRootCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "hsload generate|http|check|bench-port",
 		Short: "Load generators and benchmarks for the homeserver and its tools",
-		Long: `Exit codes:
-  0   done
-  2   usage error
-  3   configuration error
-  4   the run failed (see the error)
-  70  internal error`,
-		Args: cobra.NoArgs,
+		Long:  tool.ExitHelp(),
+		Args:  cli.NoArgs,
 	}
 	root.AddCommand(newGenerateCmd(ctx, stdout), newHTTPCmd(ctx, stdout), newCheckCmd(ctx, stdout), newBenchPortCmd(ctx, stdout, stderr))
-	return cli.Run(cli.Tool{Name: "hsload", UsageCode: exitUsage, InternalCode: exitInternal, Classify: func(err error) (int, string, bool) {
-		switch {
-		case errors.Is(err, config.ErrNotFound), errors.Is(err, config.ErrInvalid), errors.Is(err, config.ErrNoDatabase):
-			return exitConfig, "", true
-		}
-		return exitFailed, "", true
-	}}, root, args, stdout, stderr)
+	return root
 }
 
 func newGenerateCmd(ctx context.Context, stdout io.Writer) *cobra.Command {
@@ -67,7 +66,7 @@ func newGenerateCmd(ctx context.Context, stdout io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "generate --database-config homeserver.yaml [--users N --rooms N --messages N]",
 		Short: "Fill an empty engine database directly, fast, with the shapes the client API writes",
-		Args:  cobra.NoArgs,
+		Args:  cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(configs) == 0 {
 				return cli.Usagef("--database-config is required")

@@ -11,50 +11,41 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"hsops/internal/cli"
 	"hsops/internal/config"
-	"hsops/internal/db"
+	"hsops/internal/fault"
 	"hsops/internal/porter"
-	"hsops/schema"
 )
 
-// Exit codes: 1 to 5 keep Synapse's meanings.
-const (
-	exitOK          = 0
-	exitNoSQLite    = 1
-	exitUsage       = 2
-	exitNotPostgres = 3
-	exitConfig      = 4
-	exitFailed      = 5
-	exitSource      = 6
-	exitTarget      = 7
-	exitUnreachable = 8
-	exitVerify      = 9
-	exitInternal    = 70
-	exitInterrupted = 130
-)
-
-const exitCodesHelp = `Exit codes (1-5 as Synapse's synapse_port_db):
-  0   the port finished (or the dry run found nothing wrong)
-  1   the SQLite database does not exist
-  2   usage error, or the database section has no 'name'
-  3   the --postgres-config database is not psycopg2
-  4   the --postgres-config file is missing, invalid, or has no database section
-  5   the port failed while copying (nothing committed is lost: run it again to continue)
-  6   the SQLite database was refused (not a homeserver database, corrupt, auto_vacuum on,
-      pending background updates, open in another process, rowids moved since the last run,
-      older than what was already ported, tables or columns the target schema lacks)
-  7   the PostgreSQL database was refused (version, encoding, locale, someone else's data,
-      a port of a different source, written to by the homeserver since the last port,
-      a schema at another version or not prepared)
-  8   PostgreSQL cannot be reached
-  9   --verify found differences between the two databases
-  70  internal error
-  130 interrupted (run the same command again to continue)`
+// tool is port_db's exit table: 1 to 5 keep the meanings of Synapse's
+// synapse_port_db.
+var tool = cli.Tool{
+	Name: "port_db",
+	OK:   "the port finished (or the dry run found nothing wrong)",
+	Exits: []cli.Exit{
+		{Class: fault.NoSQLite, Meaning: "the SQLite database does not exist"},
+		{Class: fault.Usage, Meaning: "usage error, or the database section has no 'name'"},
+		{Class: fault.NotPostgres, Meaning: "the --postgres-config database is not psycopg2"},
+		{Class: fault.Config, Meaning: "the --postgres-config file is missing, invalid, or has no database section"},
+		{Class: fault.PortFailed, Meaning: "the port failed while copying (nothing committed is lost: run it again to continue)"},
+		{Class: fault.Database, Meaning: "PostgreSQL cannot be reached, or the SQLite file cannot be opened"},
+		{Class: fault.NotOurs, Meaning: "refused: the target holds someone else's data, or the source is not a homeserver database"},
+		{Class: fault.Version, Meaning: "refused: versions (PostgreSQL too old, wrong encoding or locale)"},
+		{Class: fault.Locked, Meaning: "another process is changing the target's schema"},
+		{Class: fault.InUse, Meaning: "the SQLite database is open in another process (--allow-in-use to port anyway)"},
+		{Class: fault.Source, Meaning: "the SQLite database was refused (corrupt, auto_vacuum on, pending background updates,\nrowids moved since the last run, older than what was already ported, tables or columns the target schema lacks)"},
+		{Class: fault.Target, Meaning: "the PostgreSQL database was refused (a port of a different source, written to by the homeserver\nsince the last port, a schema at another version or not prepared)"},
+		{Class: fault.Verify, Meaning: "--verify found differences between the two databases"},
+		{Class: fault.Internal, Meaning: "internal error"},
+		{Class: fault.Interrupted, Meaning: "interrupted (run the same command again to continue)"},
+	},
+	Interrupted: "everything committed so far is kept: run the same command again to continue",
+}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -63,7 +54,9 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return cli.Run(cli.Tool{Name: "port_db", UsageCode: exitUsage, InternalCode: exitInternal, Classify: classify}, newRootCmd(ctx, stdout, stderr), args, stdout, stderr)
+	t := tool
+	t.Hint = func(h string) string { return strings.ReplaceAll(h, "<config>", "--postgres-config") }
+	return cli.Run(t, newRootCmd(ctx, stdout, stderr), args, stdout, stderr)
 }
 
 type options struct {
@@ -101,8 +94,8 @@ the source's schema version; a Synapse database into a schema Synapse prepared
 It is compatible with Synapse's synapse_port_db: a port begun by either can be
 finished by the other (the progress is in port_from_sqlite3).
 
-` + exitCodesHelp,
-		Args: cobra.NoArgs,
+` + tool.ExitHelp(),
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runPort(ctx, o) },
 	}
 	f := root.Flags()
@@ -116,8 +109,7 @@ finished by the other (the progress is in port_from_sqlite3).
 	f.BoolVar(&o.dryRun, "dry-run", false, "check both databases and show what would be copied; write nothing")
 	f.BoolVar(&o.json, "json", false, "print progress and the summary as JSON lines")
 	f.BoolVar(&o.allowInUse, "allow-in-use", false, "port even though another process has the SQLite file open")
-	_ = root.MarkFlagRequired("sqlite-database")
-	_ = root.MarkFlagRequired("postgres-config")
+	cli.RequireFlags(root, "sqlite-database", "postgres-config")
 	return root
 }
 
@@ -126,24 +118,24 @@ func runPort(ctx context.Context, o *options) error {
 		return cli.Usagef("--batch-size and --jobs must be at least 1")
 	}
 	if st, err := os.Stat(o.sqlitePath); err != nil || st.IsDir() {
-		return cli.Fail(exitNoSQLite, fmt.Errorf("the SQLite database %q does not exist", o.sqlitePath), "check the path given to --sqlite-database")
+		return fault.Errorf(fault.NoSQLite, "check the path given to --sqlite-database", "the SQLite database %q does not exist", o.sqlitePath)
 	}
 	cfg, err := config.Load(o.pgConfig)
 	if errors.Is(err, config.ErrNoName) {
-		return cli.Fail(exitUsage, err, "add name: psycopg2 to the database section")
+		return fault.Wrap(fault.Usage, err, "add name: psycopg2 to the database section")
 	}
 	if err != nil {
-		return cli.Fail(exitConfig, err, "--postgres-config must be a readable homeserver config")
+		return fault.Wrap(fault.Config, err, "--postgres-config must be a readable homeserver config")
 	}
 	if !cfg.Has("database") {
-		return cli.Fail(exitConfig, errors.New("the configuration file must have a 'database' section"), "add a database section with name: psycopg2 and its args")
+		return fault.Errorf(fault.Config, "add a database section with name: psycopg2 and its args", "the configuration file must have a 'database' section")
 	}
 	if _, ok := cfg.Raw("database.name"); !ok {
-		return cli.Fail(exitUsage, errors.New("malformed database config: no 'name'"), "add name: psycopg2 to the database section")
+		return fault.Errorf(fault.Usage, "add name: psycopg2 to the database section", "malformed database config: no 'name'")
 	}
 	target := cfg.Databases[0]
 	if !target.IsPostgres() {
-		return cli.Fail(exitNotPostgres, errors.New("database must use the 'psycopg2' connector"), "set database.name to psycopg2 in "+o.pgConfig)
+		return fault.Errorf(fault.NotPostgres, "set database.name to psycopg2 in "+o.pgConfig, "database must use the 'psycopg2' connector")
 	}
 	out := newProgress(o)
 	res, err := porter.Run(ctx, porter.Options{
@@ -155,37 +147,6 @@ func runPort(ctx context.Context, o *options) error {
 		printSummary(o, res)
 	}
 	return err
-}
-
-func classify(err error) (int, string, bool) {
-	var ce *porter.ConvertError
-	switch {
-	case errors.Is(err, context.Canceled):
-		return exitInterrupted, "everything committed so far is kept: run the same command again to continue", true
-	case errors.Is(err, db.ErrUnreachable):
-		return exitUnreachable, "check that PostgreSQL is running and the database args of --postgres-config (host, port, user, password, dbname)", true
-	case errors.Is(err, db.ErrNotFound):
-		return exitNoSQLite, "check the path given to --sqlite-database", true
-	case errors.Is(err, config.ErrInvalid):
-		return exitConfig, "fix the database section of --postgres-config: nothing was written", true
-	case errors.Is(err, db.ErrNotDatabase):
-		return exitSource, "--sqlite-database must be a homeserver's SQLite database", true
-	case errors.Is(err, porter.ErrSource):
-		return exitSource, "nothing was written", true
-	case errors.Is(err, db.ErrBadLocale), errors.Is(err, db.ErrBadEncoding):
-		return exitTarget, "nothing was written. Create the database with\n  createdb --encoding=UTF8 --locale=C --template=template0 --owner=<user> <name>", true
-	case errors.Is(err, db.ErrServerTooOld):
-		return exitTarget, "nothing was written: PostgreSQL 11 or newer is required", true
-	case errors.Is(err, porter.ErrTarget), errors.Is(err, schema.ErrNotEngine), errors.Is(err, schema.ErrNotHomeserver):
-		return exitTarget, "nothing was written", true
-	case errors.Is(err, porter.ErrVerify):
-		return exitVerify, "the differences are listed above; rows deleted from SQLite after they were ported stay in PostgreSQL", true
-	case errors.As(err, &ce):
-		return exitFailed, "fix that row in the SQLite database (or a copy of it), then run the same command again: what was copied is kept", true
-	case errors.Is(err, schema.ErrLocked):
-		return exitTarget, "another process is changing the target's schema: wait for it", true
-	}
-	return exitFailed, "what was committed is kept: fix the cause and run the same command again to continue", true
 }
 
 // printSummary prints the per-table summary and the next steps.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"hsops/internal/cli"
+	"hsops/internal/fault"
 	"hsops/internal/proc"
 )
 
@@ -131,7 +132,7 @@ func launcher(o *options, p process) (*exec.Cmd, error) {
 	if bin == "" {
 		found, err := exec.LookPath("homeserver")
 		if err != nil {
-			return nil, cli.Fail(exitConfig, errors.New("cannot find the homeserver binary next to synctl or on PATH"), "install it, pass --homeserver PATH, or start real Synapse with --python PATH")
+			return nil, fault.Errorf(fault.Config, "install it, pass --homeserver PATH, or start real Synapse with --python PATH", "cannot find the homeserver binary next to synctl or on PATH")
 		}
 		bin = found
 	}

@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -18,33 +17,25 @@ import (
 	"github.com/spf13/cobra"
 
 	"hsops/internal/cli"
-	"hsops/internal/config"
+	"hsops/internal/fault"
 )
 
-// Exit codes, documented in --help and README. 1 keeps Synapse's meaning
-// (a process failed to start).
-const (
-	exitOK        = 0
-	exitStart     = 1
-	exitUsage     = 2
-	exitConfig    = 3
-	exitStop      = 4
-	exitPerm      = 5
-	exitUnhealthy = 6
-	exitDown      = 7
-	exitInternal  = 70
-)
-
-const exitCodesHelp = `Exit codes:
-  0   every requested operation succeeded (already running / not running count as success)
-  1   a process failed to start (its reason is printed)
-  2   usage error
-  3   configuration error (missing config, worker file or directory, pid_file, worker_app)
-  4   a process did not stop within --timeout (and --kill was not given)
-  5   not permitted to signal a process
-  6   a process started but did not answer /health within --timeout
-  7   status: a process is not running, or does not answer /health
-  70  internal error`
+// tool is synctl's exit table; 1 and 2 keep Synapse's synctl's meanings.
+var tool = cli.Tool{
+	Name: "synctl",
+	OK:   "every requested operation succeeded (already running / not running count as success)",
+	Exits: []cli.Exit{
+		{Class: fault.StartFailed, Meaning: "a process failed to start (its reason is printed)"},
+		{Class: fault.Usage, Meaning: "usage error"},
+		{Class: fault.Config, Meaning: "configuration error (missing config, worker file or directory, pid_file, worker_app;\na pid file naming another homeserver process)"},
+		{Class: fault.Permission, Meaning: "not permitted to signal a process"},
+		{Class: fault.StopTimeout, Meaning: "a process did not stop within --timeout (and --kill was not given)"},
+		{Class: fault.Unhealthy, Meaning: "a process started but did not answer /health within --timeout"},
+		{Class: fault.Down, Meaning: "status: a process is not running, or does not answer /health"},
+		{Class: fault.Internal, Meaning: "internal error"},
+		{Class: fault.Interrupted, Meaning: "interrupted"},
+	},
+}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -53,7 +44,7 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return cli.Run(cli.Tool{Name: "synctl", UsageCode: exitUsage, InternalCode: exitInternal, Classify: classify}, newRootCmd(ctx, stdout, stderr), args, stdout, stderr)
+	return cli.Run(tool, newRootCmd(ctx, stdout, stderr), args, stdout, stderr)
 }
 
 type options struct {
@@ -90,8 +81,8 @@ Processes are started with the homeserver binary next to synctl or on PATH;
 with --python PATH (or SYNCTL_PYTHON) a real Synapse is started instead, as
 PATH -m <worker_app> -c CONFIG [-c WORKERCONFIG] --daemonize.
 
-` + exitCodesHelp,
-		Args: cobra.RangeArgs(1, 2),
+` + tool.ExitHelp(),
+		Args: cli.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.out = newPrinter(stdout, stderr)
 			action := args[0]
@@ -119,31 +110,14 @@ PATH -m <worker_app> -c CONFIG [-c WORKERCONFIG] --daemonize.
 }
 
 var (
-	errConfig    = errors.New("configuration error")
-	errStart     = errors.New("failed to start")
-	errDown      = errors.New("not all processes are up")
-	errStop      = errors.New("did not stop")
-	errPerm      = errors.New("operation not permitted")
-	errUnhealthy = errors.New("not healthy")
+	errConfig = fault.New(fault.Config, "configuration error", "")
+	errStart  = fault.New(fault.StartFailed, "failed to start",
+		"its reason is printed above; for more, read its log (the config's log_config, else homeserver.log next to the config), or run synctl with --no-daemonize")
+	errDown      = fault.New(fault.Down, "not all processes are up", "synctl start <config> starts what is stopped")
+	errStop      = fault.New(fault.StopTimeout, "did not stop", "wait and run synctl stop again, or add --kill to send SIGKILL after --timeout")
+	errPerm      = fault.New(fault.Permission, "operation not permitted", "run synctl as the user that runs the homeserver")
+	errUnhealthy = fault.New(fault.Unhealthy, "not healthy", "the process is running but not answering: check its log")
 )
-
-func classify(err error) (int, string, bool) {
-	switch {
-	case errors.Is(err, config.ErrNotFound), errors.Is(err, config.ErrInvalid), errors.Is(err, errConfig):
-		return exitConfig, "", true
-	case errors.Is(err, errDown):
-		return exitDown, "synctl start <config> starts what is stopped", true
-	case errors.Is(err, errStart):
-		return exitStart, "its reason is printed above; for more, read its log (the config's log_config, else homeserver.log next to the config), or run synctl with --no-daemonize", true
-	case errors.Is(err, errStop):
-		return exitStop, "wait and run synctl stop again, or add --kill to send SIGKILL after --timeout", true
-	case errors.Is(err, errPerm):
-		return exitPerm, "run synctl as the user that runs the homeserver", true
-	case errors.Is(err, errUnhealthy):
-		return exitUnhealthy, "the process is running but not answering: check its log", true
-	}
-	return 0, "", false
-}
 
 // printer writes synctl's messages, coloured only on a terminal and when
 // NO_COLOR is unset.

@@ -10,6 +10,7 @@ import (
 
 	"hsops/internal/cli"
 	"hsops/internal/config"
+	"hsops/internal/fault"
 )
 
 // process is one homeserver process synctl controls.
@@ -66,8 +67,8 @@ func discover(o *options, configPath string) (plan, error) {
 		return plan{}, cli.Usagef(`cannot use "--no-daemonize" with "--all-processes"`)
 	}
 	if _, err := os.Stat(configPath); err != nil {
-		return plan{}, cli.Fail(exitConfig, fmt.Errorf("config file %s does not exist", configPath),
-			fmt.Sprintf("to generate a config file, run:\n    homeserver -c %s --generate-config --server-name=<server name> --report-stats=<yes/no>", configPath))
+		return plan{}, fault.Errorf(fault.Config, fmt.Sprintf("to generate a config file, run:\n    homeserver -c %s --generate-config --server-name=<server name> --report-stats=<yes/no>", configPath),
+			"config file %s does not exist", configPath)
 	}
 	mainCfg, err := config.Load(configPath)
 	if err != nil {
@@ -88,12 +89,12 @@ func discover(o *options, configPath string) (plan, error) {
 	switch {
 	case o.worker != "":
 		if st, err := os.Stat(o.worker); err != nil || st.IsDir() {
-			return plan{}, cli.Fail(exitConfig, fmt.Errorf("no worker config found at %q", o.worker), "")
+			return plan{}, fault.Errorf(fault.Config, "", "no worker config found at %q", o.worker)
 		}
 		files = []string{o.worker}
 	case o.allDir != "":
 		if st, err := os.Stat(o.allDir); err != nil || !st.IsDir() {
-			return plan{}, cli.Fail(exitConfig, fmt.Errorf("no worker config directory found at %q", o.allDir), "")
+			return plan{}, fault.Errorf(fault.Config, "", "no worker config directory found at %q", o.allDir)
 		}
 		matches, _ := filepath.Glob(filepath.Join(o.allDir, "*.yaml"))
 		sort.Strings(matches)

@@ -16,6 +16,7 @@ import (
 	"hsops/internal/cli"
 	"hsops/internal/config"
 	"hsops/internal/db"
+	"hsops/internal/fault"
 	"hsops/schema"
 )
 
@@ -27,7 +28,7 @@ func newBackgroundCmd(ctx context.Context, g *globals) *cobra.Command {
 (new indexes over big tables, back-filled columns). They run batch by batch;
 each batch is one transaction that also saves the update's progress, so a
 killed run resumes where it stopped.`,
-		Args: cobra.NoArgs,
+		Args: cli.NoArgs,
 	}
 	cmd.AddCommand(newBackgroundStatusCmd(ctx, g), newBackgroundRunCmd(ctx, g), newStartJobCmd(ctx, g), newEnabledCmd(ctx, g))
 	return cmd
@@ -37,7 +38,7 @@ func newBackgroundStatusCmd(ctx context.Context, g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status --database-config homeserver.yaml [--json]",
 		Short: "List pending background updates, their progress and dependencies (read-only; Synapse databases too)",
-		Args:  cobra.NoArgs,
+		Args:  cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := g.loadConfig()
 			if err != nil {
@@ -120,7 +121,7 @@ func newBackgroundRunCmd(ctx context.Context, g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run --database-config homeserver.yaml [--update NAME]",
 		Short: "Run pending background updates to completion (or one of them), without sleeping between batches",
-		Args:  cobra.NoArgs,
+		Args:  cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := g.loadConfig()
 			if err != nil {
@@ -157,7 +158,7 @@ func openEngineDB(ctx context.Context, dbc config.Database, what string) (*db.DB
 	ro.Close()
 	switch st.Kind {
 	case schema.KindSynapse:
-		return nil, cli.Fail(exitNotOurs, fmt.Errorf("%w: this is a Synapse database: Synapse runs its background updates itself, so hsops will not %s here", schema.ErrNotEngine, what),
+		return nil, fault.Wrap(fault.NotOurs, fmt.Errorf("%w: this is a Synapse database: Synapse runs its background updates itself, so hsops will not %s here", schema.ErrNotEngine, what),
 			"nothing was changed: start Synapse to run them (its admin API controls them); `update_database background status` shows them")
 	case schema.KindUnknown, schema.KindEmpty:
 		return nil, fmt.Errorf("%w: the database has no homeserver schema", schema.ErrNotHomeserver)
@@ -205,7 +206,7 @@ func newStartJobCmd(ctx context.Context, g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "start-job JOB --database-config homeserver.yaml",
 		Short: "Queue an on-demand job, as the admin API's start_job (populate_stats_process_rooms, regenerate_directory)",
-		Args:  cobra.ExactArgs(1),
+		Args:  cli.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := g.loadConfig()
 			if err != nil {
@@ -234,7 +235,7 @@ func newEnabledCmd(ctx context.Context, g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "enabled [on|off] --server URL --access-token TOKEN",
 		Short: "Show or set whether a running homeserver runs background updates (admin API; not persisted across restarts)",
-		Args:  cobra.MaximumNArgs(1),
+		Args:  cli.RangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if server == "" {
 				return cli.Usagef("--server is required: the base URL of the homeserver's client listener, e.g. http://127.0.0.1:8008")
@@ -268,14 +269,14 @@ func newEnabledCmd(ctx context.Context, g *globals) *cobra.Command {
 			req.Header.Set("Authorization", "Bearer "+token)
 			resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
 			if err != nil {
-				return cli.Fail(exitDatabase, fmt.Errorf("reach the homeserver: %w", err), "check --server: the homeserver must be running and listening there")
+				return fault.Errorf(fault.Down, "check --server: the homeserver must be running and listening there", "reach the homeserver: %w", err)
 			}
 			defer resp.Body.Close()
 			data, _ := io.ReadAll(resp.Body)
 			if resp.StatusCode != http.StatusOK {
 				var merr struct{ Errcode, Error string }
 				_ = json.Unmarshal(data, &merr)
-				return cli.Fail(exitRefused, fmt.Errorf("homeserver answered %s: %s %s", resp.Status, merr.Errcode, merr.Error), "the access token must belong to a server admin")
+				return fault.Errorf(fault.Rejected, "the access token must belong to a server admin", "homeserver answered %s: %s %s", resp.Status, merr.Errcode, merr.Error)
 			}
 			var res struct {
 				Enabled bool `json:"enabled"`

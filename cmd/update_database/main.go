@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,50 +16,35 @@ import (
 
 	"hsops/internal/cli"
 	"hsops/internal/config"
-	"hsops/internal/db"
-	"hsops/rollback"
-	"hsops/schema"
+	"hsops/internal/fault"
 )
 
-// Exit codes. They are documented in --help and README.
-const (
-	exitOK           = 0
-	exitActions      = 1 // upgrade-check: actions needed
-	exitBlockers     = 2 // upgrade-check: blockers
-	exitUsage        = 3
-	exitConfig       = 4
-	exitDatabase     = 5
-	exitNotOurs      = 6
-	exitVersion      = 7
-	exitLocked       = 8
-	exitDelta        = 9
-	exitUpdate       = 10
-	exitRefused      = 11
-	exitInUse        = 12
-	exitBackup       = 13
-	exitNotConfirmed = 14
-	exitInternal     = 70
-	exitInterrupted  = 130
-)
-
-const exitCodesHelp = `Exit codes:
-  0   success (or nothing to do)
-  1   upgrade-check: actions are needed before upgrading
-  2   upgrade-check: something blocks the upgrade
-  3   usage error (unknown flag, missing argument)
-  4   configuration error (missing, unreadable or invalid homeserver.yaml)
-  5   database cannot be opened (missing file, not a database, server unreachable)
-  6   refused: not a database this tool may change (a Synapse database, or not a homeserver database)
-  7   refused: versions (compat version too new, database too old, bad target, server too old, wrong locale)
-  8   another process holds the schema lock
-  9   a schema delta failed (its version was rolled back)
-  10  a background update failed (its last batch was rolled back)
-  11  refused: the operation would lose data or cannot be undone (see --allow-data-loss)
-  12  refused: the homeserver is running on the database (stop it first)
-  13  rollback: the copy of the database made first failed (nothing was changed)
-  14  rollback: not confirmed (nothing was changed; see --yes)
-  70  internal error
-  130 interrupted`
+// tool is update_database's exit table.
+var tool = cli.Tool{
+	Name: "update_database",
+	OK:   "success (or nothing to do)",
+	Exits: []cli.Exit{
+		{Class: fault.Actions, Meaning: "upgrade-check: actions are needed before upgrading"},
+		{Class: fault.Usage, Meaning: "usage error (unknown flag, missing argument)"},
+		{Class: fault.Blockers, Meaning: "upgrade-check: something blocks the upgrade"},
+		{Class: fault.Config, Meaning: "configuration error (missing, unreadable or invalid homeserver.yaml)"},
+		{Class: fault.Database, Meaning: "the database cannot be opened (missing file, not a database, server unreachable)"},
+		{Class: fault.NotOurs, Meaning: "refused: not a database this tool may change (a Synapse database, or not a homeserver database)"},
+		{Class: fault.Version, Meaning: "refused: versions (compat version too new, database too old, bad target, server too old, wrong locale)"},
+		{Class: fault.Locked, Meaning: "another process holds the schema lock"},
+		{Class: fault.Delta, Meaning: "a schema delta failed (its version was rolled back)"},
+		{Class: fault.Update, Meaning: "a background update failed (its last batch was rolled back)"},
+		{Class: fault.DataLoss, Meaning: "refused: the operation would lose data or cannot be undone (see --allow-data-loss)"},
+		{Class: fault.InUse, Meaning: "refused: the homeserver is running on the database (stop it first)"},
+		{Class: fault.Backup, Meaning: "rollback: the copy of the database made first failed (nothing was changed)"},
+		{Class: fault.NotConfirmed, Meaning: "rollback: not confirmed (nothing was changed; see --yes)"},
+		{Class: fault.Down, Meaning: "background enabled: the homeserver cannot be reached"},
+		{Class: fault.Rejected, Meaning: "background enabled: the homeserver refused the request (not an admin's token)"},
+		{Class: fault.Internal, Meaning: "internal error"},
+		{Class: fault.Interrupted, Meaning: "interrupted"},
+	},
+	Interrupted: "nothing was left half-done (each version and each batch commits whole or not at all): run the same command again to continue",
+}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
@@ -78,7 +62,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		return hint
 	}
-	return cli.Run(cli.Tool{Name: "update_database", UsageCode: exitUsage, InternalCode: exitInternal, Classify: classify, Hint: withConfig}, root, args, stdout, stderr)
+	t := tool
+	t.Hint = withConfig
+	return cli.Run(t, root, args, stdout, stderr)
 }
 
 // globals are the flags every subcommand shares.
@@ -106,8 +92,8 @@ rolls back only databases created by the hsops engine; on a Synapse database
 it reports where the database stands (status, upgrade-check) and runs the
 repairs and rollbacks Synapse's upgrade notes prescribe.
 
-` + exitCodesHelp,
-		Args: cobra.NoArgs,
+` + tool.ExitHelp(),
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runUpgrade(ctx, opts)
 		},
@@ -151,78 +137,4 @@ func (g *globals) loadConfig() (*config.Config, error) {
 
 func (g *globals) configArg() string {
 	return strings.Join(g.configPaths, " --database-config ")
-}
-
-// classify maps errors to exit codes and hints.
-func classify(err error) (int, string, bool) {
-	var (
-		reverseErr *rollback.ReverseError
-		recipeErr  *rollback.RecipeError
-		deltaErr   *schema.DeltaError
-		dupErr     *schema.DuplicateEdgesError
-		updErr     *schema.UpdateError
-	)
-	switch {
-	case errors.Is(err, context.Canceled):
-		return exitInterrupted, "interrupted: nothing was left half-done; run the same command again to continue", true
-	case errors.Is(err, config.ErrNotFound):
-		return exitConfig, "check the path given to --database-config", true
-	case errors.Is(err, config.ErrNoDatabase):
-		return exitConfig, "add a database section (name: sqlite3 or psycopg2, with args) to the config", true
-	case errors.Is(err, config.ErrInvalid):
-		return exitConfig, "fix the config where the message above says", true
-	case errors.Is(err, db.ErrCannotCreate):
-		return exitDatabase, "create that directory, or point database.args.database in the config at a writable place", true
-	case errors.Is(err, db.ErrNotFound):
-		return exitDatabase, "check database.args.database in the config; run update_database --database-config <config> to create a new database", true
-	case errors.Is(err, db.ErrNotDatabase):
-		return exitDatabase, "database.args.database must point at a SQLite database file", true
-	case errors.Is(err, db.ErrUnreachable):
-		return exitDatabase, "check that PostgreSQL is running and that host, port, user, password and dbname in database.args are right", true
-	case errors.Is(err, schema.ErrNotEngine):
-		return exitNotOurs, "nothing was changed. Upgrade it by starting the new Synapse release (or with Synapse's update_synapse_database);\n`update_database status` and `update_database upgrade-check` report on it", true
-	case errors.Is(err, schema.ErrNotHomeserver):
-		return exitNotOurs, "nothing was changed: point database.args at the homeserver's database, or at an empty one to create it", true
-	case errors.Is(err, schema.ErrCompatTooNew):
-		return exitVersion, "nothing was changed: run the release that upgraded it (or newer), or roll it back with `update_database rollback`", true
-	case errors.Is(err, schema.ErrTooOld):
-		return exitVersion, "nothing was changed: upgrade it with Synapse first (to v1.56 or later, schema 68+)", true
-	case errors.Is(err, schema.ErrBadTarget):
-		return exitVersion, "nothing was changed: choose a version between 68 and 83: --to-version upgrades to one at or above the database's, rollback --to-schema goes down to one below it", true
-	case errors.Is(err, schema.ErrWorker):
-		return exitVersion, "start the main process first, then the workers", true
-	case errors.Is(err, db.ErrServerTooOld):
-		return exitVersion, "nothing was changed: upgrade the database server", true
-	case errors.Is(err, db.ErrBadEncoding), errors.Is(err, db.ErrBadLocale):
-		return exitVersion, "nothing was changed: create the database with\n  createdb --encoding=UTF8 --locale=C --template=template0 --owner=<user> <name>", true
-	case errors.Is(err, schema.ErrLocked):
-		return exitLocked, "nothing was changed: wait for that process to finish, then run the same command again", true
-	case errors.Is(err, rollback.ErrDataLoss):
-		return exitRefused, "nothing was changed: the plan (--dry-run) lists the data; add --allow-data-loss to roll back anyway", true
-	case errors.Is(err, rollback.ErrBackup):
-		return exitBackup, "nothing was changed: free space next to the database for the copy, or add --no-backup to roll back without one", true
-	case errors.Is(err, rollback.ErrNoRecipe):
-		return exitNotOurs, "nothing was changed: restore the backup taken before the upgrade, or run a release that accepts the database", true
-	case errors.Is(err, rollback.ErrMoved):
-		return exitVersion, "nothing was changed: another process changed the schema meanwhile; check it with `update_database status`, then plan again", true
-	case errors.Is(err, rollback.ErrNewerThanKnown):
-		return exitVersion, "nothing was changed: use the update_database of the release that upgraded it", true
-	case errors.As(err, &reverseErr):
-		return exitDelta, "nothing was changed: the rollback ran in one transaction and was undone", true
-	case errors.As(err, &recipeErr):
-		return exitDelta, "nothing was changed: the recipe ran in one transaction and was undone", true
-	case errors.As(err, &deltaErr):
-		return exitDelta, fmt.Sprintf("version %d was rolled back; the versions before it stay applied. Fix the cause and run the same command again", deltaErr.Version), true
-	case errors.As(err, &dupErr):
-		return exitUpdate, "remove the duplicates, then run the updates again:\n  " + schema.RepairEdgesCommand + "\n  update_database --database-config <config> --run-background-updates", true
-	case errors.As(err, &updErr):
-		return exitUpdate, fmt.Sprintf("the failed batch was rolled back and %q keeps its progress; fix the cause and run:\n  update_database background run --update %s --database-config <config>", updErr.Update, updErr.Update), true
-	case errors.Is(err, schema.ErrUnknownJob):
-		return exitUsage, "nothing was changed: the engine's jobs are listed above; `update_database background status` shows what is queued", true
-	case errors.Is(err, schema.ErrUpdateNotPending):
-		return exitUsage, "`update_database background status` lists the pending updates", true
-	case errors.Is(err, schema.ErrNoServerName):
-		return exitConfig, "add server_name to the config given to --database-config", true
-	}
-	return 0, "", false
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -11,6 +10,7 @@ import (
 	"hsops/internal/cli"
 	"hsops/internal/config"
 	"hsops/internal/db"
+	"hsops/internal/fault"
 	"hsops/internal/proc"
 	"hsops/schema"
 )
@@ -19,7 +19,7 @@ func newRepairCmd(ctx context.Context, g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "repair",
 		Short: "Repair known corruptions (engine and Synapse databases)",
-		Args:  cobra.NoArgs,
+		Args:  cli.NoArgs,
 	}
 	var dryRun, force bool
 	edges := &cobra.Command{
@@ -35,7 +35,7 @@ notes prescribe (lowest ctid on PostgreSQL, rowid on SQLite), checks before
 committing that every distinct pair is still present once, and reports how
 many rows went. It works on engine and Synapse databases alike. Stop the
 homeserver first: the repair refuses while it can see it running.`,
-		Args: cobra.NoArgs,
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runRepairEdges(ctx, g, dryRun, force)
 		},
@@ -124,7 +124,7 @@ func runRepairEdges(ctx context.Context, g *globals, dryRun, force bool) error {
 }
 
 // errInUse is the refusal to repair a database a homeserver is using.
-var errInUse = errors.New("the database is in use")
+var errInUse = fault.New(fault.InUse, "the database is in use", "")
 
 // refuseIfRunning refuses when the config's pid file names a live process,
 // or when another process has the SQLite file open.
@@ -132,12 +132,12 @@ func refuseIfRunning(cfg *config.Config, dbc config.Database) error {
 	const hint = "nothing was changed: stop it first (synctl stop <config>), run the same command again, then start it; --force goes ahead anyway"
 	if cfg.PidFile != "" {
 		if pid, err := proc.ReadPidFile(cfg.PidFile); err == nil && proc.Running(pid) {
-			return cli.Fail(exitInUse, fmt.Errorf("%w: the homeserver is running (pid %d, from pid_file %q)", errInUse, pid, cfg.PidFile), hint)
+			return fault.Errorf(fault.InUse, hint, "%w: the homeserver is running (pid %d, from pid_file %q)", errInUse, pid, cfg.PidFile)
 		}
 	}
 	if dbc.IsSQLite() {
 		if holders := proc.Openers(dbc.SQLitePath()); len(holders) > 0 {
-			return cli.Fail(exitInUse, fmt.Errorf("%w: another process has the SQLite file open (%s)", errInUse, strings.Join(holders, "; ")), hint)
+			return fault.Errorf(fault.InUse, hint, "%w: another process has the SQLite file open (%s)", errInUse, strings.Join(holders, "; "))
 		}
 	}
 	return nil
@@ -173,6 +173,6 @@ func refuseIfSessions(ctx context.Context, d *db.DB) error {
 	if len(who) == 0 {
 		return nil
 	}
-	return cli.Fail(exitInUse, fmt.Errorf("%w: %d other session(s) are connected: %s", errInUse, len(who), strings.Join(who, "; ")),
-		"stop the homeserver and its workers first; if those sessions are not a homeserver, add --force")
+	return fault.Errorf(fault.InUse, "stop the homeserver and its workers first; if those sessions are not a homeserver, add --force",
+		"%w: %d other session(s) are connected: %s", errInUse, len(who), strings.Join(who, "; "))
 }

@@ -17,6 +17,7 @@ import (
 	"hsops/internal/cli"
 	"hsops/internal/config"
 	"hsops/internal/db"
+	"hsops/internal/fault"
 	"hsops/internal/releases"
 	"hsops/rollback"
 	"hsops/schema"
@@ -60,7 +61,7 @@ notes document (v1.26.0 to v1.25.0, v1.13.0 to v1.12.4, v1.4.0 to v1.3.1)
 and otherwise says whether the release accepts the database.
 
 Stop the homeserver first.`,
-		Args: cobra.NoArgs,
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runRollback(ctx, o)
 		},
@@ -78,7 +79,7 @@ Stop the homeserver first.`,
 }
 
 // errNotConfirmed is a rollback nobody confirmed.
-var errNotConfirmed = errors.New("the rollback was not confirmed")
+var errNotConfirmed = fault.New(fault.NotConfirmed, "the rollback was not confirmed", "nothing was changed")
 
 func runRollback(ctx context.Context, o *rollbackOptions) error {
 	if (o.toSchema == 0) == (o.toRelease == "") {
@@ -132,7 +133,7 @@ func rollbackOne(ctx context.Context, o *rollbackOptions, cfg *config.Config, db
 	switch st.Kind {
 	case schema.KindSynapse:
 		if release == nil {
-			return cli.Fail(exitNotOurs, fmt.Errorf("%w: this is a Synapse database (schema %d): only the rollbacks Synapse documents apply to it", schema.ErrNotEngine, st.Version),
+			return fault.Wrap(fault.NotOurs, fmt.Errorf("%w: this is a Synapse database (schema %d): only the rollbacks Synapse documents apply to it", schema.ErrNotEngine, st.Version),
 				"nothing was changed: name the release you are going back to, e.g. update_database rollback --to-release 1.25.0 --dry-run")
 		}
 		return rollbackSynapse(ctx, o, cfg, dbc, ro, st, release)
@@ -254,7 +255,7 @@ func (o *rollbackOptions) confirm(question string) error {
 		return nil
 	}
 	if !cli.IsTerminal(o.stdin) {
-		return cli.Fail(exitNotConfirmed, errNotConfirmed, "nothing was changed: check the plan above, then run the same command with --yes")
+		return fault.Wrap(fault.NotConfirmed, errNotConfirmed, "nothing was changed: check the plan above, then run the same command with --yes")
 	}
 	fmt.Fprintf(o.stderr, "%s [y/N] ", question)
 	answer, _ := bufio.NewReader(o.stdin).ReadString('\n')
@@ -262,7 +263,7 @@ func (o *rollbackOptions) confirm(question string) error {
 	case "y", "yes":
 		return nil
 	}
-	return cli.Fail(exitNotConfirmed, errNotConfirmed, "nothing was changed")
+	return errNotConfirmed
 }
 
 // say prints a result line, or its JSON with --json.
@@ -288,7 +289,7 @@ func backupPostgres(ctx context.Context, dbc config.Database, name string) error
 	maint.Args["dbname"] = "postgres"
 	d, err := db.Open(ctx, maint, db.Options{AppName: "hsops update_database rollback"})
 	if err != nil {
-		return cli.Fail(exitBackup, fmt.Errorf("%w: connect to the maintenance database: %v", rollback.ErrBackup, err),
+		return fault.Wrap(fault.Backup, fmt.Errorf("%w: connect to the maintenance database: %v", rollback.ErrBackup, err),
 			"nothing was changed: the copy is made from the postgres database, which this user must be able to reach; or leave out --backup-database and take a pg_dump first")
 	}
 	defer d.Close()
@@ -298,13 +299,13 @@ func backupPostgres(ctx context.Context, dbc config.Database, name string) error
 	case err == nil:
 		return nil
 	case errors.As(err, &pgErr) && pgErr.Code == "42P04":
-		return cli.Fail(exitBackup, fmt.Errorf("%w: database %q already exists", rollback.ErrBackup, name),
+		return fault.Wrap(fault.Backup, fmt.Errorf("%w: database %q already exists", rollback.ErrBackup, name),
 			"nothing was changed: choose another --backup-database name, or drop that database first")
 	case errors.As(err, &pgErr) && pgErr.Code == "55006":
-		return cli.Fail(exitInUse, fmt.Errorf("%w: other sessions are connected to %q, and PostgreSQL copies a database only while nobody is", errInUse, dbc.DBName()),
+		return fault.Wrap(fault.InUse, fmt.Errorf("%w: other sessions are connected to %q, and PostgreSQL copies a database only while nobody is", errInUse, dbc.DBName()),
 			"stop the homeserver and its workers, then run the same command again")
 	}
-	return cli.Fail(exitBackup, fmt.Errorf("%w: %v", rollback.ErrBackup, err),
+	return fault.Wrap(fault.Backup, fmt.Errorf("%w: %v", rollback.ErrBackup, err),
 		"nothing was changed: fix the cause (space, CREATEDB privilege), or leave out --backup-database and take a pg_dump first")
 }
 

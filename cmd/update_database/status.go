@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"hsops/internal/cli"
 	"hsops/internal/config"
 	"hsops/internal/db"
 	"hsops/internal/releases"
@@ -21,7 +22,7 @@ func newStatusCmd(ctx context.Context, g *globals) *cobra.Command {
 		Short: "Show where a database stands: owner, schema and compat versions, matching releases, pending work",
 		Long: `status reads a database's bookkeeping and changes nothing. It works on
 databases created by the hsops engine and on Synapse's own databases.`,
-		Args: cobra.NoArgs,
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runStatus(ctx, g) },
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"hsops/internal/cli"
 	"hsops/internal/config"
+	"hsops/internal/fault"
 	"hsops/internal/releases"
 	"hsops/internal/upgradecheck"
 	"hsops/schema"
@@ -50,7 +51,7 @@ read from --workers DIR (*.yaml, as synctl -a).
 
 Exit: 0 nothing to do, 1 actions needed, 2 blockers; other codes are errors
 (see update_database --help).`,
-		Args: cobra.NoArgs,
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runUpgradeCheck(ctx, o) },
 	}
 	f := cmd.Flags()
@@ -67,7 +68,7 @@ func newNotesCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "notes [--from VERSION] --to VERSION [--json]",
 		Short: "Print Synapse's upgrade notes between two releases (no deployment needed)",
-		Args:  cobra.NoArgs,
+		Args:  cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if to == "" {
 				return cli.Usagef("--to is required")
@@ -129,7 +130,7 @@ func runUpgradeCheck(ctx context.Context, o *checkOptions) error {
 	if o.workersDir != "" {
 		files, err := filepath.Glob(filepath.Join(o.workersDir, "*.yaml"))
 		if err != nil || len(files) == 0 {
-			return cli.Fail(exitConfig, fmt.Errorf("%w: no *.yaml worker config in %q", config.ErrNotFound, o.workersDir),
+			return fault.Wrap(fault.Config, fmt.Errorf("%w: no *.yaml worker config in %q", config.ErrNotFound, o.workersDir),
 				"--workers takes the directory of the worker configs (as synctl -a); leave it out for a deployment without workers")
 		}
 		sort.Strings(files)
@@ -175,14 +176,7 @@ func runUpgradeCheck(ctx context.Context, o *checkOptions) error {
 	} else {
 		printReport(o.stdout, report)
 	}
-	if code := report.ExitCode(); code != 0 {
-		msg := "actions are needed before upgrading"
-		if code == exitBlockers {
-			msg = "something blocks the upgrade"
-		}
-		return cli.Fail(code, fmt.Errorf("%s (%s)", msg, report.Summary), "")
-	}
-	return nil
+	return report.Verdict()
 }
 
 // warnUnknown warns about versions that are not releases hsops knows: its

@@ -1,66 +1,97 @@
-// Package cli holds what the four commands share: running a cobra root,
-// printing an error once with its hint, mapping errors to exit codes, and
-// deciding between terminal, plain and JSON output.
+// Package cli holds what the tools share: running a cobra root, printing an
+// error once with its hint, mapping its class to an exit code through the
+// tool's exit table, and deciding between terminal, plain and JSON output.
 package cli
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"hsops/internal/buildinfo"
+	"hsops/internal/fault"
 )
 
-// Error carries an exit code and a hint (the exact command to run next).
-type Error struct {
-	Code int
-	Err  error
-	Hint string
-}
-
-func (e *Error) Error() string { return e.Err.Error() }
-func (e *Error) Unwrap() error { return e.Err }
-
-// Fail wraps err with an exit code and a hint.
-func Fail(code int, err error, hint string) *Error {
-	return &Error{Code: code, Err: err, Hint: hint}
-}
-
-// Usage marks an error as a usage error; the code is the tool's usage code.
-type Usage struct{ Err error }
-
-func (u *Usage) Error() string { return u.Err.Error() }
-func (u *Usage) Unwrap() error { return u.Err }
-
-// Usagef builds a usage error.
-func Usagef(format string, args ...any) error {
-	return &Usage{Err: fmt.Errorf(format, args...)}
+// Exit is one row of a tool's exit table: a class the tool can end with
+// and what it means for this tool. The code is the class's own.
+type Exit struct {
+	Class   fault.Class
+	Meaning string
 }
 
 // Tool describes a command for Run.
 type Tool struct {
 	Name string
-	// UsageCode is the exit code of usage errors.
-	UsageCode int
-	// InternalCode is the exit code of unexpected errors.
-	InternalCode int
-	// Classify maps an error to an exit code and hint; ok false means
-	// "not recognised" (InternalCode is used).
-	Classify func(err error) (code int, hint string, ok bool)
+	// OK is what exit 0 means for this tool.
+	OK string
+	// Exits lists the classes the tool can end with, in the order of its
+	// exit table.
+	Exits []Exit
+	// Interrupted says what an interrupted run leaves and how to go on.
+	Interrupted string
+	// Unclassified is the class of errors that carry none (Internal when
+	// unset): a tool whose every failure has the same meaning says so.
+	Unclassified fault.Class
 	// Hint, when set, rewrites every hint before it is printed (for
 	// example to name the config the user gave).
 	Hint func(string) string
 }
 
+// Code returns the exit code of err for the tool (0 for nil).
+func (t Tool) Code(err error) int {
+	if err == nil {
+		return 0
+	}
+	return t.classOf(err).Code()
+}
+
+func (t Tool) classOf(err error) fault.Class {
+	c := fault.ClassOf(err)
+	if c == fault.Internal && t.Unclassified != fault.Internal {
+		return t.Unclassified
+	}
+	return c
+}
+
+// ExitHelp renders the exit table for --help.
+func (t Tool) ExitHelp() string {
+	var b strings.Builder
+	b.WriteString("Exit codes:\n")
+	fmt.Fprintf(&b, "  %-3d %s\n", 0, t.OK)
+	for _, e := range t.sorted() {
+		fmt.Fprintf(&b, "  %-3d %s\n", e.Class.Code(), strings.ReplaceAll(e.Meaning, "\n", "\n      "))
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+// ExitMarkdown renders the exit table as a Markdown table (README, docs).
+func (t Tool) ExitMarkdown() string {
+	var b strings.Builder
+	b.WriteString("| code | meaning |\n|---|---|\n")
+	fmt.Fprintf(&b, "| 0 | %s |\n", t.OK)
+	for _, e := range t.sorted() {
+		fmt.Fprintf(&b, "| %d | %s |\n", e.Class.Code(), strings.ReplaceAll(e.Meaning, "\n", " "))
+	}
+	return b.String()
+}
+
+// sorted is the exit table in the order of its codes.
+func (t Tool) sorted() []Exit {
+	out := append([]Exit(nil), t.Exits...)
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Class.Code() < out[j].Class.Code() })
+	return out
+}
+
 // Run executes the root command with args and returns the exit code. The
-// error, if any, is printed once to stderr as "<tool>: error: ..." with a
-// "hint:" line when there is one.
+// error, if any, is printed once to stderr as "<tool>: error: ..." with
+// "hint:" lines when there is a hint.
 func Run(t Tool, root *cobra.Command, args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	root.SetOut(stdout)
@@ -69,50 +100,133 @@ func Run(t Tool, root *cobra.Command, args []string, stdout, stderr io.Writer) i
 	root.SilenceErrors = true
 	root.Version = buildinfo.Version()
 	root.SetVersionTemplate(t.Name + " {{.Version}}\n")
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &Usage{Err: err} })
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return fault.Wrap(fault.Usage, err, "") })
 	err := root.Execute()
 	if err == nil {
 		return 0
 	}
-	code, hint := t.classify(err)
+	t.Print(stderr, err)
+	return t.Code(err)
+}
+
+// Print writes err as the tool prints every error: one line, then its hint.
+func (t Tool) Print(w io.Writer, err error) {
+	class := t.classOf(err)
+	hint := fault.HintOf(err)
+	msg := strings.TrimSpace(err.Error())
+	switch class {
+	case fault.Interrupted:
+		msg = "interrupted"
+		if what := strings.TrimSuffix(strings.TrimSpace(err.Error()), "context canceled"); strings.TrimRight(what, ": ") != "" {
+			msg += " while: " + strings.TrimRight(what, ": ")
+		}
+		hint = t.Interrupted
+		if hint == "" {
+			hint = "run the same command again"
+		}
+	case fault.Usage:
+		if hint == "" {
+			hint = "run '" + t.Name + " --help' for usage"
+		}
+	case fault.Internal:
+		if hint == "" {
+			hint = "this is unexpected: please report it with the command you ran"
+		}
+	}
 	if t.Hint != nil {
 		hint = t.Hint(hint)
 	}
-	msg := strings.TrimSpace(err.Error())
-	fmt.Fprintf(stderr, "%s: error: %s\n", t.Name, msg)
+	if class == fault.Interrupted {
+		fmt.Fprintf(w, "%s: %s\n", t.Name, msg)
+	} else {
+		fmt.Fprintf(w, "%s: error: %s\n", t.Name, msg)
+	}
 	if hint != "" {
 		for _, line := range strings.Split(hint, "\n") {
-			fmt.Fprintf(stderr, "hint: %s\n", line)
+			fmt.Fprintf(w, "hint: %s\n", line)
 		}
 	}
-	return code
 }
 
-func (t Tool) classify(err error) (int, string) {
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Code, e.Hint
+// NoArgs is cobra.NoArgs with a usage error: for a command with
+// subcommands, an argument is an unknown subcommand.
+func NoArgs(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
 	}
-	var u *Usage
-	if errors.As(err, &u) || isCobraUsage(err) {
-		return t.UsageCode, "run '" + t.Name + " --help' for usage"
+	if cmd.HasSubCommands() {
+		return fault.Usagef("unknown command %q for %q", args[0], cmd.CommandPath())
 	}
-	if t.Classify != nil {
-		if code, hint, ok := t.Classify(err); ok {
-			return code, hint
-		}
-	}
-	return t.InternalCode, "this is unexpected: please report it with the command you ran"
+	return fault.Usagef("%q takes no arguments, got %q", cmd.CommandPath(), args[0])
 }
 
-func isCobraUsage(err error) bool {
-	msg := err.Error()
-	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "accepts ", "requires at least", "requires at most", "invalid argument", "flag needs an argument", "required flag"} {
-		if strings.HasPrefix(msg, p) || strings.Contains(msg, " "+p) {
-			return true
+// ExactArgs is cobra.ExactArgs with a usage error.
+func ExactArgs(n int) cobra.PositionalArgs {
+	return RangeArgs(n, n)
+}
+
+// RangeArgs is cobra.RangeArgs with a usage error.
+func RangeArgs(lo, hi int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < lo || len(args) > hi {
+			want := fmt.Sprintf("%d to %d", lo, hi)
+			if lo == hi {
+				want = fmt.Sprint(lo)
+			}
+			return fault.Usagef("%q accepts %s argument(s), got %d", cmd.CommandPath(), want, len(args))
+		}
+		return nil
+	}
+}
+
+// Usagef builds a usage error.
+func Usagef(format string, args ...any) error { return fault.Usagef(format, args...) }
+
+// RequireFlags makes the flags required: a run without them is a usage
+// error naming them (cobra's own check returns an untyped error).
+func RequireFlags(cmd *cobra.Command, names ...string) {
+	prev := cmd.PreRunE
+	cmd.PreRunE = func(c *cobra.Command, args []string) error {
+		var missing []string
+		for _, n := range names {
+			if !c.Flags().Changed(n) {
+				missing = append(missing, "--"+n)
+			}
+		}
+		if len(missing) > 0 {
+			return fault.Usagef("required flag(s) %s not set", strings.Join(missing, ", "))
+		}
+		if prev != nil {
+			return prev(c, args)
+		}
+		return nil
+	}
+}
+
+// CheckTree reports commands whose positional arguments would be checked
+// by cobra's untyped defaults (Args unset), or that mark flags required
+// the cobra way; tests of each tool call it on their root.
+func CheckTree(root *cobra.Command) []string {
+	var bad []string
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if c.Args == nil && c.Runnable() {
+			bad = append(bad, c.CommandPath()+": Args is not set")
+		}
+		c.Flags().VisitAll(func(f *pflag.Flag) {
+			if _, ok := f.Annotations[cobra.BashCompOneRequiredFlag]; ok {
+				bad = append(bad, c.CommandPath()+": --"+f.Name+" marked required the cobra way (use cli.RequireFlags)")
+			}
+		})
+		for _, s := range c.Commands() {
+			if s.Name() == "help" || s.Name() == "completion" {
+				continue
+			}
+			walk(s)
 		}
 	}
-	return false
+	walk(root)
+	return bad
 }
 
 // IsTerminal reports whether f (a writer for colour and progress bars, or
@@ -132,3 +246,20 @@ func NewJSONLines(w io.Writer) *JSONLines { return &JSONLines{enc: json.NewEncod
 
 // Emit writes v as one line.
 func (j *JSONLines) Emit(v any) { _ = j.enc.Encode(v) }
+
+// Check reports what is wrong with a tool's exit table and command tree:
+// two classes with one code (but for the pairs that share one on purpose),
+// and commands that cobra would check the untyped way (see CheckTree).
+// Each tool's tests call it.
+func (t Tool) Check(root *cobra.Command) []string {
+	bad := CheckTree(root)
+	seen := map[int]fault.Class{}
+	for _, e := range t.Exits {
+		code := e.Class.Code()
+		if prev, ok := seen[code]; ok && !fault.SharesCode(prev, e.Class) {
+			bad = append(bad, fmt.Sprintf("exit %d means both %s and %s", code, prev, e.Class))
+		}
+		seen[code] = e.Class
+	}
+	return bad
+}

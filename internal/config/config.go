@@ -9,22 +9,25 @@ import (
 	"strconv"
 	"strings"
 
+	"hsops/internal/fault"
+
 	"gopkg.in/yaml.v3"
 )
 
 // Sentinel errors. Callers use errors.Is to map them to exit codes.
 var (
 	// ErrNotFound means a configuration path does not exist.
-	ErrNotFound = errors.New("config file not found")
+	ErrNotFound = fault.New(fault.Config, "config file not found", "check the config path given on the command line")
 	// ErrInvalid means a configuration file could not be parsed or a used
 	// section holds a wrong type or value.
-	ErrInvalid = errors.New("invalid config")
+	ErrInvalid = fault.New(fault.Config, "invalid config", "fix <config> where the message says: nothing was changed")
 	// ErrNoDatabase means neither database nor databases is configured.
-	ErrNoDatabase = errors.New("no database configured")
+	ErrNoDatabase = fault.New(fault.Config, "no database configured",
+		"add a database section (name: sqlite3 or psycopg2, with its args) to <config>")
 	// ErrNoName means a database section has no name and cannot be taken
 	// for the default (sqlite3, which needs args.database). It comes with
 	// ErrInvalid.
-	ErrNoName = errors.New("malformed database config: no 'name'")
+	ErrNoName = fault.New(fault.Config, "malformed database config: no 'name'", "add name: psycopg2 (or sqlite3) to the database section")
 )
 
 // Engine names as they appear in database.name.

@@ -2,9 +2,10 @@ package db
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
+
+	"hsops/internal/fault"
 )
 
 // Server requirements, as Synapse v1.98 enforces them.
@@ -18,12 +19,16 @@ const (
 // Sentinel errors of the server checks.
 var (
 	// ErrServerTooOld means the engine's version is below the minimum.
-	ErrServerTooOld = errors.New("database server too old")
+	ErrServerTooOld = fault.New(fault.Version, "database server too old",
+		"nothing was changed: PostgreSQL 11 or newer (SQLite 3.27 or newer) is required: upgrade the database server")
 	// ErrBadEncoding means a PostgreSQL database is not UTF8.
-	ErrBadEncoding = errors.New("database has incorrect encoding")
+	ErrBadEncoding = fault.New(fault.Version, "database has incorrect encoding", createdbHint)
 	// ErrBadLocale means a PostgreSQL database's collation or ctype is not C.
-	ErrBadLocale = errors.New("database has incorrect locale")
+	ErrBadLocale = fault.New(fault.Version, "database has incorrect locale", createdbHint)
 )
+
+// createdbHint is how a database the homeserver can use is created.
+const createdbHint = "nothing was changed: create the database with\n  createdb --encoding=UTF8 --locale=C --template=template0 --owner=<user> <name>"
 
 // Locale is a PostgreSQL database's encoding and locale.
 type Locale struct {

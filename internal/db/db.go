@@ -33,6 +33,7 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"hsops/internal/config"
+	"hsops/internal/fault"
 )
 
 // Engine identifies a database engine. Its value is the suffix of
@@ -48,15 +49,19 @@ const (
 // Sentinel errors for the failure classes a user can hit when opening.
 var (
 	// ErrNotFound means the SQLite file does not exist.
-	ErrNotFound = errors.New("database file not found")
+	ErrNotFound = fault.New(fault.Database, "database file not found",
+		"check database.args.database in <config>; update_database --database-config <config> creates a new database")
 	// ErrUnreachable means the PostgreSQL server could not be reached or
 	// refused the login.
-	ErrUnreachable = errors.New("cannot connect to database")
+	ErrUnreachable = fault.New(fault.Database, "cannot connect to database",
+		"check that PostgreSQL is running and that host, port, user, password and dbname in the database args of <config> are right")
 	// ErrCannotCreate means a new SQLite file cannot be created where the
 	// config says (no such directory, or not writable).
-	ErrCannotCreate = errors.New("cannot create the SQLite database")
+	ErrCannotCreate = fault.New(fault.Database, "cannot create the SQLite database",
+		"create that directory, or point database.args.database in <config> at a writable place")
 	// ErrNotDatabase means the file is not a SQLite database or is corrupt.
-	ErrNotDatabase = errors.New("not a valid SQLite database")
+	ErrNotDatabase = fault.New(fault.Database, "not a valid SQLite database",
+		"database.args.database in <config> must point at a homeserver's SQLite database file")
 )
 
 // Options tune Open.

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"hsops/internal/fault"
 )
 
 // kind is how a value is converted, decided by the target column's type as
@@ -41,6 +43,14 @@ type ConvertError struct {
 	Table, Column, TargetType string
 	RowID                     int64
 	Value                     string
+}
+
+// Class is a failed port's.
+func (e *ConvertError) Class() fault.Class { return fault.PortFailed }
+
+// Hint says how to go on.
+func (e *ConvertError) Hint() string {
+	return "fix that row in the SQLite database (or a copy of it), then run the same command again: what was copied is kept"
 }
 
 func (e *ConvertError) Error() string {

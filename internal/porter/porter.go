@@ -3,7 +3,6 @@ package porter
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 
 	"hsops/internal/config"
 	"hsops/internal/db"
+	"hsops/internal/fault"
 	"hsops/internal/proc"
 	"hsops/schema"
 )
@@ -21,12 +21,13 @@ import (
 // Errors a caller maps to exit codes.
 var (
 	// ErrSource means the SQLite database was refused; nothing was written.
-	ErrSource = errors.New("source refused")
+	ErrSource = fault.New(fault.Source, "source refused", "nothing was written")
 	// ErrTarget means the PostgreSQL database was refused; nothing was
 	// written.
-	ErrTarget = errors.New("target refused")
+	ErrTarget = fault.New(fault.Target, "target refused", "nothing was written")
 	// ErrVerify means --verify found differences.
-	ErrVerify = errors.New("verification found differences")
+	ErrVerify = fault.New(fault.Verify, "verification found differences",
+		"the differences are listed above; rows deleted from SQLite after they were ported stay in PostgreSQL")
 )
 
 // Options configure a port.
@@ -148,7 +149,13 @@ func targetErr(format string, args ...any) error {
 
 // Run ports the SQLite database into PostgreSQL (or, with DryRun, reports
 // what it would do without writing anything).
-func Run(ctx context.Context, opts Options) (*Result, error) {
+func Run(ctx context.Context, opts Options) (_ *Result, err error) {
+	defer func() {
+		// Whatever else fails during a port is Synapse's exit 5.
+		if err != nil && fault.ClassOf(err) == fault.Internal {
+			err = fault.Wrap(fault.PortFailed, err, "what was committed is kept: fix the cause and run the same command again to continue")
+		}
+	}()
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 10000
 	}
@@ -336,7 +343,8 @@ func (p *porter) checkSource(ctx context.Context) error {
 	}
 	if !p.opts.AllowInUse {
 		if holders := proc.Openers(p.opts.SQLitePath); len(holders) > 0 {
-			return sourceErr("the SQLite database is open in another process (%s): stop the homeserver, or port a copy of the file (a snapshot)", strings.Join(holders, "; "))
+			return fault.Wrap(fault.InUse, sourceErr("the SQLite database is open in another process (%s)", strings.Join(holders, "; ")),
+				"nothing was written: stop the homeserver, or port a copy of the file (a snapshot); --allow-in-use ports it anyway")
 		}
 	}
 	if p.opts.ServerName != "" {

@@ -7,15 +7,16 @@ package sequences
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"strings"
 
 	"hsops/internal/db"
+	"hsops/internal/fault"
 )
 
 // ErrInconsistent means a sequence is behind its table or stream position.
-var ErrInconsistent = errors.New("postgres sequence is inconsistent")
+var ErrInconsistent = fault.New(fault.Version, "postgres sequence is inconsistent",
+	"stop every process using the database and run the SQL given above")
 
 // Source is a column whose values a sequence hands out.
 type Source struct {

@@ -19,6 +19,7 @@ import (
 	"hsops/internal/buildinfo"
 	"hsops/internal/config"
 	"hsops/internal/db"
+	"hsops/internal/fault"
 	"hsops/internal/sequences"
 	"hsops/internal/store"
 	"hsops/schema"
@@ -27,7 +28,8 @@ import (
 // Errors of start-up that the command maps to messages and exit codes.
 var (
 	// ErrListen means a listener could not be bound.
-	ErrListen = errors.New("cannot listen")
+	ErrListen = fault.New(fault.Listen, "cannot listen",
+		"another process may be using the port: stop it, or change the listener in <config>")
 )
 
 // Options configure a server.
@@ -145,6 +147,9 @@ func (s *Server) openDatabase(ctx context.Context, dbc config.Database) (*db.DB,
 	}
 	fail := func(err error) (*db.DB, error) {
 		d.Close()
+		if errors.Is(err, schema.ErrNotEngine) || errors.Is(err, schema.ErrNotHomeserver) {
+			err = fault.Wrap(fault.NotOurs, err, "point the database section of <config> at an hsops engine database, or at an empty one to create it")
+		}
 		return nil, err
 	}
 	if err := db.CheckServer(ctx, d, dbc.AllowUnsafeLocale, false); err != nil {

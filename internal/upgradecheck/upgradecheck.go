@@ -17,6 +17,7 @@ import (
 
 	"hsops/internal/config"
 	"hsops/internal/db"
+	"hsops/internal/fault"
 	"hsops/internal/releases"
 	"hsops/schema"
 )
@@ -115,16 +116,18 @@ func (r *Report) Counts() map[Status]int {
 	return c
 }
 
-// ExitCode is 2 with blockers, 1 with actions needed, 0 otherwise.
-func (r *Report) ExitCode() int {
+// Verdict is nil when nothing is to be done, else an error of class
+// fault.Blockers (something blocks the upgrade) or fault.Actions (actions
+// are needed first).
+func (r *Report) Verdict() error {
 	c := r.Counts()
 	switch {
 	case c[Blocker] > 0:
-		return 2
+		return fault.Errorf(fault.Blockers, "", "something blocks the upgrade (%s)", r.Summary)
 	case c[Action] > 0:
-		return 1
+		return fault.Errorf(fault.Actions, "", "actions are needed before upgrading (%s)", r.Summary)
 	}
-	return 0
+	return nil
 }
 
 // Run checks the notes after from, up to to.
