@@ -10,16 +10,30 @@ import (
 	"hsops/internal/store"
 )
 
+// clientPrefixes are the client API's path prefixes: Synapse 1.98 still
+// serves every endpoint under r0 as well as v3, and clients such as
+// matrix-nio speak r0.
+var clientPrefixes = []string{"/_matrix/client/r0", "/_matrix/client/v3"}
+
+// client registers a client endpoint ("METHOD /path") under every prefix.
+func client(mux *http.ServeMux, pattern string, h http.HandlerFunc) {
+	method, path, _ := strings.Cut(pattern, " ")
+	for _, p := range clientPrefixes {
+		mux.HandleFunc(method+" "+p+path, h)
+	}
+}
+
 // clientRoutes adds the client API.
 func (s *Server) clientRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /_matrix/client/v3/login", func(w http.ResponseWriter, _ *http.Request) {
+	client(mux, "GET /login", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, 200, map[string]any{"flows": []map[string]string{{"type": "m.login.password"}}})
 	})
-	mux.HandleFunc("POST /_matrix/client/v3/login", s.mainOnly(s.login))
-	mux.HandleFunc("GET /_matrix/client/v3/account/whoami", s.authed(func(w http.ResponseWriter, _ *http.Request, u store.User) {
+	client(mux, "POST /login", s.mainOnly(s.login))
+	client(mux, "POST /register", s.mainOnly(s.clientRegister))
+	client(mux, "GET /account/whoami", s.authed(func(w http.ResponseWriter, _ *http.Request, u store.User) {
 		writeJSON(w, 200, map[string]any{"user_id": u.ID, "device_id": u.DeviceID})
 	}))
-	mux.HandleFunc("POST /_matrix/client/v3/logout", s.authed(func(w http.ResponseWriter, r *http.Request, u store.User) {
+	client(mux, "POST /logout", s.authed(func(w http.ResponseWriter, r *http.Request, u store.User) {
 		if err := s.store.Logout(r.Context(), u.TokenID); err != nil {
 			s.internalError(w, r, err)
 			return
@@ -27,6 +41,8 @@ func (s *Server) clientRoutes(mux *http.ServeMux) {
 		writeJSON(w, 200, map[string]any{})
 	}))
 	s.roomRoutes(mux)
+	s.accountRoutes(mux)
+	client(mux, "GET /sync", s.mainOnly(s.authed(s.sync)))
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {

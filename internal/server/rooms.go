@@ -13,22 +13,27 @@ import (
 // worker serves the read endpoints; the write endpoints answer 404 there,
 // as Synapse's workers do for what is not routed to them.
 func (s *Server) roomRoutes(mux *http.ServeMux) {
-	const p = "/_matrix/client/v3"
 	write := func(h func(http.ResponseWriter, *http.Request, store.User)) http.HandlerFunc {
 		return s.mainOnly(s.authed(h))
 	}
-	mux.HandleFunc("POST "+p+"/createRoom", write(s.createRoom))
-	mux.HandleFunc("PUT "+p+"/rooms/{room}/send/{type}/{txn}", write(s.sendEvent))
-	mux.HandleFunc("PUT "+p+"/rooms/{room}/state/{type}", write(s.sendState))
-	mux.HandleFunc("PUT "+p+"/rooms/{room}/state/{type}/{key...}", write(s.sendState))
-	mux.HandleFunc("POST "+p+"/rooms/{room}/join", write(s.membership("join")))
-	mux.HandleFunc("POST "+p+"/join/{room}", write(s.membership("join")))
-	mux.HandleFunc("POST "+p+"/rooms/{room}/leave", write(s.membership("leave")))
-	mux.HandleFunc("POST "+p+"/rooms/{room}/invite", write(s.membership("invite")))
-	mux.HandleFunc("GET "+p+"/rooms/{room}/messages", s.authed(s.messages))
-	mux.HandleFunc("GET "+p+"/rooms/{room}/state", s.authed(s.roomState))
-	mux.HandleFunc("GET "+p+"/joined_rooms", s.authed(s.joinedRooms))
-	mux.HandleFunc("POST "+p+"/search", s.authed(s.search))
+	client(mux, "POST /createRoom", write(s.createRoom))
+	client(mux, "PUT /rooms/{room}/send/{type}/{txn}", write(s.sendEvent))
+	client(mux, "PUT /rooms/{room}/state/{type}", write(s.sendState))
+	client(mux, "PUT /rooms/{room}/state/{type}/{key...}", write(s.sendState))
+	client(mux, "GET /rooms/{room}/state/{type}", s.authed(s.stateEvent))
+	client(mux, "GET /rooms/{room}/state/{type}/{key...}", s.authed(s.stateEvent))
+	client(mux, "POST /rooms/{room}/join", write(s.membership("join")))
+	client(mux, "POST /join/{room}", write(s.membership("join")))
+	client(mux, "POST /rooms/{room}/leave", write(s.membership("leave")))
+	client(mux, "POST /rooms/{room}/invite", write(s.membership("invite")))
+	client(mux, "GET /rooms/{room}/messages", s.authed(s.messages))
+	client(mux, "GET /rooms/{room}/state", s.authed(s.roomState))
+	client(mux, "GET /rooms/{room}/joined_members", s.authed(s.joinedMembers))
+	client(mux, "GET /joined_rooms", s.authed(s.joinedRooms))
+	client(mux, "POST /search", s.authed(s.search))
+	client(mux, "PUT /rooms/{room}/typing/{user}", write(s.typing))
+	client(mux, "POST /rooms/{room}/receipt/{type}/{event}", write(s.receipt))
+	client(mux, "POST /rooms/{room}/read_markers", write(s.readMarkers))
 }
 
 // storeError answers a store error with its Matrix error.

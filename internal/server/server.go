@@ -55,6 +55,9 @@ type Server struct {
 	started  time.Time
 	nonces   *nonceStore
 	wg       sync.WaitGroup
+	// quit is closed when the server stops: long-polling /sync requests
+	// answer at once instead of holding the shutdown.
+	quit chan struct{}
 }
 
 // Instance is this process's name: "master" or the worker name.
@@ -74,7 +77,7 @@ func (s *Server) Addrs() []net.Addr {
 // open.
 func Start(ctx context.Context, opts Options) (_ *Server, err error) {
 	cfg := opts.Config
-	s := &Server{cfg: cfg, log: opts.Log, notify: opts.Notify, worker: cfg.IsWorker(), instance: "master", started: time.Now(), nonces: newNonceStore()}
+	s := &Server{cfg: cfg, log: opts.Log, notify: opts.Notify, worker: cfg.IsWorker(), instance: "master", started: time.Now(), nonces: newNonceStore(), quit: make(chan struct{})}
 	if s.notify == nil {
 		s.notify = func(string) {}
 	}
@@ -121,6 +124,9 @@ func Start(ctx context.Context, opts Options) (_ *Server, err error) {
 		}
 	}
 	if err := s.store.CheckServerName(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.store.InitStreams(ctx); err != nil {
 		return nil, err
 	}
 	for _, d := range s.dbs {
@@ -289,6 +295,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.log.Infof("shutting down")
 	s.notify("STOPPING=1")
+	close(s.quit)
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_ = s.http.Shutdown(sctx)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"hsops/internal/db"
+	"hsops/internal/notifier"
 )
 
 // More errors of the room API.
@@ -117,6 +118,7 @@ func (s *Store) CreateRoom(ctx context.Context, creator User, opts RoomOptions) 
 				if st.key == creator.ID {
 					auth = append(auth, e.EventID)
 				}
+				s.wakeAfter(tx, notifier.UserKey(st.key))
 			}
 		}
 		return nil
@@ -251,6 +253,7 @@ func (s *Store) SetMembership(ctx context.Context, sender, target, room, members
 		if err := s.Persist(ctx, tx, e); err != nil {
 			return err
 		}
+		s.wakeAfter(tx, notifier.RoomKey(room), notifier.UserKey(target))
 		eventID = e.EventID
 		return nil
 	})
@@ -294,6 +297,7 @@ func (s *Store) Send(ctx context.Context, u User, room, typ string, stateKey *st
 		if err := s.Persist(ctx, tx, e); err != nil {
 			return err
 		}
+		s.wakeAfter(tx, notifier.RoomKey(room))
 		eventID = e.EventID
 		return nil
 	})

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"hsops/internal/db"
+	"hsops/internal/notifier"
 	"hsops/internal/sequences"
 )
 
@@ -40,11 +41,18 @@ type Store struct {
 	lastToken int64
 	// rooms are the room write locks (see roomLock).
 	rooms [256]sync.Mutex
+
+	// Notifier is woken when a transaction of Tx commits something a
+	// /sync may wait for.
+	Notifier *notifier.Notifier
+	streams  streams
+	typing   *typing
 }
 
 // New returns a store over an open database.
 func New(d *db.DB, serverName, instance string) *Store {
-	return &Store{DB: d, ServerName: serverName, Instance: instance}
+	return &Store{DB: d, ServerName: serverName, Instance: instance, Notifier: notifier.New(),
+		streams: streams{trackers: map[string]*tracker{}, txs: map[*sql.Tx]*txState{}}, typing: newTyping()}
 }
 
 // nextID hands out the next value of one of Synapse's sequences
@@ -61,17 +69,29 @@ func (s *Store) nextID(ctx context.Context, tx *sql.Tx, name string) (int64, err
 	if seq.Negative {
 		sign = -1
 	}
+	n, err := s.nextSeq(ctx, tx, seq, sign)
+	if err == nil {
+		s.allocated(tx, name, n)
+	}
+	return n, err
+}
+
+func (s *Store) nextSeq(ctx context.Context, tx *sql.Tx, seq sequences.Sequence, sign int64) (int64, error) {
 	var n int64
 	if s.DB.Engine == db.Postgres {
-		err := tx.QueryRowContext(ctx, "SELECT nextval('"+name+"')").Scan(&n)
+		err := tx.QueryRowContext(ctx, "SELECT nextval('"+seq.Name+"')").Scan(&n)
 		return sign * n, err
 	}
-	src := seq.Sources[0]
-	agg := "MAX(" + src.Column + ")"
-	if seq.Negative {
-		agg = "-MIN(" + src.Column + ")"
+	// Every table the sequence numbers (account data: three of them).
+	var parts []string
+	for _, src := range seq.Sources {
+		agg := "MAX(" + src.Column + ")"
+		if seq.Negative {
+			agg = "-MIN(" + src.Column + ")"
+		}
+		parts = append(parts, "SELECT "+agg+" AS m FROM "+src.Table)
 	}
-	err := tx.QueryRowContext(ctx, "SELECT COALESCE(MAX(m), 0) + 1 FROM (SELECT "+agg+" AS m FROM "+src.Table+" UNION ALL SELECT 0) AS t").Scan(&n)
+	err := tx.QueryRowContext(ctx, "SELECT COALESCE(MAX(m), 0) + 1 FROM ("+strings.Join(parts, " UNION ALL ")+" UNION ALL SELECT 0) AS t").Scan(&n)
 	return sign * n, err
 }
 
@@ -98,17 +118,23 @@ func (s *Store) nextTokenID(ctx context.Context, tx *sql.Tx) (int64, error) {
 	return s.lastToken, nil
 }
 
-// Tx runs fn in a transaction on the main database.
+// Tx runs fn in a transaction on the main database. The stream ids it
+// hands out are tracked until it ends (see Position), and the listeners it
+// names are woken once it commits.
 func (s *Store) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := s.DB.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
+	s.beginTracking(tx)
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
+		s.endTracking(tx, false)
 		return err
 	}
-	return tx.Commit()
+	err = tx.Commit()
+	s.endTracking(tx, err == nil)
+	return err
 }
 
 func (s *Store) q(query string) string { return s.DB.Rebind(query) }

@@ -1,0 +1,118 @@
+package server
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"hsops/internal/notifier"
+	"hsops/internal/store"
+)
+
+// maxSyncTimeout bounds a long-poll.
+const maxSyncTimeout = 10 * time.Minute
+
+// sync is /sync: initial (no since), incremental (since), and
+// long-polling (timeout, in ms) until something for the user is committed.
+// It is served by the main process only, which makes every write: its
+// notifier sees them all (see README, workers).
+func (s *Server) sync(w http.ResponseWriter, r *http.Request, u store.User) {
+	q := r.URL.Query()
+	req := store.SyncRequest{UserID: u.ID, TimelineLimit: 10, FullState: q.Get("full_state") == "true"}
+	if since := q.Get("since"); since != "" {
+		tok, err := store.ParseSyncToken(since)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", errText(err))
+			return
+		}
+		req.Since = &tok
+	}
+	var timeout time.Duration
+	if t := q.Get("timeout"); t != "" {
+		ms, err := strconv.ParseInt(t, 10, 64)
+		if err != nil || ms < 0 {
+			writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", "timeout must be a non-negative integer (milliseconds)")
+			return
+		}
+		timeout = min(time.Duration(ms)*time.Millisecond, maxSyncTimeout)
+	}
+	if f := q.Get("filter"); f != "" {
+		var data []byte
+		if strings.HasPrefix(f, "{") {
+			data = []byte(f)
+		} else {
+			id, err := strconv.ParseInt(f, 10, 64)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", "filter must be a filter ID or a JSON filter")
+				return
+			}
+			if data, err = s.store.Filter(r.Context(), u.ID, id); err != nil {
+				s.storeError(w, r, err)
+				return
+			}
+		}
+		fl, err := parseFilter(data)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", "Invalid filter: "+err.Error())
+			return
+		}
+		if fl.Room.Timeline.Limit != nil {
+			req.TimelineLimit = *fl.Room.Timeline.Limit
+		}
+		req.LazyMembers = fl.Room.State.LazyLoadMembers
+	}
+	ctx := r.Context()
+	var deadline <-chan time.Time
+	if req.Since != nil && timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		deadline = t.C
+	}
+	for {
+		// Listen before reading: what commits after the read wakes us.
+		var l *notifier.Listener
+		if deadline != nil {
+			rooms, err := s.store.JoinedRooms(ctx, u.ID)
+			if err != nil {
+				s.internalError(w, r, err)
+				return
+			}
+			keys := []string{notifier.UserKey(u.ID)}
+			for _, room := range rooms {
+				keys = append(keys, notifier.RoomKey(room))
+			}
+			l = s.store.Notifier.Listen(keys...)
+		}
+		pos, err := s.store.Position(ctx)
+		if err == nil {
+			var resp *store.SyncResponse
+			resp, err = s.store.Sync(ctx, req, pos)
+			if err == nil && (!resp.Empty() || l == nil) {
+				if l != nil {
+					l.Close()
+				}
+				writeJSON(w, http.StatusOK, resp)
+				return
+			}
+		}
+		if err != nil {
+			if l != nil {
+				l.Close()
+			}
+			s.storeError(w, r, err)
+			return
+		}
+		select {
+		case <-l.C:
+		case <-deadline:
+			deadline = nil
+		case <-s.quit:
+			deadline = nil
+		case <-ctx.Done():
+			l.Close()
+			return
+		}
+		l.Close()
+	}
+}
