@@ -376,7 +376,7 @@ func (s *Server) joinedMembers(w http.ResponseWriter, r *http.Request, u store.U
 // clientRegister is /register with the m.login.dummy stage, open only when
 // the config says enable_registration: true (as in Synapse).
 func (s *Server) clientRegister(w http.ResponseWriter, r *http.Request) {
-	if v, _ := s.cfg.Raw("enable_registration"); v != true {
+	if !s.cfg.EnableRegistration {
 		writeError(w, http.StatusForbidden, "M_FORBIDDEN", "Registration has been disabled")
 		return
 	}

@@ -106,6 +106,7 @@ async def first(state_path, base):
     ok(await alice.register("alice", PASSWORD, device_name="alice's laptop"), RegisterResponse, "register alice")
     ok(await bob.register("bob", PASSWORD), RegisterResponse, "register bob")
     # A fresh login for bob: a second device.
+    await bob.close()
     bob = client(base, "@bob:example.org")
     ok(await bob.login(PASSWORD, device_name="bob's phone"), LoginResponse, "login bob")
 
