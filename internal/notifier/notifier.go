@@ -37,9 +37,20 @@ func RoomKey(room string) string { return "r" + room }
 
 // Listen registers a listener on keys. Listen before reading what the
 // request will wait on: a write committed after the read then always wakes
-// it.
+// it. Keys added later (Add) only see what commits after they are added:
+// the caller reads again when the streams moved meanwhile.
 func (n *Notifier) Listen(keys ...string) *Listener {
-	l := &Listener{C: make(chan struct{}, 1), n: n, keys: keys}
+	l := &Listener{C: make(chan struct{}, 1), n: n}
+	n.mu.Lock()
+	n.n++
+	n.mu.Unlock()
+	l.Add(keys...)
+	return l
+}
+
+// Add listens on more keys.
+func (l *Listener) Add(keys ...string) {
+	n := l.n
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, k := range keys {
@@ -48,10 +59,11 @@ func (n *Notifier) Listen(keys ...string) *Listener {
 			set = map[*Listener]struct{}{}
 			n.keys[k] = set
 		}
-		set[l] = struct{}{}
+		if _, ok := set[l]; !ok {
+			set[l] = struct{}{}
+			l.keys = append(l.keys, k)
+		}
 	}
-	n.n++
-	return l
 }
 
 // Close unregisters the listener.

@@ -21,6 +21,13 @@ func TestNotifier_WakesOnlyItsKeys(t *testing.T) {
 	if got := n.Listening(); got != 2 {
 		t.Errorf("listening %d, want 2", got)
 	}
+	b.Add(RoomKey("!r:x"), UserKey("@b:x"))
+	n.Wake(RoomKey("!r:x"))
+	select {
+	case <-b.C:
+	default:
+		t.Fatal("b was not woken by the room it added")
+	}
 	a.Close()
 	b.Close()
 	if got := n.Listening(); got != 0 || len(n.keys) != 0 {

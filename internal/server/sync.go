@@ -69,39 +69,32 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, u store.User) {
 		defer t.Stop()
 		deadline = t.C
 	}
+	// Listen on the user before the first read (memberships wake the
+	// user); the rooms the sync finds are added after it, and a sync reads
+	// again when anything committed meanwhile.
+	var l *notifier.Listener
+	if deadline != nil {
+		l = s.store.Notifier.Listen(notifier.UserKey(u.ID))
+		defer l.Close()
+	}
 	for {
-		// Listen before reading: what commits after the read wakes us.
-		var l *notifier.Listener
-		if deadline != nil {
-			rooms, err := s.store.JoinedRooms(ctx, u.ID)
-			if err != nil {
-				s.internalError(w, r, err)
-				return
-			}
-			keys := []string{notifier.UserKey(u.ID)}
-			for _, room := range rooms {
-				keys = append(keys, notifier.RoomKey(room))
-			}
-			l = s.store.Notifier.Listen(keys...)
-		}
 		pos, err := s.store.Position(ctx)
-		if err == nil {
-			var resp *store.SyncResponse
-			resp, err = s.store.Sync(ctx, req, pos)
-			if err == nil && (!resp.Empty() || l == nil) {
-				if l != nil {
-					l.Close()
-				}
-				writeJSON(w, http.StatusOK, resp)
-				return
-			}
-		}
 		if err != nil {
-			if l != nil {
-				l.Close()
-			}
 			s.storeError(w, r, err)
 			return
+		}
+		resp, err := s.store.Sync(ctx, req, pos)
+		if err != nil {
+			s.storeError(w, r, err)
+			return
+		}
+		if !resp.Empty() || deadline == nil {
+			writeJSON(w, http.StatusOK, resp)
+			return
+		}
+		l.Add(resp.Listen...)
+		if now, err := s.store.Position(ctx); err != nil || now != pos {
+			continue
 		}
 		select {
 		case <-l.C:
@@ -110,9 +103,7 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, u store.User) {
 		case <-s.quit:
 			deadline = nil
 		case <-ctx.Done():
-			l.Close()
 			return
 		}
-		l.Close()
 	}
 }

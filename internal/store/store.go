@@ -47,12 +47,14 @@ type Store struct {
 	Notifier *notifier.Notifier
 	streams  streams
 	typing   *typing
+	unreadMu sync.Mutex
+	unread   map[[2]string]unreadCache
 }
 
 // New returns a store over an open database.
 func New(d *db.DB, serverName, instance string) *Store {
 	return &Store{DB: d, ServerName: serverName, Instance: instance, Notifier: notifier.New(),
-		streams: streams{trackers: map[string]*tracker{}, txs: map[*sql.Tx]*txState{}}, typing: newTyping()}
+		streams: streams{trackers: map[string]*tracker{}, txs: map[*sql.Tx]*txState{}}, typing: newTyping(), unread: map[[2]string]unreadCache{}}
 }
 
 // nextID hands out the next value of one of Synapse's sequences

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"sort"
 	"strings"
+
+	"hsops/internal/notifier"
 )
 
 // SyncRequest is what a /sync asks for.
@@ -85,6 +87,9 @@ type SyncResponse struct {
 	ToDevice    Events         `json:"to_device"`
 	DeviceLists DeviceLists    `json:"device_lists"`
 	OTKCount    map[string]int `json:"device_one_time_keys_count"`
+	// Listen are the notifier keys of the rooms the user is in: what a
+	// long-poll waits on.
+	Listen []string `json:"-"`
 }
 
 // Empty reports whether the response holds nothing new for the client.
@@ -129,6 +134,9 @@ func (s *Store) Sync(ctx context.Context, req SyncRequest, pos SyncToken) (*Sync
 	}
 	var incremental []string
 	for _, m := range members {
+		if m.membership == "join" {
+			resp.Listen = append(resp.Listen, notifier.RoomKey(m.room))
+		}
 		if m.pos > pos.Events {
 			// Changed after pos: the next sync shows it.
 			continue
@@ -175,6 +183,9 @@ func (s *Store) Sync(ctx context.Context, req SyncRequest, pos SyncToken) (*Sync
 		if err := s.incrementalRooms(ctx, req, incremental, since, pos, resp); err != nil {
 			return nil, err
 		}
+	}
+	if since.AccountData >= pos.AccountData {
+		return resp, nil
 	}
 	rows, err := s.DB.QueryContext(ctx, s.q(`SELECT account_data_type, content FROM account_data
 		WHERE user_id = ? AND stream_id > ? AND stream_id <= ? ORDER BY stream_id`), req.UserID, since.AccountData, pos.AccountData)
@@ -272,8 +283,15 @@ func (s *Store) currentState(ctx context.Context, rooms []string, from, to int64
 	for _, r := range rooms {
 		args = append(args, r)
 	}
-	rows, err := s.DB.QueryContext(ctx, s.q(`SELECT `+eventColumns+` FROM current_state_events AS c JOIN events AS e ON e.event_id = c.event_id
-		WHERE e.stream_ordering > ? AND e.stream_ordering <= ? AND c.room_id IN (`+marks(len(rooms))+`) ORDER BY e.stream_ordering`), args...)
+	// From the events in the range (few, by the (room_id, stream_ordering)
+	// index) on an incremental sync; from the current state on a full one.
+	q := `SELECT ` + eventColumns + ` FROM events AS e JOIN current_state_events AS c ON c.event_id = e.event_id
+		WHERE e.stream_ordering > ? AND e.stream_ordering <= ? AND e.room_id IN (` + marks(len(rooms)) + `) ORDER BY e.stream_ordering`
+	if from == before {
+		q = `SELECT ` + eventColumns + ` FROM current_state_events AS c JOIN events AS e ON e.event_id = c.event_id
+		WHERE e.stream_ordering > ? AND e.stream_ordering <= ? AND c.room_id IN (` + marks(len(rooms)) + `) ORDER BY e.stream_ordering`
+	}
+	rows, err := s.DB.QueryContext(ctx, s.q(q), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -338,15 +356,14 @@ func (s *Store) fullRoom(ctx context.Context, req SyncRequest, room string, sinc
 	if err := s.roomAccountData(ctx, req.UserID, jrs, everything, pos); err != nil {
 		return nil, err
 	}
-	if err := s.finishRoom(ctx, req.UserID, room, jr, pos); err != nil {
+	if err := s.finishRoom(ctx, req.UserID, room, jr, pos, true); err != nil {
 		return nil, err
 	}
 	return jr, nil
 }
 
 func emptyRoom() *JoinedRoom {
-	return &JoinedRoom{State: Events{Events: []any{}}, Ephemeral: Events{Events: []any{}}, AccountData: Events{Events: []any{}},
-		Timeline: Timeline{Events: []ClientEvent{}}}
+	return &JoinedRoom{State: Events{Events: []any{}}, Ephemeral: Events{Events: []any{}}, AccountData: Events{Events: []any{}}, Summary: map[string]any{}}
 }
 
 // incrementalCap bounds the events an incremental sync reads at once; past
@@ -360,6 +377,37 @@ func (s *Store) incrementalRooms(ctx context.Context, req SyncRequest, rooms []s
 	for _, r := range rooms {
 		jrs[r] = emptyRoom()
 	}
+	// Nothing at all committed in a stream since the token: nothing to
+	// read in it (an idle long-poll woken by typing reads no table).
+	if since.Events < pos.Events {
+		if err := s.incrementalEvents(ctx, req, rooms, jrs, since, pos); err != nil {
+			return err
+		}
+	}
+	if err := s.ephemeral(ctx, req.UserID, jrs, since, pos); err != nil {
+		return err
+	}
+	if err := s.roomAccountData(ctx, req.UserID, jrs, since, pos); err != nil {
+		return err
+	}
+	for _, r := range rooms {
+		jr := jrs[r]
+		if len(jr.Timeline.Events) == 0 && len(jr.State.Events) == 0 && len(jr.Ephemeral.Events) == 0 && len(jr.AccountData.Events) == 0 {
+			continue
+		}
+		if jr.Timeline.Events == nil {
+			jr.Timeline = Timeline{Events: []ClientEvent{}, PrevBatch: Token(pos.Events)}
+		}
+		if err := s.finishRoom(ctx, req.UserID, r, jr, pos, membersChanged(jr)); err != nil {
+			return err
+		}
+		resp.Rooms.Join[r] = jr
+	}
+	return nil
+}
+
+// incrementalEvents reads the timelines and state changes of the rooms.
+func (s *Store) incrementalEvents(ctx context.Context, req SyncRequest, rooms []string, jrs map[string]*JoinedRoom, since, pos SyncToken) error {
 	args := []any{since.Events, pos.Events, false}
 	for _, r := range rooms {
 		args = append(args, r)
@@ -399,22 +447,6 @@ func (s *Store) incrementalRooms(ctx context.Context, req SyncRequest, rooms []s
 	for r, jr := range jrs {
 		jr.State.Events = stateFor(req, stateByRoom[r], jr.Timeline)
 	}
-	if err := s.ephemeral(ctx, req.UserID, jrs, since, pos); err != nil {
-		return err
-	}
-	if err := s.roomAccountData(ctx, req.UserID, jrs, since, pos); err != nil {
-		return err
-	}
-	for _, r := range rooms {
-		jr := jrs[r]
-		if len(jr.Timeline.Events) == 0 && len(jr.State.Events) == 0 && len(jr.Ephemeral.Events) == 0 && len(jr.AccountData.Events) == 0 {
-			continue
-		}
-		if err := s.finishRoom(ctx, req.UserID, r, jr, pos); err != nil {
-			return err
-		}
-		resp.Rooms.Join[r] = jr
-	}
 	return nil
 }
 
@@ -439,6 +471,9 @@ func (s *Store) ephemeral(ctx context.Context, userID string, jrs map[string]*Jo
 		if users, changed := s.typingIn(r, since.Typing); changed {
 			jr.Ephemeral.Events = append(jr.Ephemeral.Events, map[string]any{"type": "m.typing", "content": map[string]any{"user_ids": nonNil(users)}})
 		}
+	}
+	if since.Receipts >= pos.Receipts {
+		return nil
 	}
 	args, in := roomArgs([]any{since.Receipts, pos.Receipts}, jrs)
 	rows, err := s.DB.QueryContext(ctx, s.q(`SELECT room_id, receipt_type, user_id, event_id, data, thread_id FROM receipts_linearized
@@ -487,6 +522,9 @@ func (s *Store) ephemeral(ctx context.Context, userID string, jrs map[string]*Jo
 // roomAccountData adds the room account data and tags changed in (since,
 // pos] to the rooms.
 func (s *Store) roomAccountData(ctx context.Context, userID string, jrs map[string]*JoinedRoom, since, pos SyncToken) error {
+	if since.AccountData >= pos.AccountData {
+		return nil
+	}
 	rows, err := s.DB.QueryContext(ctx, s.q(`SELECT room_id, account_data_type, content FROM room_account_data
 		WHERE user_id = ? AND stream_id > ? AND stream_id <= ? ORDER BY stream_id`), userID, since.AccountData, pos.AccountData)
 	if err != nil {
@@ -533,17 +571,29 @@ func (s *Store) roomAccountData(ctx context.Context, userID string, jrs map[stri
 	return nil
 }
 
-// finishRoom adds the summary and the unread counts: the messages from
-// others after the user's read receipt (or since they first joined).
-func (s *Store) finishRoom(ctx context.Context, userID, room string, jr *JoinedRoom, pos SyncToken) error {
-	err := s.DB.QueryRowContext(ctx, s.q(`SELECT count(*) FROM events AS e WHERE e.room_id = ? AND e.stream_ordering <= ? AND e.sender <> ?
-		AND e.type IN ('m.room.message', 'm.room.encrypted') AND e.outlier = ? AND e.stream_ordering > COALESCE(
-			(SELECT MAX(r.stream_ordering) FROM receipts_linearized AS rl JOIN events AS r ON r.event_id = rl.event_id
-				WHERE rl.room_id = ? AND rl.user_id = ? AND rl.receipt_type IN ('m.read', 'm.read.private')),
-			(SELECT MIN(j.stream_ordering) FROM room_memberships AS rm JOIN events AS j ON j.event_id = rm.event_id
-				WHERE rm.room_id = ? AND rm.user_id = ? AND rm.membership = 'join'), 0)`),
-		room, pos.Events, userID, false, room, userID, room, userID).Scan(&jr.Unread.NotificationCount)
-	if err != nil {
+// membersChanged reports whether the room's timeline or state holds a
+// membership: its summary may have changed.
+func membersChanged(jr *JoinedRoom) bool {
+	for _, ev := range jr.Timeline.Events {
+		if ev.Type == "m.room.member" {
+			return true
+		}
+	}
+	for _, ev := range jr.State.Events {
+		if ev.(ClientEvent).Type == "m.room.member" {
+			return true
+		}
+	}
+	return false
+}
+
+// finishRoom adds the unread counts (the messages from others after the
+// user's read receipt, or since they first joined) and, with summary, the
+// room's summary (member counts and heroes).
+func (s *Store) finishRoom(ctx context.Context, userID, room string, jr *JoinedRoom, pos SyncToken, summary bool) error {
+	n, err := s.unreadCount(ctx, userID, room, pos.Events)
+	jr.Unread.NotificationCount = n
+	if err != nil || !summary {
 		return err
 	}
 	rows, err := s.DB.QueryContext(ctx, s.q(`SELECT state_key, membership FROM current_state_events
@@ -570,6 +620,48 @@ func (s *Store) finishRoom(ctx context.Context, userID, room string, jr *JoinedR
 	jr.Summary = map[string]any{"m.joined_member_count": joined, "m.invited_member_count": invited, "m.heroes": heroes}
 	return rows.Err()
 }
+
+// unreadCount counts the messages from others in a room after the user's
+// read receipt (or, without one, since they first joined) up to pos. A
+// count is remembered per user and room, so that the next sync counts only
+// the events after the last one counted, as long as the receipt has not
+// moved.
+func (s *Store) unreadCount(ctx context.Context, userID, room string, pos int64) (int64, error) {
+	var from int64
+	if err := s.DB.QueryRowContext(ctx, s.q(`SELECT COALESCE(
+			(SELECT MAX(r.stream_ordering) FROM receipts_linearized AS rl JOIN events AS r ON r.event_id = rl.event_id
+				WHERE rl.room_id = ? AND rl.user_id = ? AND rl.receipt_type IN ('m.read', 'm.read.private')),
+			(SELECT MIN(j.stream_ordering) FROM room_memberships AS rm JOIN events AS j ON j.event_id = rm.event_id
+				WHERE rm.room_id = ? AND rm.user_id = ? AND rm.membership = 'join'), 0)`), room, userID, room, userID).Scan(&from); err != nil {
+		return 0, err
+	}
+	key := [2]string{userID, room}
+	s.unreadMu.Lock()
+	c, ok := s.unread[key]
+	s.unreadMu.Unlock()
+	start, n := from, int64(0)
+	if ok && c.from == from && c.upTo <= pos {
+		start, n = c.upTo, c.count
+	}
+	var more int64
+	if err := s.DB.QueryRowContext(ctx, s.q(`SELECT count(*) FROM events AS e WHERE e.room_id = ? AND e.stream_ordering > ? AND e.stream_ordering <= ?
+		AND e.sender <> ? AND e.type IN ('m.room.message', 'm.room.encrypted') AND e.outlier = ?`), room, start, pos, userID, false).Scan(&more); err != nil {
+		return 0, err
+	}
+	n += more
+	s.unreadMu.Lock()
+	if len(s.unread) > unreadCacheSize {
+		clear(s.unread)
+	}
+	s.unread[key] = unreadCache{from: from, upTo: pos, count: n}
+	s.unreadMu.Unlock()
+	return n, nil
+}
+
+// unreadCacheSize bounds the remembered counts (about 100 bytes each).
+const unreadCacheSize = 100_000
+
+type unreadCache struct{ from, upTo, count int64 }
 
 // strippedTypes are the state events an invitation shows (Synapse's
 // room_prejoin_state defaults).
