@@ -54,7 +54,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /_synapse/admin/v1/server_version", s.serverVersion)
 	mux.HandleFunc("GET /_matrix/client/versions", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, 200, map[string]any{
-			"versions":          []string{"r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8"},
+			"versions": []string{"r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1",
+				"v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8"},
 			"unstable_features": map[string]bool{},
 		})
 	})

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -388,17 +389,22 @@ func BenchmarkLongPollMemory(b *testing.B) {
 		for n := 0; n < b.N; n++ {
 			pctx, pcancel := context.WithCancel(ctx)
 			var wg sync.WaitGroup
+			var returned atomic.Int64
 			for i := 0; i < polls; i++ {
 				wg.Add(1)
 				go func(i int) {
 					defer wg.Done()
 					_, _, _ = doSync(pctx, eng.base, token(i), "timeout=60000&since="+url.QueryEscape(since[i]))
+					returned.Add(1)
 				}(i)
 			}
-			// Until the engine holds them all (its log would say; the
+			// Until the engine has read every sync once and holds them (the
 			// resident size settles within a second or two).
 			time.Sleep(3 * time.Second)
 			open = float64(eng.rssKB(b))
+			if n := returned.Load(); n > 0 {
+				b.Fatalf("%d long-polls returned before their timeout with nothing to say", n)
+			}
 			pcancel()
 			wg.Wait()
 		}
