@@ -115,8 +115,10 @@ func (s *Store) AddFilter(ctx context.Context, userID string, filter []byte) (in
 	if !ok {
 		return 0, fmt.Errorf("%w: Can only create filters for local users", ErrForbidden)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	// One filter at a time: two would take the same id. Not s.mu, which a
+	// login takes inside its transaction.
+	s.filterMu.Lock()
+	defer s.filterMu.Unlock()
 	var id int64
 	err := s.Tx(ctx, func(tx *sql.Tx) error {
 		err := tx.QueryRowContext(ctx, s.q("SELECT filter_id FROM user_filters WHERE user_id = ? AND filter_json = ?"), local, filter).Scan(&id)

@@ -49,6 +49,7 @@ type Store struct {
 	typing   *typing
 	unreadMu sync.Mutex
 	unread   map[[2]string]unreadCache
+	filterMu sync.Mutex
 }
 
 // New returns a store over an open database.
