@@ -25,6 +25,7 @@ import (
 	"hsops/internal/pgtest"
 	"hsops/internal/rowsum"
 	"hsops/schema"
+	"hsops/schema/engine"
 )
 
 var binDir string
@@ -285,7 +286,7 @@ func TestJourney_OldDeploymentRepairUpgradeRollback(t *testing.T) {
 		o.must(o.run(0, "update_database", "rollback", "-c", o.config, "--to-schema", "69", "--yes", "--allow-data-loss"), `rolled back from schema 83 to 69`)
 		d = o.open()
 		fresh := dbtest.New(t, e).Open(t)
-		if _, err := schema.Engine().Apply(context.Background(), fresh, schema.Options{Target: 69}); err != nil {
+		if _, err := engine.Schema().Apply(context.Background(), fresh, schema.Options{Target: 69}); err != nil {
 			t.Fatal(err)
 		}
 		got, want := dbtest.Dump(t, d), dbtest.Dump(t, fresh)

@@ -10,6 +10,7 @@ import (
 	"hsops/internal/db"
 	"hsops/internal/fault"
 	"hsops/schema"
+	"hsops/schema/bookkeeping"
 )
 
 // Result is what a rollback did.
@@ -133,19 +134,18 @@ func (s *Set) execute(ctx context.Context, tx *sql.Tx, e db.Engine, p *Plan, opt
 			}
 		}
 	}
-	if _, err := tx.ExecContext(ctx, db.Rebind(e, "DELETE FROM applied_schema_deltas WHERE version > ?"), p.Target); err != nil {
-		return fmt.Errorf("update applied_schema_deltas: %w", err)
-	}
-	if err := schema.SetVersion(ctx, tx, e, p.Target, p.UpgradedAfter); err != nil {
+	book := bookkeeping.New(e)
+	if err := book.ForgetDeltasAbove(ctx, tx, p.Target); err != nil {
 		return err
 	}
-	if err := schema.SetCompat(ctx, tx, e, p.CompatAfter); err != nil {
+	if err := book.SetVersion(ctx, tx, p.Target, p.UpgradedAfter); err != nil {
+		return err
+	}
+	if err := book.SetCompat(ctx, tx, p.CompatAfter); err != nil {
 		return err
 	}
 	if p.State.Mark != nil {
-		if _, err := tx.ExecContext(ctx, db.Rebind(e, "UPDATE hsops_engine SET created_version = ? WHERE created_version > ?"), p.CreatedAfter, p.CreatedAfter); err != nil {
-			return fmt.Errorf("update hsops_engine: %w", err)
-		}
+		return book.LowerMark(ctx, tx, p.CreatedAfter)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"hsops/internal/db"
 	"hsops/internal/dbtest"
 	"hsops/schema"
+	"hsops/schema/engine"
 )
 
 const benchRows = 200000
@@ -21,7 +22,7 @@ func filled68(b *testing.B, e db.Engine) *db.DB {
 	b.Helper()
 	ctx := context.Background()
 	d := dbtest.New(b, e).Open(b)
-	if _, err := schema.Engine().Apply(ctx, d, schema.Options{Target: 68}); err != nil {
+	if _, err := engine.Schema().Apply(ctx, d, schema.Options{Target: 68}); err != nil {
 		b.Fatal(err)
 	}
 	series := fmt.Sprintf("generate_series(1, %d) AS g(x)", benchRows)
@@ -61,11 +62,11 @@ func BenchmarkRollback(b *testing.B) {
 				b.StopTimer()
 				d := filled68(b, e)
 				t0 := time.Now()
-				if _, err := schema.Engine().Apply(ctx, d, schema.Options{ServerName: "example.org"}); err != nil {
+				if _, err := engine.Schema().Apply(ctx, d, schema.Options{ServerName: "example.org"}); err != nil {
 					b.Fatal(err)
 				}
 				up += time.Since(t0)
-				r := &schema.Runner{DB: d, Registry: schema.Engine().Updates, Env: schema.Env{Engine: e, ServerName: "example.org"}}
+				r := &schema.Runner{DB: d, Registry: engine.Schema().Updates, Env: schema.Env{Engine: e, ServerName: "example.org"}}
 				if err := r.RunAll(ctx); err != nil {
 					b.Fatal(err)
 				}

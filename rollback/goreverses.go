@@ -10,6 +10,8 @@ import (
 	"hsops/internal/catalog"
 	"hsops/internal/db"
 	"hsops/schema"
+	"hsops/schema/bookkeeping"
+	"hsops/schema/engine"
 )
 
 // engineGoReverses are the reverses SQL alone cannot express, keyed by the
@@ -48,7 +50,7 @@ func rebuildSearchWithoutPorter(ctx context.Context, tx *sql.Tx, env schema.Env)
 	if env.Engine != db.SQLite {
 		return nil
 	}
-	return schema.RebuildSearch(ctx, tx, "")
+	return engine.RebuildSearch(ctx, tx, "")
 }
 
 // unfinishFullUserID undoes 78/01 and 78/02, which finished a back-fill at
@@ -57,8 +59,7 @@ func rebuildSearchWithoutPorter(ctx context.Context, tx *sql.Tx, env schema.Env)
 // NOT VALID.
 func unfinishFullUserID(table, update string, ordering int) func(context.Context, *sql.Tx, schema.Env) error {
 	return func(ctx context.Context, tx *sql.Tx, env schema.Env) error {
-		_, err := tx.ExecContext(ctx, db.Rebind(env.Engine, `INSERT INTO background_updates (ordering, update_name, progress_json)
-			SELECT ?, ?, '{}' WHERE NOT EXISTS (SELECT 1 FROM background_updates WHERE update_name = ?)`), ordering, update, update)
+		_, err := bookkeeping.New(env.Engine).Enqueue(ctx, tx, schema.PendingUpdate{Name: update, Ordering: ordering, Progress: "{}"})
 		if err != nil || env.Engine != db.Postgres {
 			return err
 		}

@@ -20,6 +20,7 @@ import (
 	"hsops/internal/dbtest"
 	"hsops/internal/rowsum"
 	"hsops/schema"
+	"hsops/schema/engine"
 )
 
 // TestRoundTrip_EveryPair is the rollback property: for every pair of
@@ -29,7 +30,7 @@ import (
 // that survive unchanged (except the columns a reverse declares it keeps
 // filled); upgrading it to b again works and gives back the same rows.
 func TestRoundTrip_EveryPair(t *testing.T) {
-	set := schema.Engine()
+	set := engine.Schema()
 	dbtest.Engines(t, func(t *testing.T, e db.Engine) {
 		refs := references(t, e)
 		for a := set.Oldest; a < set.Version; a++ {
@@ -81,7 +82,7 @@ func TestRoundTrip_EveryPair(t *testing.T) {
 // TestRoundTrip_FromTheSnapshot rolls databases created from the schema 83
 // snapshot (no applied_schema_deltas rows) back to every version.
 func TestRoundTrip_FromTheSnapshot(t *testing.T) {
-	set := schema.Engine()
+	set := engine.Schema()
 	dbtest.Engines(t, func(t *testing.T, e db.Engine) {
 		refs := references(t, e)
 		for a := set.Oldest; a < set.Version; a++ {

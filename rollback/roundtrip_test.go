@@ -15,6 +15,7 @@ import (
 	"hsops/internal/pgtest"
 	"hsops/internal/rowsum"
 	"hsops/schema"
+	"hsops/schema/engine"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -24,7 +25,7 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 func create(t *testing.T, e db.Engine, v int) *db.DB {
 	t.Helper()
 	d := dbtest.New(t, e).Open(t)
-	if _, err := schema.Engine().Apply(context.Background(), d, schema.Options{Target: v}); err != nil {
+	if _, err := engine.Schema().Apply(context.Background(), d, schema.Options{Target: v}); err != nil {
 		t.Fatalf("create at %d: %v", v, err)
 	}
 	return d
@@ -32,14 +33,14 @@ func create(t *testing.T, e db.Engine, v int) *db.DB {
 
 func upgrade(t *testing.T, d *db.DB, v int) {
 	t.Helper()
-	if _, err := schema.Engine().Apply(context.Background(), d, schema.Options{Target: v, ServerName: "example.org"}); err != nil {
+	if _, err := engine.Schema().Apply(context.Background(), d, schema.Options{Target: v, ServerName: "example.org"}); err != nil {
 		t.Fatalf("upgrade to %d: %v", v, err)
 	}
 }
 
 func runUpdates(t *testing.T, d *db.DB) {
 	t.Helper()
-	r := &schema.Runner{DB: d, Registry: schema.Engine().Updates, Env: schema.Env{Engine: d.Engine, ServerName: "example.org"}}
+	r := &schema.Runner{DB: d, Registry: engine.Schema().Updates, Env: schema.Env{Engine: d.Engine, ServerName: "example.org"}}
 	if err := r.RunAll(context.Background()); err != nil {
 		t.Fatalf("run background updates: %v", err)
 	}
@@ -216,7 +217,7 @@ func (r *reference) clone(t *testing.T) *db.DB {
 // subtests that share them start.
 func references(t *testing.T, e db.Engine) map[int]*reference {
 	t.Helper()
-	set := schema.Engine()
+	set := engine.Schema()
 	refs := map[int]*reference{}
 	for v := set.Oldest; v <= set.Version; v++ {
 		d := create(t, e, v)

@@ -13,6 +13,7 @@ import (
 	"hsops/internal/db"
 	"hsops/internal/fault"
 	"hsops/schema"
+	"hsops/schema/engine"
 )
 
 //go:embed main state
@@ -36,7 +37,7 @@ type GoReverse struct {
 
 // Engine returns the reverses of the engine's schema.
 func Engine() *Set {
-	return &Set{Schema: schema.Engine(), FS: engineFiles, Go: engineGoReverses()}
+	return &Set{Schema: engine.Schema(), FS: engineFiles, Go: engineGoReverses()}
 }
 
 // Reverse undoes one delta.

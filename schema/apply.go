@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"hsops/internal/db"
+	"hsops/schema/bookkeeping"
 )
 
 // Result is what Apply did.
@@ -21,8 +22,8 @@ type Result struct {
 }
 
 // Apply brings the database to opts.Target (default: the newest version)
-// under the schema lock: it reads the state, plans, validates and then runs
-// the plan, one transaction per version.
+// under the schema lock: it reads the state, runs the preflight, plans,
+// validates and then runs the plan, one transaction per version.
 func (s *Set) Apply(ctx context.Context, d *db.DB, opts Options) (*Result, error) {
 	lock, err := AcquireLock(ctx, d, opts.Holder)
 	if err != nil {
@@ -33,14 +34,12 @@ func (s *Set) Apply(ctx context.Context, d *db.DB, opts Options) (*Result, error
 	if err != nil {
 		return nil, err
 	}
+	if err := Preflight(ctx, d, st, opts.AllowUnsafeLocale); err != nil {
+		return nil, err
+	}
 	plan, err := s.Plan(st, d.Engine, opts)
 	if err != nil {
 		return nil, err
-	}
-	if plan.Create && d.Engine == db.Postgres {
-		if err := db.CheckNewPostgres(ctx, d); err != nil {
-			return nil, err
-		}
 	}
 	return s.Execute(ctx, d, plan, opts)
 }
@@ -55,6 +54,7 @@ func (s *Set) Execute(ctx context.Context, d *db.DB, plan *Plan, opts Options) (
 		}
 	}
 	env := Env{Engine: d.Engine, New: plan.Create, ServerName: opts.ServerName}
+	book := bookkeeping.New(d.Engine)
 	compat, hasCompat := plan.State.Compat, plan.State.HasCompat
 	if plan.Create {
 		t0 := time.Now()
@@ -67,15 +67,13 @@ func (s *Set) Execute(ctx context.Context, d *db.DB, plan *Plan, opts Options) (
 					return &DeltaError{Version: plan.Snapshot, File: f.Path, Err: err}
 				}
 			}
-			if err := SetVersion(ctx, tx, d.Engine, plan.Snapshot, false); err != nil {
+			if err := book.SetVersion(ctx, tx, plan.Snapshot, false); err != nil {
 				return err
 			}
-			if err := SetCompat(ctx, tx, d.Engine, s.CompatFor(plan.Snapshot)); err != nil {
+			if err := book.SetCompat(ctx, tx, s.CompatFor(plan.Snapshot)); err != nil {
 				return err
 			}
-			_, err := tx.ExecContext(ctx, d.Rebind("INSERT INTO hsops_engine (engine, created_version, created_ts) VALUES (?, ?, ?)"),
-				s.Name, plan.Snapshot, time.Now().UnixMilli())
-			return err
+			return book.SetMark(ctx, tx, Mark{Engine: s.Name, CreatedVersion: plan.Snapshot, CreatedTS: time.Now().UnixMilli()})
 		})
 		if err != nil {
 			return nil, err
@@ -95,11 +93,11 @@ func (s *Set) Execute(ctx context.Context, d *db.DB, plan *Plan, opts Options) (
 				}
 			}
 			if !hasCompat || step.Compat != compat {
-				if err := SetCompat(ctx, tx, d.Engine, step.Compat); err != nil {
+				if err := book.SetCompat(ctx, tx, step.Compat); err != nil {
 					return err
 				}
 			}
-			if err := SetVersion(ctx, tx, d.Engine, step.Version, true); err != nil {
+			if err := book.SetVersion(ctx, tx, step.Version, true); err != nil {
 				return err
 			}
 			for _, dl := range step.Deltas {
@@ -107,7 +105,7 @@ func (s *Set) Execute(ctx context.Context, d *db.DB, plan *Plan, opts Options) (
 				if err := runDelta(ctx, tx, dl, env); err != nil {
 					return &DeltaError{Version: dl.Version, File: dl.Name, Err: err}
 				}
-				if _, err := tx.ExecContext(ctx, d.Rebind("INSERT INTO applied_schema_deltas (version, file) VALUES (?, ?)"), dl.Version, dl.Key()); err != nil {
+				if err := book.RecordDelta(ctx, tx, dl.Version, dl.Key()); err != nil {
 					return &DeltaError{Version: dl.Version, File: dl.Name, Err: err}
 				}
 				applied = append(applied, dl.Key())
@@ -151,28 +149,6 @@ func (s *Set) execBookkeeping(ctx context.Context, tx *sql.Tx) error {
 	}
 	if _, err := tx.ExecContext(ctx, string(data)); err != nil {
 		return fmt.Errorf("create bookkeeping tables: %w", err)
-	}
-	return nil
-}
-
-// SetVersion records the schema version and whether deltas reached it.
-func SetVersion(ctx context.Context, tx *sql.Tx, e db.Engine, v int, upgraded bool) error {
-	if _, err := tx.ExecContext(ctx, "DELETE FROM schema_version"); err != nil {
-		return fmt.Errorf("set schema version: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, db.Rebind(e, "INSERT INTO schema_version (version, upgraded) VALUES (?, ?)"), v, upgraded); err != nil {
-		return fmt.Errorf("set schema version: %w", err)
-	}
-	return nil
-}
-
-// SetCompat records the compat version.
-func SetCompat(ctx context.Context, tx *sql.Tx, e db.Engine, v int) error {
-	if _, err := tx.ExecContext(ctx, "DELETE FROM schema_compat_version"); err != nil {
-		return fmt.Errorf("set compat version: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, db.Rebind(e, "INSERT INTO schema_compat_version (compat_version) VALUES (?)"), v); err != nil {
-		return fmt.Errorf("set compat version: %w", err)
 	}
 	return nil
 }

@@ -4,16 +4,15 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
-	"hsops/internal/config"
 	"hsops/internal/db"
 	"hsops/internal/fault"
+	"hsops/schema/bookkeeping"
 )
 
 // Errors of the background-update runner.
@@ -40,6 +39,9 @@ var (
 type UpdateError struct {
 	Update string
 	Err    error
+	// hint is the explanation's, when the update's handler explained the
+	// failure (see Handler.Explain).
+	hint string
 }
 
 func (e *UpdateError) Error() string {
@@ -51,12 +53,11 @@ func (e *UpdateError) Unwrap() error { return e.Err }
 // Class makes a failed background update its own class.
 func (e *UpdateError) Class() fault.Class { return fault.Update }
 
-// Hint names the repair when duplicated edges are the cause, else how to
-// run the update again.
+// Hint is the explanation's hint when the handler explained the failure
+// (the repair that unblocks it, say), else how to run the update again.
 func (e *UpdateError) Hint() string {
-	var dup *DuplicateEdgesError
-	if errors.As(e.Err, &dup) {
-		return dup.Hint()
+	if e.hint != "" {
+		return e.hint
 	}
 	return fmt.Sprintf("the failed batch was rolled back and %q keeps its progress; fix the cause and run:\n  update_database background run --update %s --database-config <config>", e.Update, e.Update)
 }
@@ -93,6 +94,10 @@ type Handler struct {
 	Index *IndexSpec
 	// Total estimates the items left and in all, for progress display.
 	Total func(ctx context.Context, q db.Querier, env Env, progress json.RawMessage) (left, total int64, err error)
+	// Explain, when set, turns a failure of the update into an error that
+	// says what to do (its hint becomes the UpdateError's), or returns err
+	// unchanged. It runs after the failed batch was rolled back.
+	Explain func(ctx context.Context, q db.Querier, env Env, err error) error
 }
 
 // Registry maps update names to handlers.
@@ -101,15 +106,26 @@ type Registry struct {
 	// jobs are the updates an operator may queue on demand (Synapse's
 	// start_job), each a list of rows to insert.
 	jobs map[string][]PendingUpdate
+	// unsupported are jobs Synapse has and this schema cannot run, with
+	// the reason.
+	unsupported map[string]string
 }
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
-	return &Registry{handlers: map[string]Handler{}, jobs: map[string][]PendingUpdate{}}
+	return &Registry{handlers: map[string]Handler{}, jobs: map[string][]PendingUpdate{}, unsupported: map[string]string{}}
 }
 
 // Register adds a handler.
 func (r *Registry) Register(name string, h Handler) { r.handlers[name] = h }
+
+// AddJob declares an on-demand job: StartJob queues its updates (whose
+// handlers are registered as any other).
+func (r *Registry) AddJob(job string, updates ...PendingUpdate) { r.jobs[job] = updates }
+
+// Unsupported declares a job Synapse has that this schema cannot run;
+// StartJob refuses it with the reason.
+func (r *Registry) Unsupported(job, reason string) { r.unsupported[job] = reason }
 
 // Lookup returns a handler.
 func (r *Registry) Lookup(name string) (Handler, bool) {
@@ -132,27 +148,20 @@ func (r *Registry) Jobs() []string {
 func (r *Registry) StartJob(ctx context.Context, d *db.DB, job string) error {
 	rows, ok := r.jobs[job]
 	if !ok {
-		if job == "regenerate_directory" {
-			return fmt.Errorf("%w %q: the hsops engine has no user directory tables to regenerate (known jobs: %s)", ErrUnknownJob, job, strings.Join(r.Jobs(), ", "))
+		if why, known := r.unsupported[job]; known {
+			return fmt.Errorf("%w %q: %s (known jobs: %s)", ErrUnknownJob, job, why, strings.Join(r.Jobs(), ", "))
 		}
 		return fmt.Errorf("%w %q (known jobs: %s)", ErrUnknownJob, job, strings.Join(r.Jobs(), ", "))
 	}
+	book := bookkeeping.New(d.Engine)
 	return InTx(ctx, d, func(tx *sql.Tx) error {
 		for _, u := range rows {
-			var n int
-			if err := tx.QueryRowContext(ctx, d.Rebind("SELECT count(*) FROM background_updates WHERE update_name = ?"), u.Name).Scan(&n); err != nil {
+			queued, err := book.Enqueue(ctx, tx, u)
+			if err != nil {
 				return err
 			}
-			if n > 0 {
+			if !queued {
 				return fmt.Errorf("%w: job %s", ErrJobQueued, job)
-			}
-			var dep any
-			if u.DependsOn != "" {
-				dep = u.DependsOn
-			}
-			if _, err := tx.ExecContext(ctx, d.Rebind("INSERT INTO background_updates (update_name, progress_json, depends_on, ordering) VALUES (?, ?, ?, ?)"),
-				u.Name, u.Progress, dep, u.Ordering); err != nil {
-				return err
 			}
 		}
 		return nil
@@ -206,14 +215,34 @@ func (p *perf) rate() (float64, bool) {
 	return p.avgItems / p.avgMillis, true
 }
 
+// Tuning sizes and paces batches: the background_updates section of a
+// homeserver config, with the same fields (a config.BackgroundUpdates
+// converts to it). The zero Tuning means Synapse's defaults.
+type Tuning struct {
+	// DurationMS is the target duration of a batch.
+	DurationMS int
+	// SleepEnabled and SleepDurationMS are the pause before each batch
+	// (see Runner.Sleep).
+	SleepEnabled    bool
+	SleepDurationMS int
+	// MinBatchSize bounds the tuned size from below; DefaultBatchSize is
+	// the first batch's size.
+	MinBatchSize     int
+	DefaultBatchSize int
+}
+
+// DefaultTuning is Synapse's defaults for the background_updates section.
+func DefaultTuning() Tuning {
+	return Tuning{DurationMS: 100, SleepEnabled: true, SleepDurationMS: 1000, MinBatchSize: 1, DefaultBatchSize: 100}
+}
+
 // Runner executes background updates on one physical database.
 type Runner struct {
 	DB       *db.DB
 	Registry *Registry
 	Env      Env
-	// Tuning is the background_updates config section; zero means
-	// Synapse's defaults.
-	Tuning config.BackgroundUpdates
+	// Tuning sizes batches; zero means Synapse's defaults.
+	Tuning Tuning
 	// Sleep pauses Tuning.SleepDurationMS before each batch (the homeserver
 	// does, the CLI does not).
 	Sleep bool
@@ -224,12 +253,14 @@ type Runner struct {
 	perfs map[string]*perf
 }
 
-func (r *Runner) tuning() config.BackgroundUpdates {
+func (r *Runner) tuning() Tuning {
 	if r.Tuning.DurationMS == 0 {
-		return config.DefaultBackgroundUpdates()
+		return DefaultTuning()
 	}
 	return r.Tuning
 }
+
+func (r *Runner) book() bookkeeping.Store { return bookkeeping.New(r.DB.Engine) }
 
 func (r *Runner) emit(ev UpdateEvent) {
 	if r.OnEvent != nil {
@@ -312,9 +343,9 @@ func (r *Runner) run(ctx context.Context, name string) error {
 		}
 		items, finished, size, millis, err := r.batch(ctx, name, h)
 		if err != nil {
-			err = r.explain(ctx, name, err)
-			r.emit(UpdateEvent{Type: "failed", Update: name, Error: err.Error()})
-			return &UpdateError{Update: name, Err: err}
+			ue := r.explain(ctx, name, h, err)
+			r.emit(UpdateEvent{Type: "failed", Update: name, Error: ue.Err.Error()})
+			return ue
 		}
 		done += int64(items)
 		rate, _ := r.tunedRate(name)
@@ -346,7 +377,7 @@ func (r *Runner) Step(ctx context.Context) (done bool, err error) {
 	}
 	items, finished, size, millis, err := r.batch(ctx, next.Name, h)
 	if err != nil {
-		return false, &UpdateError{Update: next.Name, Err: r.explain(ctx, next.Name, err)}
+		return false, r.explain(ctx, next.Name, h, err)
 	}
 	rate, _ := r.tunedRate(next.Name)
 	r.emit(UpdateEvent{Type: "batch", Update: next.Name, Items: items, BatchSize: size, Millis: millis, Rate: rate})
@@ -404,9 +435,8 @@ func (r *Runner) batchSize(name string) int {
 }
 
 func (r *Runner) progress(ctx context.Context, q db.Querier, name string) (json.RawMessage, error) {
-	var p string
-	err := q.QueryRowContext(ctx, r.DB.Rebind("SELECT progress_json FROM background_updates WHERE update_name = ?"), name).Scan(&p)
-	if err == sql.ErrNoRows {
+	p, queued, err := r.book().Progress(ctx, q, name, false)
+	if err == nil && !queued {
 		return nil, fmt.Errorf("%w: %q", ErrUpdateNotPending, name)
 	}
 	return json.RawMessage(p), err
@@ -439,19 +469,13 @@ func (r *Runner) batch(ctx context.Context, name string, h Handler) (items int, 
 }
 
 func (r *Runner) runBatch(ctx context.Context, name string, h Handler, size int) (items int, done bool, err error) {
+	book := r.book()
 	err = InTx(ctx, r.DB, func(tx *sql.Tx) error {
 		// Lock the update's row: a second runner waits here and then sees
 		// the progress this batch saved, so no batch runs twice.
-		q := "SELECT progress_json FROM background_updates WHERE update_name = ?"
-		if r.DB.Engine == db.Postgres {
-			q += " FOR UPDATE"
-		}
-		var p string
-		if err := tx.QueryRowContext(ctx, r.DB.Rebind(q), name).Scan(&p); err != nil {
-			if err == sql.ErrNoRows {
-				done = true
-				return nil
-			}
+		p, queued, err := book.Progress(ctx, tx, name, true)
+		if err != nil || !queued {
+			done = !queued
 			return err
 		}
 		res, err := h.Batch(ctx, tx, r.Env, json.RawMessage(p), size)
@@ -460,15 +484,13 @@ func (r *Runner) runBatch(ctx context.Context, name string, h Handler, size int)
 		}
 		items, done = res.Items, res.Done
 		if res.Done {
-			_, err = tx.ExecContext(ctx, r.DB.Rebind("DELETE FROM background_updates WHERE update_name = ?"), name)
-			return err
+			return book.Dequeue(ctx, tx, name)
 		}
 		data, err := json.Marshal(res.Progress)
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, r.DB.Rebind("UPDATE background_updates SET progress_json = ? WHERE update_name = ?"), string(data), name)
-		return err
+		return book.SaveProgress(ctx, tx, name, string(data))
 	})
 	return items, done, err
 }
@@ -489,8 +511,7 @@ func (r *Runner) buildIndex(ctx context.Context, name string, spec IndexSpec) er
 					return err
 				}
 			}
-			_, err := tx.ExecContext(ctx, "DELETE FROM background_updates WHERE update_name = ?", name)
-			return err
+			return r.book().Dequeue(ctx, tx, name)
 		})
 	}
 	conn, err := r.DB.Conn(ctx)
@@ -503,12 +524,8 @@ func (r *Runner) buildIndex(ctx context.Context, name string, spec IndexSpec) er
 		return err
 	}
 	defer func() { _, _ = conn.ExecContext(context.Background(), "SELECT pg_advisory_unlock($1)", key) }()
-	var pending int
-	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM background_updates WHERE update_name = $1", name).Scan(&pending); err != nil {
+	if _, queued, err := r.book().Progress(ctx, conn, name, false); err != nil || !queued {
 		return err
-	}
-	if pending == 0 {
-		return nil
 	}
 	var valid sql.NullBool
 	err = conn.QueryRowContext(ctx, `SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
@@ -540,8 +557,7 @@ func (r *Runner) buildIndex(ctx context.Context, name string, spec IndexSpec) er
 			return err
 		}
 	}
-	_, err = conn.ExecContext(ctx, "DELETE FROM background_updates WHERE update_name = $1", name)
-	return err
+	return r.book().Dequeue(ctx, conn, name)
 }
 
 // indexSQL renders CREATE INDEX; how is "IF NOT EXISTS" or "CONCURRENTLY".
@@ -574,19 +590,15 @@ func updateLockKey(name string) int64 {
 	return int64(h >> 1)
 }
 
-// explain turns known failures into errors that say what to do.
-func (r *Runner) explain(ctx context.Context, name string, err error) error {
-	if name == "state_group_edges_unique_idx" && isUniqueViolation(err) {
-		dups, extra, cerr := CountDuplicateEdges(ctx, r.DB)
-		if cerr == nil && dups > 0 {
-			return &DuplicateEdgesError{Pairs: dups, ExtraRows: extra, Err: err}
-		}
+// explain makes the UpdateError of a failed batch, with the handler's
+// explanation when it has one.
+func (r *Runner) explain(ctx context.Context, name string, h Handler, err error) *UpdateError {
+	ue := &UpdateError{Update: name, Err: err}
+	if h.Explain == nil || ctx.Err() != nil {
+		return ue
 	}
-	return err
-}
-
-func isUniqueViolation(err error) bool {
-	msg := err.Error()
-	return strings.Contains(msg, "UNIQUE constraint failed") || strings.Contains(msg, "SQLSTATE 23505") ||
-		strings.Contains(msg, "could not create unique index") || strings.Contains(msg, "duplicate key")
+	if ex := h.Explain(ctx, r.DB, r.Env, err); ex != nil && ex != err {
+		ue.Err, ue.hint = ex, fault.HintOf(ex)
+	}
+	return ue
 }

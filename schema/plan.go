@@ -19,6 +19,10 @@ type Options struct {
 	Worker bool
 	// ServerName is passed to Go deltas and background updates.
 	ServerName string
+	// AllowUnsafeLocale accepts an existing PostgreSQL database whose
+	// locale is not C (the database config's allow_unsafe_locale; see
+	// Preflight).
+	AllowUnsafeLocale bool
 	// Holder describes this process to another one that finds the schema
 	// lock taken.
 	Holder string

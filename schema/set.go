@@ -3,7 +3,6 @@ package schema
 import (
 	"context"
 	"database/sql"
-	"embed"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,9 +13,6 @@ import (
 
 	"hsops/internal/db"
 )
-
-//go:embed common main state
-var engineFiles embed.FS
 
 // Env is what a Go delta or a background update handler may need to know
 // about the database it runs on.
@@ -38,7 +34,8 @@ type GoDelta struct {
 	Upgrade func(ctx context.Context, tx *sql.Tx, env Env) error
 }
 
-// Set is a schema: its files, its Go deltas and its version facts.
+// Set is a schema: its files, its Go deltas and its version facts. The
+// engine's is schema/engine's Schema; tests build small ones.
 type Set struct {
 	// Name identifies the schema owner in the database mark.
 	Name string
@@ -57,27 +54,6 @@ type Set struct {
 	// Updates are the handlers of the background updates the deltas
 	// enqueue.
 	Updates *Registry
-}
-
-// Engine returns the hsops engine's schema: versions 68 to 83.
-func Engine() *Set {
-	return &Set{
-		Name:     "hsops",
-		FS:       engineFiles,
-		Version:  83,
-		Oldest:   68,
-		Compat:   engineCompat,
-		GoDeltas: engineGoDeltas(),
-		Updates:  engineUpdates(),
-	}
-}
-
-// engineCompat is, for each schema version, the compat version of the last
-// Synapse release with that SCHEMA_VERSION (spec 6.1). 75 never shipped in a
-// release; its value sits between 74's and 76's.
-var engineCompat = map[int]int{
-	68: 66, 69: 69, 70: 69, 71: 69, 72: 72, 73: 73, 74: 73, 75: 74,
-	76: 74, 77: 76, 78: 76, 79: 76, 80: 76, 81: 80, 82: 80, 83: 83,
 }
 
 // CompatFor returns the compat version recorded for a database at version v.

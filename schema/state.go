@@ -2,11 +2,9 @@ package schema
 
 import (
 	"context"
-	"database/sql"
-	"fmt"
-	"sort"
 
 	"hsops/internal/db"
+	"hsops/schema/bookkeeping"
 )
 
 // Kind says whose database this is.
@@ -38,19 +36,10 @@ func (k Kind) String() string {
 }
 
 // Mark is the engine's mark on a database it created.
-type Mark struct {
-	Engine         string
-	CreatedVersion int
-	CreatedTS      int64
-}
+type Mark = bookkeeping.Mark
 
 // PendingUpdate is a row of background_updates.
-type PendingUpdate struct {
-	Name      string `json:"name"`
-	Ordering  int    `json:"ordering"`
-	DependsOn string `json:"depends_on,omitempty"`
-	Progress  string `json:"progress_json"`
-}
+type PendingUpdate = bookkeeping.Update
 
 // State is what a database's bookkeeping says about its schema.
 type State struct {
@@ -91,52 +80,40 @@ func ReadState(ctx context.Context, d *db.DB, q db.Querier) (*State, error) {
 		has[t] = true
 	}
 	st := &State{Tables: len(tables), applied: map[string]bool{}}
+	book := bookkeeping.New(d.Engine)
 	if has["schema_version"] {
-		var upgraded any
-		err := q.QueryRowContext(ctx, "SELECT version, upgraded FROM schema_version").Scan(&st.Version, &upgraded)
-		switch {
-		case err == sql.ErrNoRows:
-		case err != nil:
-			return nil, fmt.Errorf("read schema_version: %w", err)
-		default:
-			st.HasVersion = true
-			st.Upgraded = db.Truthy(upgraded)
+		if st.Version, st.Upgraded, st.HasVersion, err = book.Version(ctx, q); err != nil {
+			return nil, err
 		}
 	}
 	if has["schema_compat_version"] {
-		err := q.QueryRowContext(ctx, "SELECT compat_version FROM schema_compat_version").Scan(&st.Compat)
-		switch {
-		case err == sql.ErrNoRows:
-		case err != nil:
-			return nil, fmt.Errorf("read schema_compat_version: %w", err)
-		default:
-			st.HasCompat = true
+		if st.Compat, st.HasCompat, err = book.Compat(ctx, q); err != nil {
+			return nil, err
 		}
 	}
 	if has["applied_schema_deltas"] {
-		if err := st.readApplied(ctx, q); err != nil {
+		applied, err := book.Applied(ctx, q)
+		if err != nil {
 			return nil, err
+		}
+		for _, a := range applied {
+			st.Applied = append(st.Applied, a.File)
+			st.applied[a.File] = true
 		}
 	}
 	if has["hsops_engine"] {
-		var m Mark
-		err := q.QueryRowContext(ctx, "SELECT engine, created_version, created_ts FROM hsops_engine").Scan(&m.Engine, &m.CreatedVersion, &m.CreatedTS)
-		if err != nil && err != sql.ErrNoRows {
-			return nil, fmt.Errorf("read hsops_engine: %w", err)
-		}
-		if err == nil {
-			st.Mark = &m
-		}
-	}
-	if has["background_updates"] {
-		if st.Updates, err = ReadUpdates(ctx, q); err != nil {
+		if st.Mark, err = book.Mark(ctx, q); err != nil {
 			return nil, err
 		}
 	}
-	bookkeeping := map[string]bool{"schema_version": true, "schema_compat_version": true, "applied_schema_deltas": true, "applied_module_schemas": true}
+	if has["background_updates"] {
+		if st.Updates, err = book.Updates(ctx, q); err != nil {
+			return nil, err
+		}
+	}
 	others := 0
 	for _, t := range tables {
-		if !bookkeeping[t] {
+		if !bookkeepingTables[t] {
 			others++
 		}
 	}
@@ -153,57 +130,13 @@ func ReadState(ctx context.Context, d *db.DB, q db.Querier) (*State, error) {
 	return st, nil
 }
 
-func (st *State) readApplied(ctx context.Context, q db.Querier) error {
-	rows, err := q.QueryContext(ctx, "SELECT version, file FROM applied_schema_deltas")
-	if err != nil {
-		return fmt.Errorf("read applied_schema_deltas: %w", err)
-	}
-	defer rows.Close()
-	type entry struct {
-		v    int
-		file string
-	}
-	var entries []entry
-	for rows.Next() {
-		var e entry
-		if err := rows.Scan(&e.v, &e.file); err != nil {
-			return err
-		}
-		entries = append(entries, e)
-		st.applied[e.file] = true
-	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	sort.Slice(entries, func(i, j int) bool {
-		if entries[i].v != entries[j].v {
-			return entries[i].v < entries[j].v
-		}
-		return entries[i].file < entries[j].file
-	})
-	for _, e := range entries {
-		st.Applied = append(st.Applied, e.file)
-	}
-	return nil
-}
+// bookkeepingTables are the tables every homeserver database gets first:
+// a database that holds nothing else is empty.
+var bookkeepingTables = map[string]bool{"schema_version": true, "schema_compat_version": true, "applied_schema_deltas": true, "applied_module_schemas": true}
 
 // ReadUpdates lists the pending background updates in the order the
-// scheduler considers them (ordering, then name).
+// scheduler considers them (ordering, then name). The queue reads the same
+// on both engines, so the zero Store reads it.
 func ReadUpdates(ctx context.Context, q db.Querier) ([]PendingUpdate, error) {
-	rows, err := q.QueryContext(ctx, "SELECT update_name, ordering, depends_on, progress_json FROM background_updates ORDER BY ordering, update_name")
-	if err != nil {
-		return nil, fmt.Errorf("read background_updates: %w", err)
-	}
-	defer rows.Close()
-	var out []PendingUpdate
-	for rows.Next() {
-		var u PendingUpdate
-		var dep sql.NullString
-		if err := rows.Scan(&u.Name, &u.Ordering, &dep, &u.Progress); err != nil {
-			return nil, err
-		}
-		u.DependsOn = dep.String
-		out = append(out, u)
-	}
-	return out, rows.Err()
+	return bookkeeping.Store{}.Updates(ctx, q)
 }

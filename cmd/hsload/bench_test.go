@@ -12,6 +12,7 @@ import (
 	"hsops/internal/dbtest"
 	"hsops/internal/store"
 	"hsops/schema"
+	"hsops/schema/engine"
 )
 
 // BenchmarkHTTPLoad runs the load generator against the engine (in this
@@ -63,7 +64,7 @@ func directSends(b *testing.B, e db.Engine, p loadParams) float64 {
 	b.Helper()
 	ctx := context.Background()
 	d := dbtest.New(b, e).Open(b)
-	if _, err := schema.Engine().Apply(ctx, d, schema.Options{ServerName: "example.org"}); err != nil {
+	if _, err := engine.Schema().Apply(ctx, d, schema.Options{ServerName: "example.org"}); err != nil {
 		b.Fatal(err)
 	}
 	st := store.New(d, "example.org", "master")

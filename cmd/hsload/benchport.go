@@ -25,6 +25,7 @@ import (
 	"hsops/internal/gen"
 	"hsops/internal/pgtest"
 	"hsops/schema"
+	"hsops/schema/engine"
 )
 
 func newBenchPortCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
@@ -276,7 +277,7 @@ func rawCopy(ctx context.Context, ported config.Database, newDB func(string) (co
 		return 0, 0, err
 	}
 	defer ref.Close()
-	if _, err := schema.Engine().Apply(ctx, ref, schema.Options{}); err != nil {
+	if _, err := engine.Schema().Apply(ctx, ref, schema.Options{}); err != nil {
 		return 0, 0, err
 	}
 	// Foreign-key order: the schema's referencing tables after the others.

@@ -21,6 +21,7 @@ import (
 	"hsops/internal/fault"
 	"hsops/internal/gen"
 	"hsops/schema"
+	"hsops/schema/engine"
 )
 
 // tool is hsload's exit table: every failure of a run is "failed".
@@ -127,8 +128,8 @@ func generate(ctx context.Context, dbc config.Database, p gen.Params, version in
 			return gen.Stats{}, fmt.Errorf("the database already has %d events: generate into an empty one", n)
 		}
 	}
-	p.Older = version != 0 && version < schema.Engine().Version
-	if _, err := schema.Engine().Apply(ctx, d, schema.Options{Target: version, ServerName: p.ServerName, Holder: "hsload generate"}); err != nil {
+	p.Older = version != 0 && version < engine.Schema().Version
+	if _, err := engine.Schema().Apply(ctx, d, schema.Options{Target: version, ServerName: p.ServerName, AllowUnsafeLocale: dbc.AllowUnsafeLocale, Holder: "hsload generate"}); err != nil {
 		return gen.Stats{}, err
 	}
 	p.Progress = progress

@@ -24,6 +24,7 @@ import (
 	"hsops/internal/porter"
 	"hsops/internal/scripttest"
 	"hsops/schema"
+	"hsops/schema/engine"
 )
 
 func TestMain(m *testing.M) {
@@ -60,7 +61,7 @@ func makeSource(path string, p gen.Params) error {
 		return err
 	}
 	defer d.Close()
-	if _, err := schema.Engine().Apply(ctx, d, schema.Options{ServerName: "example.org"}); err != nil {
+	if _, err := engine.Schema().Apply(ctx, d, schema.Options{ServerName: "example.org"}); err != nil {
 		return err
 	}
 	_, err = gen.Generate(ctx, d, p)

@@ -18,6 +18,7 @@ import (
 	"hsops/internal/db"
 	"hsops/internal/fault"
 	"hsops/schema"
+	"hsops/schema/engine"
 )
 
 func newBackgroundCmd(ctx context.Context, g *globals) *cobra.Command {
@@ -44,7 +45,7 @@ func newBackgroundStatusCmd(ctx context.Context, g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			reg := schema.Engine().Updates
+			reg := engine.Schema().Updates
 			for _, dbc := range cfg.Databases {
 				ro, st, err := inspect(ctx, dbc)
 				if err != nil {
@@ -174,8 +175,8 @@ func runBackground(ctx context.Context, g *globals, d *db.DB, cfg *config.Config
 	}
 	defer lock.Release()
 	out := newReporter(g)
-	r := &schema.Runner{DB: d, Registry: schema.Engine().Updates, Env: schema.Env{Engine: d.Engine, ServerName: cfg.ServerName},
-		Tuning: cfg.BackgroundUpdates, OnEvent: out.updateEvent}
+	r := &schema.Runner{DB: d, Registry: engine.Schema().Updates, Env: schema.Env{Engine: d.Engine, ServerName: cfg.ServerName},
+		Tuning: schema.Tuning(cfg.BackgroundUpdates), OnEvent: out.updateEvent}
 	t0 := time.Now()
 	pending, err := schema.ReadUpdates(ctx, d)
 	if err != nil {
@@ -221,7 +222,7 @@ func newStartJobCmd(ctx context.Context, g *globals) *cobra.Command {
 				return err
 			}
 			defer d.Close()
-			if err := schema.Engine().Updates.StartJob(ctx, d, args[0]); err != nil {
+			if err := engine.Schema().Updates.StartJob(ctx, d, args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(g.stdout, "queued %s; it runs when the homeserver runs its background updates, or now with:\n  update_database background run --database-config %s\n", args[0], g.configArg())

@@ -16,6 +16,7 @@ import (
 	"hsops/internal/dbtest"
 	"hsops/internal/pgtest"
 	"hsops/schema"
+	"hsops/schema/engine"
 )
 
 // buildTool builds this command into a temporary directory, so that tests
@@ -229,7 +230,7 @@ func killUntilDone(t *testing.T, bin string, args []string, first, step time.Dur
 func twins(t *testing.T, e db.Engine, done bool) (victim, reference dbtest.Target) {
 	t.Helper()
 	ctx := context.Background()
-	s := schema.Engine()
+	s := engine.Schema()
 	victim, reference = dbtest.New(t, e), dbtest.New(t, e)
 	for _, tg := range []dbtest.Target{victim, reference} {
 		d := tg.Open(t)

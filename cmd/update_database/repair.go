@@ -12,6 +12,7 @@ import (
 	"hsops/internal/db"
 	"hsops/internal/fault"
 	"hsops/internal/proc"
+	"hsops/internal/repair"
 	"hsops/schema"
 )
 
@@ -86,11 +87,11 @@ func runRepairEdges(ctx context.Context, g *globals, dryRun, force bool) error {
 			return err
 		}
 	}
-	dups, err := schema.ListDuplicateEdges(ctx, d, 20)
+	dups, err := repair.ListDuplicateEdges(ctx, d, 20)
 	if err != nil {
 		return err
 	}
-	res, err := schema.RepairEdges(ctx, d, dryRun)
+	res, err := repair.RepairEdges(ctx, d, dryRun)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"hsops/internal/db"
 	"hsops/internal/releases"
 	"hsops/schema"
+	"hsops/schema/engine"
 )
 
 func newStatusCmd(ctx context.Context, g *globals) *cobra.Command {
@@ -125,7 +126,7 @@ func statusOf(ctx context.Context, dbc config.Database, cfg *config.Config) (dbS
 		}
 	}
 	if st.Kind == schema.KindEngine || st.Kind == schema.KindEmpty {
-		plan, err := schema.Engine().Plan(st, engineOf(dbc), schema.Options{Stores: dbc.DataStores, Worker: false})
+		plan, err := engine.Schema().Plan(st, engineOf(dbc), schema.Options{Stores: dbc.DataStores, Worker: false})
 		if err != nil {
 			s.Problem = err.Error()
 		} else {
@@ -152,7 +153,7 @@ func printStatus(w io.Writer, s dbStatus, configArg string) {
 			row("problem", "%s", s.Problem)
 			return
 		}
-		row("next", "update_database --database-config %s creates it at schema %d", configArg, schema.Engine().Version)
+		row("next", "update_database --database-config %s creates it at schema %d", configArg, engine.Schema().Version)
 		return
 	case "unknown":
 		row("owner", "unknown: it holds tables but no homeserver bookkeeping (schema_version)")

@@ -11,6 +11,7 @@ import (
 	"hsops/internal/config"
 	"hsops/internal/db"
 	"hsops/schema"
+	"hsops/schema/engine"
 )
 
 type upgradeOptions struct {
@@ -87,10 +88,7 @@ func planOne(ctx context.Context, o *upgradeOptions, cfg *config.Config, dbc con
 		return nil, err
 	}
 	if ro != nil {
-		err := db.CheckServer(ctx, ro, dbc.AllowUnsafeLocale, false)
-		if err == nil && st.Kind == schema.KindEmpty && ro.Engine == db.Postgres {
-			err = db.CheckNewPostgres(ctx, ro)
-		}
+		err := schema.Preflight(ctx, ro, st, dbc.AllowUnsafeLocale)
 		ro.Close()
 		if err != nil {
 			return nil, err
@@ -98,9 +96,9 @@ func planOne(ctx context.Context, o *upgradeOptions, cfg *config.Config, dbc con
 	}
 	opts := schema.Options{
 		Target: o.target, Stores: dbc.DataStores, Worker: cfg.IsWorker(), ServerName: cfg.ServerName,
-		Holder: "update_database",
+		AllowUnsafeLocale: dbc.AllowUnsafeLocale, Holder: "update_database",
 	}
-	plan, err := schema.Engine().Plan(st, engineOf(dbc), opts)
+	plan, err := engine.Schema().Plan(st, engineOf(dbc), opts)
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +106,7 @@ func planOne(ctx context.Context, o *upgradeOptions, cfg *config.Config, dbc con
 }
 
 func upgradeOne(ctx context.Context, o *upgradeOptions, cfg *config.Config, p *planned) error {
-	set := schema.Engine()
+	set := engine.Schema()
 	dbc, st, opts, plan := p.dbc, p.st, p.opts, p.plan
 	out := newReporter(o.globals)
 	desc := describe(dbc)
@@ -212,7 +210,7 @@ func formatPlan(w io.Writer, desc string, p *schema.Plan) {
 }
 
 func compatOf(p *schema.Plan) int {
-	return schema.Engine().CompatFor(p.Snapshot)
+	return engine.Schema().CompatFor(p.Snapshot)
 }
 
 func planJSON(desc string, p *schema.Plan) map[string]any {

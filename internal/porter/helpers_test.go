@@ -11,6 +11,7 @@ import (
 	"hsops/internal/gen"
 	"hsops/internal/pgtest"
 	"hsops/schema"
+	"hsops/schema/engine"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -29,7 +30,7 @@ func engineSourceAt(t testing.TB, p gen.Params, v int) string {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	if _, err := schema.Engine().Apply(ctx, d, schema.Options{Target: v, ServerName: "example.org"}); err != nil {
+	if _, err := engine.Schema().Apply(ctx, d, schema.Options{Target: v, ServerName: "example.org"}); err != nil {
 		t.Fatal(err)
 	}
 	p.Older = v != 0

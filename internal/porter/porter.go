@@ -16,6 +16,7 @@ import (
 	"hsops/internal/fault"
 	"hsops/internal/proc"
 	"hsops/schema"
+	"hsops/schema/engine"
 )
 
 // Errors a caller maps to exit codes.
@@ -262,10 +263,10 @@ func (p *porter) prepare(ctx context.Context) error {
 		return err
 	}
 	p.res.Target = p.tgt.Desc
-	if err := db.CheckServer(ctx, p.tgt, o.Target.AllowUnsafeLocale, false); err != nil {
+	if p.tgtSt, err = schema.ReadState(ctx, p.tgt, p.tgt.DB); err != nil {
 		return err
 	}
-	if p.tgtSt, err = schema.ReadState(ctx, p.tgt, p.tgt.DB); err != nil {
+	if err := schema.Preflight(ctx, p.tgt, p.tgtSt, o.Target.AllowUnsafeLocale); err != nil {
 		return err
 	}
 	if err := p.checkTarget(ctx); err != nil {
@@ -429,7 +430,7 @@ func (p *porter) checkTarget(ctx context.Context) error {
 				"prepare the target with Synapse first, at the source's schema version %d: "+
 				"update_synapse_database --database-config homeserver-postgres.yaml", p.tgt.Desc, src.Version)
 		}
-		return db.CheckNewPostgres(ctx, p.tgt)
+		return nil
 	case schema.KindUnknown:
 		return targetErr("%s holds %d tables that are not a homeserver schema: use an empty database", p.tgt.Desc, tgt.Tables)
 	}
@@ -643,7 +644,7 @@ func engineShape(ctx context.Context, version int) (map[string][]string, error) 
 		return nil, err
 	}
 	defer d.Close()
-	if _, err := schema.Engine().Apply(ctx, d, schema.Options{Target: version}); err != nil {
+	if _, err := engine.Schema().Apply(ctx, d, schema.Options{Target: version}); err != nil {
 		return nil, fmt.Errorf("build the engine's schema at %d: %w", version, err)
 	}
 	tables, err := d.Tables(ctx, d)

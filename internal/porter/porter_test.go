@@ -18,6 +18,7 @@ import (
 	"hsops/internal/sequences"
 	"hsops/internal/store"
 	"hsops/schema"
+	"hsops/schema/engine"
 )
 
 func port(t *testing.T, src string, tgt config.Database, mutate ...func(*Options)) (*Result, error) {
@@ -154,7 +155,7 @@ func TestPort_SynapseModeIntoPreparedSchema(t *testing.T) {
 	s.Close()
 	tgt := pgtest.NewDatabase(t)
 	d := openPG(t, tgt.Config)
-	if _, err := schema.Engine().Apply(ctx, d, schema.Options{}); err != nil {
+	if _, err := engine.Schema().Apply(ctx, d, schema.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := d.Exec("DROP TABLE hsops_engine"); err != nil {
@@ -267,7 +268,7 @@ func TestPort_RefusesATargetLeftAtAnOlderSchema(t *testing.T) {
 	s := openSQLite(t, src)
 	runUpdates := func() {
 		t.Helper()
-		r := &schema.Runner{DB: s, Registry: schema.Engine().Updates, Env: schema.Env{Engine: db.SQLite, ServerName: "example.org"}}
+		r := &schema.Runner{DB: s, Registry: engine.Schema().Updates, Env: schema.Env{Engine: db.SQLite, ServerName: "example.org"}}
 		if err := r.RunAll(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -277,7 +278,7 @@ func TestPort_RefusesATargetLeftAtAnOlderSchema(t *testing.T) {
 	if res := mustPort(t, src, tgt.Config); res.SchemaVersion != 72 {
 		t.Fatalf("first port at schema %d, want 72", res.SchemaVersion)
 	}
-	if _, err := schema.Engine().Apply(ctx, s, schema.Options{ServerName: "example.org"}); err != nil {
+	if _, err := engine.Schema().Apply(ctx, s, schema.Options{ServerName: "example.org"}); err != nil {
 		t.Fatal(err)
 	}
 	runUpdates()

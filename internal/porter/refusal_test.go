@@ -19,6 +19,7 @@ import (
 	"hsops/internal/pgtest"
 	"hsops/internal/store"
 	"hsops/schema"
+	"hsops/schema/engine"
 )
 
 func smallSource(t *testing.T) string {
@@ -120,7 +121,7 @@ func TestPort_RefusesBadTargets(t *testing.T) {
 	t.Run("someone else's data", func(t *testing.T) {
 		tgt := pgtest.NewDatabase(t)
 		d := openPG(t, tgt.Config)
-		if _, err := schema.Engine().Apply(ctx, d, schema.Options{}); err != nil {
+		if _, err := engine.Schema().Apply(ctx, d, schema.Options{}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := d.Exec("INSERT INTO users (name, creation_ts, admin, is_guest, deactivated) VALUES ('@someone:else.org', 1, 0, 0, 0)"); err != nil {
@@ -273,7 +274,7 @@ func TestPort_RefusesBeforeWriting(t *testing.T) {
 	t.Run("someone else's rows in a re-copied table", func(t *testing.T) {
 		tgt := pgtest.NewDatabase(t)
 		d := openPG(t, tgt.Config)
-		if _, err := schema.Engine().Apply(ctx, d, schema.Options{}); err != nil {
+		if _, err := engine.Schema().Apply(ctx, d, schema.Options{}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := d.Exec("INSERT INTO profiles (user_id, displayname, full_user_id) VALUES ('alice', 'Alice', '@alice:else.org')"); err != nil {

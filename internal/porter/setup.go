@@ -9,6 +9,8 @@ import (
 
 	"hsops/internal/db"
 	"hsops/schema"
+	"hsops/schema/bookkeeping"
+	"hsops/schema/engine"
 )
 
 // bookkeepingSQL creates the port's bookkeeping: Synapse's
@@ -41,7 +43,8 @@ CREATE TABLE IF NOT EXISTS hsops_port_tables (
 func (p *porter) setupTarget(ctx context.Context) error {
 	if p.mode == "engine" && p.tgtSt.Kind == schema.KindEmpty {
 		p.state(fmt.Sprintf("Preparing the PostgreSQL schema at version %d", p.srcSt.Version))
-		_, err := schema.Engine().Apply(ctx, p.tgt, schema.Options{Target: p.srcSt.Version, ServerName: p.opts.ServerName, Holder: "port_db"})
+		_, err := engine.Schema().Apply(ctx, p.tgt, schema.Options{Target: p.srcSt.Version, ServerName: p.opts.ServerName,
+			AllowUnsafeLocale: p.opts.Target.AllowUnsafeLocale, Holder: "port_db"})
 		if err != nil {
 			return err
 		}
@@ -56,7 +59,7 @@ func (p *porter) setupTarget(ctx context.Context) error {
 	if n := len(p.tgtSt.Updates); n > 0 {
 		if p.mode == "engine" {
 			p.state("Running background updates on PostgreSQL")
-			r := &schema.Runner{DB: p.tgt, Registry: schema.Engine().Updates, Env: schema.Env{Engine: db.Postgres, ServerName: p.opts.ServerName}}
+			r := &schema.Runner{DB: p.tgt, Registry: engine.Schema().Updates, Env: schema.Env{Engine: db.Postgres, ServerName: p.opts.ServerName}}
 			if err := r.RunAll(ctx); err != nil {
 				return err
 			}
@@ -157,14 +160,10 @@ func (p *porter) resetTables(ctx context.Context) error {
 func queueDirectoryRebuild(ctx context.Context, tx *sql.Tx) error {
 	steps := []string{"populate_user_directory_createtables", "populate_user_directory_process_rooms",
 		"populate_user_directory_process_users", "populate_user_directory_cleanup"}
+	book := bookkeeping.New(db.Postgres)
 	prev := ""
 	for _, s := range steps {
-		var dep any
-		if prev != "" {
-			dep = prev
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO background_updates (update_name, progress_json, depends_on, ordering)
-			SELECT $1::text, '{}', $2::text, 0 WHERE NOT EXISTS (SELECT 1 FROM background_updates WHERE update_name = $1::text)`, s, dep); err != nil {
+		if _, err := book.Enqueue(ctx, tx, schema.PendingUpdate{Name: s, Progress: "{}", DependsOn: prev}); err != nil {
 			return err
 		}
 		prev = s

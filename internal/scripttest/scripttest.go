@@ -38,6 +38,7 @@ import (
 	"hsops/internal/db"
 	"hsops/internal/pgtest"
 	"hsops/schema"
+	"hsops/schema/engine"
 )
 
 // Fixture is the path of the real Synapse database fixture.
@@ -294,6 +295,6 @@ func mkdb(ts *testscript.TestScript, neg bool, args []string) {
 	d, err := db.Open(ctx, cfg, db.Options{Create: true})
 	ts.Check(err)
 	defer d.Close()
-	_, err = schema.Engine().Apply(ctx, d, schema.Options{Target: v, ServerName: "example.org"})
+	_, err = engine.Schema().Apply(ctx, d, schema.Options{Target: v, ServerName: "example.org"})
 	ts.Check(err)
 }

@@ -15,6 +15,7 @@ import (
 
 	"hsops/internal/store"
 	"hsops/schema"
+	"hsops/schema/engine"
 )
 
 func (s *Server) bgStatus(w http.ResponseWriter, _ *http.Request, _ store.User) {
@@ -60,7 +61,7 @@ func (s *Server) bgStartJob(w http.ResponseWriter, r *http.Request, _ store.User
 		writeError(w, 400, "M_MISSING_PARAM", "Missing params: ['job_name']")
 		return
 	}
-	err := schema.Engine().Updates.StartJob(r.Context(), s.store.DB, *body.JobName)
+	err := engine.Schema().Updates.StartJob(r.Context(), s.store.DB, *body.JobName)
 	switch {
 	case errors.Is(err, schema.ErrUnknownJob):
 		writeError(w, 400, "M_UNKNOWN", "Invalid job_name")

@@ -10,7 +10,7 @@ import (
 
 	"hsops/internal/buildinfo"
 	"hsops/internal/store"
-	"hsops/schema"
+	"hsops/schema/engine"
 )
 
 // matrixError is the standard error body.
@@ -146,7 +146,7 @@ func (s *Server) serverVersion(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, 200, map[string]any{
 		"server_version": buildinfo.ServerVersion(),
 		"engine":         "hsops",
-		"schema_version": schema.Engine().Version,
+		"schema_version": engine.Schema().Version,
 		"instance":       s.instance,
 		"uptime_seconds": int64(time.Since(s.started).Seconds()),
 	})

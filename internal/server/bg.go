@@ -7,6 +7,7 @@ import (
 
 	"hsops/internal/db"
 	"hsops/schema"
+	"hsops/schema/engine"
 )
 
 // bgController runs the background updates of every physical database in
@@ -32,9 +33,9 @@ func newBGController(s *Server) *bgController {
 		d := d
 		label := d.Label
 		c.runners[label] = &schema.Runner{
-			DB: d, Registry: schema.Engine().Updates,
+			DB: d, Registry: engine.Schema().Updates,
 			Env:    schema.Env{Engine: d.Engine, ServerName: s.cfg.ServerName},
-			Tuning: s.cfg.BackgroundUpdates, Sleep: s.cfg.BackgroundUpdates.SleepEnabled,
+			Tuning: schema.Tuning(s.cfg.BackgroundUpdates), Sleep: s.cfg.BackgroundUpdates.SleepEnabled,
 			OnEvent: func(ev schema.UpdateEvent) {
 				c.mu.Lock()
 				switch ev.Type {

@@ -23,6 +23,7 @@ import (
 	"hsops/internal/sequences"
 	"hsops/internal/store"
 	"hsops/schema"
+	"hsops/schema/engine"
 )
 
 // Errors of start-up that the command maps to messages and exit codes.
@@ -141,8 +142,9 @@ func Start(ctx context.Context, opts Options) (_ *Server, err error) {
 	return s, nil
 }
 
-// openDatabase opens one physical database, checks the server, and brings
-// the schema up to date (main process) or checks it is (worker).
+// openDatabase opens one physical database, runs the preflight (Apply runs
+// it for the main process), and brings the schema up to date (main process)
+// or checks it is (worker).
 func (s *Server) openDatabase(ctx context.Context, dbc config.Database) (*db.DB, error) {
 	d, err := db.Open(ctx, dbc, db.Options{Create: !s.worker, AppName: "hsops homeserver " + s.instance, MaxConns: maxConns(dbc)})
 	if s.worker && errors.Is(err, db.ErrNotFound) {
@@ -158,11 +160,9 @@ func (s *Server) openDatabase(ctx context.Context, dbc config.Database) (*db.DB,
 		}
 		return nil, err
 	}
-	if err := db.CheckServer(ctx, d, dbc.AllowUnsafeLocale, false); err != nil {
-		return fail(err)
-	}
-	set := schema.Engine()
-	opts := schema.Options{Stores: dbc.DataStores, Worker: s.worker, ServerName: s.cfg.ServerName, Holder: "homeserver " + s.instance,
+	set := engine.Schema()
+	opts := schema.Options{Stores: dbc.DataStores, Worker: s.worker, ServerName: s.cfg.ServerName,
+		AllowUnsafeLocale: dbc.AllowUnsafeLocale, Holder: "homeserver " + s.instance,
 		Progress: func(ev schema.Event) {
 			switch ev.Type {
 			case "snapshot":
@@ -176,6 +176,9 @@ func (s *Server) openDatabase(ctx context.Context, dbc config.Database) (*db.DB,
 	if s.worker {
 		st, err := schema.ReadState(ctx, d, d.DB)
 		if err != nil {
+			return fail(err)
+		}
+		if err := schema.Preflight(ctx, d, st, opts.AllowUnsafeLocale); err != nil {
 			return fail(err)
 		}
 		if _, err := set.Plan(st, d.Engine, opts); err != nil {

@@ -18,6 +18,7 @@ import (
 	"hsops/internal/dbtest"
 	"hsops/internal/pgtest"
 	"hsops/schema"
+	"hsops/schema/engine"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -170,7 +171,7 @@ func TestStartup_UpgradesAndRunsBackgroundUpdates(t *testing.T) {
 	dbtest.Engines(t, func(t *testing.T, e db.Engine) {
 		tg := dbtest.New(t, e)
 		d := tg.Open(t)
-		if _, err := schema.Engine().Apply(context.Background(), d, schema.Options{Target: 75}); err != nil {
+		if _, err := engine.Schema().Apply(context.Background(), d, schema.Options{Target: 75}); err != nil {
 			t.Fatal(err)
 		}
 		r := startServer(t, testConfig(t, tg.Config, ""))

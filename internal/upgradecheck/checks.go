@@ -9,6 +9,7 @@ import (
 
 	"hsops/internal/db"
 	"hsops/internal/releases"
+	"hsops/internal/repair"
 	"hsops/internal/sequences"
 	"hsops/schema"
 )
@@ -96,7 +97,7 @@ func checkEdges(ctx context.Context, d *Deployment, _ releases.Note, _ *semver.V
 	if d.DB == nil {
 		return Result{Status: NotCheckable, Detail: "the database could not be opened"}
 	}
-	pairs, extra, err := schema.CountDuplicateEdges(ctx, d.DB)
+	pairs, extra, err := repair.CountDuplicateEdges(ctx, d.DB)
 	if err != nil {
 		return Result{Status: NotCheckable, Detail: err.Error()}
 	}

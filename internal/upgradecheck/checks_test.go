@@ -14,6 +14,7 @@ import (
 	"hsops/internal/pgtest"
 	"hsops/internal/releases"
 	"hsops/schema"
+	"hsops/schema/engine"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -95,7 +96,7 @@ func TestDatabaseChecks(t *testing.T) {
 		ctx := context.Background()
 		tg := dbtest.New(t, e)
 		d := tg.Open(t)
-		if _, err := schema.Engine().Apply(ctx, d, schema.Options{Target: 69}); err != nil {
+		if _, err := engine.Schema().Apply(ctx, d, schema.Options{Target: 69}); err != nil {
 			t.Fatal(err)
 		}
 		dep := deployment(t, "")
@@ -171,7 +172,7 @@ func TestDatabaseFacts_LocaleWhateverTheRange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	set := schema.Engine()
+	set := engine.Schema()
 	plan, err := set.Plan(st, db.Postgres, schema.Options{})
 	if err != nil {
 		t.Fatal(err)

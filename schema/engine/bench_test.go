@@ -1,4 +1,4 @@
-package schema
+package engine
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 
 	"hsops/internal/db"
 	"hsops/internal/dbtest"
+	"hsops/schema"
 )
 
 // BenchmarkCreate measures creating a database at 83 from the snapshot (what
@@ -15,26 +16,26 @@ import (
 func BenchmarkCreate(b *testing.B) {
 	for _, e := range []db.Engine{db.SQLite, db.Postgres} {
 		b.Run("fresh83/"+string(e), func(b *testing.B) {
-			s := Engine()
+			s := Schema()
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
 				d := dbtest.New(b, e).Open(b)
 				b.StartTimer()
-				if _, err := s.Apply(context.Background(), d, Options{}); err != nil {
+				if _, err := s.Apply(context.Background(), d, schema.Options{}); err != nil {
 					b.Fatal(err)
 				}
 			}
 		})
 		b.Run("68to83/"+string(e), func(b *testing.B) {
-			s := Engine()
+			s := Schema()
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
 				d := dbtest.New(b, e).Open(b)
 				b.StartTimer()
-				if _, err := s.Apply(context.Background(), d, Options{Target: 68}); err != nil {
+				if _, err := s.Apply(context.Background(), d, schema.Options{Target: 68}); err != nil {
 					b.Fatal(err)
 				}
-				if _, err := s.Apply(context.Background(), d, Options{}); err != nil {
+				if _, err := s.Apply(context.Background(), d, schema.Options{}); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -50,8 +51,8 @@ func millionRows(b *testing.B, e db.Engine) *db.DB {
 	b.Helper()
 	ctx := context.Background()
 	d := dbtest.New(b, e).Open(b)
-	s := Engine()
-	if _, err := s.Apply(ctx, d, Options{Target: 76}); err != nil {
+	s := Schema()
+	if _, err := s.Apply(ctx, d, schema.Options{Target: 76}); err != nil {
 		b.Fatal(err)
 	}
 	series := "generate_series(1, 1000000) AS g(x)"
@@ -86,7 +87,7 @@ func BenchmarkBackgroundUpdates(b *testing.B) {
 	ctx := context.Background()
 	for _, e := range []db.Engine{db.SQLite, db.Postgres} {
 		d := millionRows(b, e)
-		s := Engine()
+		s := Schema()
 		reset := func(b *testing.B, q ...string) {
 			b.Helper()
 			for _, stmt := range q {
@@ -99,7 +100,7 @@ func BenchmarkBackgroundUpdates(b *testing.B) {
 			b.Helper()
 			reset(b, "DELETE FROM background_updates", "INSERT INTO background_updates (update_name, progress_json) VALUES ('"+name+"', '{}')")
 			b.StartTimer()
-			r := &Runner{DB: d, Registry: s.Updates, Env: Env{Engine: e, ServerName: "example.org"}}
+			r := &schema.Runner{DB: d, Registry: s.Updates, Env: schema.Env{Engine: e, ServerName: "example.org"}}
 			if err := r.RunAll(ctx); err != nil {
 				b.Fatal(err)
 			}
@@ -135,7 +136,6 @@ func BenchmarkBackgroundUpdates(b *testing.B) {
 			}
 			b.ReportMetric(1e6, "rows/op")
 		})
-		spec := IndexSpec{Name: "room_membership_user_room_idx", Table: "room_memberships", Columns: []string{"user_id", "room_id"}}
 		b.Run("index/runner/"+string(e), func(b *testing.B) {
 			b.StopTimer()
 			for i := 0; i < b.N; i++ {
@@ -146,14 +146,15 @@ func BenchmarkBackgroundUpdates(b *testing.B) {
 		})
 		b.Run("index/direct/"+string(e), func(b *testing.B) {
 			b.StopTimer()
-			how := "IF NOT EXISTS"
+			// What the runner builds: the spec of room_membership_user_room_index.
+			build := "CREATE INDEX IF NOT EXISTS room_membership_user_room_idx ON room_memberships (user_id, room_id)"
 			if e == db.Postgres {
-				how = "CONCURRENTLY"
+				build = "CREATE INDEX CONCURRENTLY room_membership_user_room_idx ON room_memberships (user_id, room_id)"
 			}
 			for i := 0; i < b.N; i++ {
 				reset(b, "DROP INDEX IF EXISTS room_membership_user_room_idx")
 				b.StartTimer()
-				reset(b, indexSQL(spec, how))
+				reset(b, build)
 				b.StopTimer()
 			}
 			b.ReportMetric(1e6, "rows/op")

@@ -1,4 +1,4 @@
-package schema
+package repair
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 
 	"hsops/internal/db"
 	"hsops/internal/fault"
+	"hsops/schema"
 )
 
 // RepairEdgesCommand is what an operator runs to remove duplicate
@@ -120,7 +121,7 @@ func RepairEdges(ctx context.Context, d *db.DB, dryRun bool) (*RepairEdgesResult
     ) AS t1
     WHERE row_id <> min_row_id
 )`, rowID)
-	err = InTx(ctx, d, func(tx *sql.Tx) error {
+	err = schema.InTx(ctx, d, func(tx *sql.Tx) error {
 		var distinctBefore int64
 		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM (SELECT DISTINCT state_group, prev_state_group FROM state_group_edges) AS p").Scan(&distinctBefore); err != nil {
 			return err

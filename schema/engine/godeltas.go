@@ -1,4 +1,4 @@
-package schema
+package engine
 
 import (
 	"context"
@@ -8,11 +8,13 @@ import (
 
 	"hsops/internal/db"
 	"hsops/internal/fault"
+	"hsops/schema"
+	"hsops/schema/bookkeeping"
 )
 
 // engineGoDeltas are the engine's deltas that SQL alone cannot express.
-func engineGoDeltas() map[string]GoDelta {
-	return map[string]GoDelta{
+func goDeltas() map[string]schema.GoDelta {
+	return map[string]schema.GoDelta{
 		"main/delta/73/10_update_sqlite_fts_tokenizer.go":      {Create: rebuildSearchWithPorter},
 		"main/delta/78/01_validate_and_update_profiles.go":     {Upgrade: finishFullUserID("profiles", "populate_full_user_id_profiles")},
 		"main/delta/78/02_validate_and_update_user_filters.go": {Upgrade: finishFullUserID("user_filters", "populate_full_user_id_user_filters")},
@@ -22,7 +24,7 @@ func engineGoDeltas() map[string]GoDelta {
 // rebuildSearchWithPorter switches SQLite's event_search to the porter
 // tokenizer (stemming: "running" finds "run"), as Synapse's
 // 73/10_update_sqlite_fts4_tokenizer.py does.
-func rebuildSearchWithPorter(ctx context.Context, tx *sql.Tx, env Env) error {
+func rebuildSearchWithPorter(ctx context.Context, tx *sql.Tx, env schema.Env) error {
 	if env.Engine != db.SQLite {
 		return nil
 	}
@@ -57,12 +59,12 @@ func RebuildSearch(ctx context.Context, tx *sql.Tx, tokenizer string) error {
 // finishFullUserID completes a full_user_id back-fill at upgrade time, as
 // Synapse's 78/01 and 78/02 do: fill what the background update has not yet
 // reached, drop the update, and (PostgreSQL) validate the NOT NULL check.
-func finishFullUserID(table, update string) func(context.Context, *sql.Tx, Env) error {
-	return func(ctx context.Context, tx *sql.Tx, env Env) error {
+func finishFullUserID(table, update string) func(context.Context, *sql.Tx, schema.Env) error {
+	return func(ctx context.Context, tx *sql.Tx, env schema.Env) error {
 		if err := backfillFullUserID(ctx, tx, env, table, nil, nil); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, db.Rebind(env.Engine, "DELETE FROM background_updates WHERE update_name = ?"), update); err != nil {
+		if err := bookkeeping.New(env.Engine).Dequeue(ctx, tx, update); err != nil {
 			return err
 		}
 		if env.Engine == db.Postgres {
@@ -76,8 +78,8 @@ func finishFullUserID(table, update string) func(context.Context, *sql.Tx, Env) 
 
 // backfillFullUserID sets full_user_id = '@' || user_id || ':' || server
 // for rows with user_id in (after, upTo] (nil is unbounded) that lack it.
-func backfillFullUserID(ctx context.Context, tx *sql.Tx, env Env, table string, after, upTo *string) error {
-	cond, args := KeyRange{After: after, UpTo: upTo}.Cond("user_id")
+func backfillFullUserID(ctx context.Context, tx *sql.Tx, env schema.Env, table string, after, upTo *string) error {
+	cond, args := schema.KeyRange{After: after, UpTo: upTo}.Cond("user_id")
 	where := "full_user_id IS NULL AND " + cond
 	server := env.ServerName
 	if server == "" {
@@ -105,7 +107,7 @@ func backfillFullUserID(ctx context.Context, tx *sql.Tx, env Env, table string, 
 var ErrNoServerName = fault.New(fault.Config, "server_name is needed: add server_name to the config", "add server_name to <config>")
 
 // serverName is the configured server name, or the domain of the users.
-func serverName(ctx context.Context, q db.Querier, env Env) (string, error) {
+func serverName(ctx context.Context, q db.Querier, env schema.Env) (string, error) {
 	if env.ServerName != "" {
 		return env.ServerName, nil
 	}

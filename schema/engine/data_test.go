@@ -1,13 +1,12 @@
-package schema
+package engine
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"testing"
 
 	"hsops/internal/db"
 	"hsops/internal/dbtest"
+	"hsops/schema"
 )
 
 // seed68 writes a small homeserver's worth of rows into a database at schema
@@ -61,16 +60,16 @@ func seed68(t *testing.T, d *db.DB) {
 
 func TestUpgrade_KeepsAndBackfillsData(t *testing.T) {
 	dbtest.Engines(t, func(t *testing.T, e db.Engine) {
-		s := Engine()
+		s := Schema()
 		d := dbtest.New(t, e).Open(t)
-		mustApply(t, s, d, Options{Target: 68})
+		mustApply(t, s, d, schema.Options{Target: 68})
 		seed68(t, d)
 		// Stop at 77 so that the full_user_id back-fill runs as a background
 		// update, then finish at 83 (78/01 and 78/02 finish it at upgrade time
 		// when they run first).
-		mustApply(t, s, d, Options{Target: 77})
+		mustApply(t, s, d, schema.Options{Target: 77})
 		runUpdates(t, s, d)
-		mustApply(t, s, d, Options{})
+		mustApply(t, s, d, schema.Options{})
 		runUpdates(t, s, d)
 
 		checks := []struct {
@@ -104,64 +103,6 @@ func TestUpgrade_KeepsAndBackfillsData(t *testing.T) {
 		var n int
 		if err := d.QueryRow("SELECT count(*) FROM background_updates").Scan(&n); err != nil || n != 0 {
 			t.Errorf("pending updates left: %d (%v)", n, err)
-		}
-	})
-}
-
-// The failure Synapse's operators know from v1.60.0: duplicated
-// state_group_edges rows make the unique index update fail for ever. The
-// error says so, the repair removes exactly the extra rows, and the update
-// then completes.
-func TestStateGroupEdges_DuplicatesFailThenRepair(t *testing.T) {
-	dbtest.Engines(t, func(t *testing.T, e db.Engine) {
-		ctx := context.Background()
-		s := Engine()
-		d := dbtest.New(t, e).Open(t)
-		mustApply(t, s, d, Options{Target: 69})
-		pairs := [][2]int{{2, 1}, {3, 2}, {4, 3}, {5, 4}}
-		copies := []int{3, 1, 2, 1} // (2,1) three times, (4,3) twice
-		for i, p := range pairs {
-			for c := 0; c < copies[i]; c++ {
-				if _, err := d.Exec(d.Rebind("INSERT INTO state_group_edges (state_group, prev_state_group) VALUES (?, ?)"), p[0], p[1]); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-		mustApply(t, s, d, Options{})
-		r := &Runner{DB: d, Registry: s.Updates, Env: Env{Engine: e, ServerName: "example.org"}}
-		err := r.RunAll(ctx)
-		var dup *DuplicateEdgesError
-		if !errors.As(err, &dup) || dup.Pairs != 2 || dup.ExtraRows != 3 {
-			t.Fatalf("got %v, want a DuplicateEdgesError with 2 pairs and 3 extra rows", err)
-		}
-		var ue *UpdateError
-		if !errors.As(err, &ue) || ue.Update != "state_group_edges_unique_idx" {
-			t.Fatalf("got %v, want the failing update named", err)
-		}
-
-		before := snapshot(t, d)
-		res, err := RepairEdges(ctx, d, true)
-		if err != nil || res.Pairs != 2 || res.Removed != 3 || !res.DryRun {
-			t.Fatalf("dry run: got %+v, %v", res, err)
-		}
-		if snapshot(t, d) != before {
-			t.Fatal("the dry run changed the database")
-		}
-		res, err = RepairEdges(ctx, d, false)
-		if err != nil || res.Removed != 3 || res.Remaining != 4 {
-			t.Fatalf("repair: got %+v, %v; want 3 removed, 4 left", res, err)
-		}
-		for _, p := range pairs {
-			var n int
-			if err := d.QueryRow(d.Rebind("SELECT count(*) FROM state_group_edges WHERE state_group = ? AND prev_state_group = ?"), p[0], p[1]).Scan(&n); err != nil || n != 1 {
-				t.Errorf("pair %v present %d times (%v), want once", p, n, err)
-			}
-		}
-		if err := r.RunAll(ctx); err != nil {
-			t.Fatalf("updates after the repair: %v", err)
-		}
-		if res, err := RepairEdges(ctx, d, false); err != nil || res.Removed != 0 {
-			t.Errorf("second repair: got %+v, %v; want nothing to do", res, err)
 		}
 	})
 }
