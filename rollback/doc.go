@@ -1,7 +1,7 @@
 // Package rollback undoes schema deltas.
 //
-// For the engine's own schema every delta has a reverse, stored at the
-// delta's path under this directory (rollback/main/delta/72/...), with the
+// For the engine's own schema (package schema/engine) every delta has a
+// reverse, stored at the delta's path under this directory (rollback/main/delta/72/...), with the
 // engine suffix when the two engines need different SQL, or written in Go
 // and registered under the delta's path. A reverse undoes its delta and the
 // effects of the background updates the delta queued (indexes built,
@@ -19,7 +19,8 @@
 // lose rows, or that runs an irreversible reverse, is refused unless data
 // loss is allowed. Everything runs in one transaction, with the bookkeeping
 // of a fresh database at the target (schema_version, schema_compat_version,
-// applied_schema_deltas), so a failed or killed rollback changes nothing.
+// applied_schema_deltas, written through package schema/bookkeeping's
+// store), so a failed or killed rollback changes nothing.
 //
 // Synapse databases get the rollbacks Synapse's upgrade notes document,
 // as data (synapse_recipes.yaml), and otherwise an answer to whether the

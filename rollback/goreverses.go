@@ -105,78 +105,17 @@ var identRE = regexp.MustCompile(`^"?([A-Za-z_][A-Za-z0-9_]*)"?`)
 // and its indexes and triggers recreated. Tables that others reference are
 // refused: dropping them would run their ON DELETE actions.
 func rebuildWithout(ctx context.Context, tx *sql.Tx, table string, cols []string) error {
-	var create string
-	if err := tx.QueryRowContext(ctx, "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", table).Scan(&create); err != nil {
-		return fmt.Errorf("rebuild %s: %w", table, err)
-	}
-	var referencedBy string
-	err := tx.QueryRowContext(ctx, `SELECT m.name FROM sqlite_master AS m, pragma_foreign_key_list(m.name) AS fk
-		WHERE m.type = 'table' AND fk."table" = ? AND m.name <> ? LIMIT 1`, table, table).Scan(&referencedBy)
-	if err == nil {
-		return fmt.Errorf("rebuild %s: table %s references it", table, referencedBy)
-	}
-	if err != sql.ErrNoRows {
-		return fmt.Errorf("rebuild %s: %w", table, err)
-	}
-	open, closeIdx := strings.Index(create, "("), strings.LastIndex(create, ")")
-	if open < 0 || closeIdx < open {
-		return fmt.Errorf("rebuild %s: cannot read its definition", table)
-	}
-	drop := map[string]bool{}
-	for _, c := range cols {
-		drop[strings.ToLower(c)] = true
-	}
-	var items, keep []string
-	for _, item := range catalog.SplitTopLevel(catalog.StripComments(create[open+1 : closeIdx])) {
-		m := identRE.FindStringSubmatch(item)
-		name := ""
-		if m != nil {
-			name = strings.ToLower(m[1])
-		}
-		switch name {
-		case "constraint", "unique", "check", "primary", "foreign":
-			for c := range drop {
-				if mentions(item, c) {
-					return fmt.Errorf("rebuild %s: clause %q uses column %s", table, item, c)
-				}
-			}
-			items = append(items, item)
-		default:
-			if drop[name] {
-				delete(drop, name)
-				continue
-			}
-			items = append(items, item)
-			keep = append(keep, name)
-		}
-	}
-	if len(drop) > 0 {
-		return fmt.Errorf("rebuild %s: no column %s", table, strings.Join(sortedKeys(drop), ", "))
-	}
-	type object struct{ name, sql string }
-	var objects []object
-	rows, err := tx.QueryContext(ctx, "SELECT name, sql FROM sqlite_master WHERE tbl_name = ? AND type IN ('index', 'trigger') AND sql IS NOT NULL ORDER BY type, name", table)
+	create, err := unreferencedTable(ctx, tx, table)
 	if err != nil {
 		return err
 	}
-	for rows.Next() {
-		var o object
-		if err := rows.Scan(&o.name, &o.sql); err != nil {
-			rows.Close()
-			return err
-		}
-		objects = append(objects, o)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	items, keep, err := withoutColumns(table, create, cols)
+	if err != nil {
 		return err
 	}
-	for _, o := range objects {
-		for _, c := range cols {
-			if mentions(o.sql, c) {
-				return fmt.Errorf("rebuild %s: %s uses column %s (drop it first)", table, o.name, c)
-			}
-		}
+	objects, err := tableObjects(ctx, tx, table, cols)
+	if err != nil {
+		return err
 	}
 	tmp := table + "_hsops_rebuild"
 	list := strings.Join(keep, ", ")
@@ -195,6 +134,99 @@ func rebuildWithout(ctx context.Context, tx *sql.Tx, table string, cols []string
 		}
 	}
 	return nil
+}
+
+// unreferencedTable returns a SQLite table's CREATE TABLE statement, and
+// refuses a table another table references by foreign key.
+func unreferencedTable(ctx context.Context, tx *sql.Tx, table string) (string, error) {
+	var create string
+	if err := tx.QueryRowContext(ctx, "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", table).Scan(&create); err != nil {
+		return "", fmt.Errorf("rebuild %s: %w", table, err)
+	}
+	var referencedBy string
+	err := tx.QueryRowContext(ctx, `SELECT m.name FROM sqlite_master AS m, pragma_foreign_key_list(m.name) AS fk
+		WHERE m.type = 'table' AND fk."table" = ? AND m.name <> ? LIMIT 1`, table, table).Scan(&referencedBy)
+	if err == nil {
+		return "", fmt.Errorf("rebuild %s: table %s references it", table, referencedBy)
+	}
+	if err != sql.ErrNoRows {
+		return "", fmt.Errorf("rebuild %s: %w", table, err)
+	}
+	return create, nil
+}
+
+// withoutColumns splits a CREATE TABLE statement into its column and
+// constraint definitions, leaving out the columns cols: items are the
+// definitions kept, keep the names of the columns kept. A constraint that
+// uses a dropped column, or a column the table lacks, is an error.
+func withoutColumns(table, create string, cols []string) (items, keep []string, err error) {
+	open, closeIdx := strings.Index(create, "("), strings.LastIndex(create, ")")
+	if open < 0 || closeIdx < open {
+		return nil, nil, fmt.Errorf("rebuild %s: cannot read its definition", table)
+	}
+	drop := map[string]bool{}
+	for _, c := range cols {
+		drop[strings.ToLower(c)] = true
+	}
+	for _, item := range catalog.SplitTopLevel(catalog.StripComments(create[open+1 : closeIdx])) {
+		m := identRE.FindStringSubmatch(item)
+		name := ""
+		if m != nil {
+			name = strings.ToLower(m[1])
+		}
+		switch name {
+		case "constraint", "unique", "check", "primary", "foreign":
+			for c := range drop {
+				if mentions(item, c) {
+					return nil, nil, fmt.Errorf("rebuild %s: clause %q uses column %s", table, item, c)
+				}
+			}
+			items = append(items, item)
+		default:
+			if drop[name] {
+				delete(drop, name)
+				continue
+			}
+			items = append(items, item)
+			keep = append(keep, name)
+		}
+	}
+	if len(drop) > 0 {
+		return nil, nil, fmt.Errorf("rebuild %s: no column %s", table, strings.Join(sortedKeys(drop), ", "))
+	}
+	return items, keep, nil
+}
+
+// sqliteObject is an index or trigger of a table, with its SQL.
+type sqliteObject struct{ name, sql string }
+
+// tableObjects lists a table's indexes and triggers, which the rebuild
+// recreates; one that uses a dropped column is an error.
+func tableObjects(ctx context.Context, tx *sql.Tx, table string, cols []string) ([]sqliteObject, error) {
+	rows, err := tx.QueryContext(ctx, "SELECT name, sql FROM sqlite_master WHERE tbl_name = ? AND type IN ('index', 'trigger') AND sql IS NOT NULL ORDER BY type, name", table)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var objects []sqliteObject
+	for rows.Next() {
+		var o sqliteObject
+		if err := rows.Scan(&o.name, &o.sql); err != nil {
+			return nil, err
+		}
+		objects = append(objects, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for _, o := range objects {
+		for _, c := range cols {
+			if mentions(o.sql, c) {
+				return nil, fmt.Errorf("rebuild %s: %s uses column %s (drop it first)", table, o.name, c)
+			}
+		}
+	}
+	return objects, nil
 }
 
 // mentions reports whether SQL text uses an identifier as a whole word.

@@ -1,11 +1,15 @@
-// Package schema holds the engine's database schema and the machinery that
-// creates and upgrades databases with it, following Synapse's conventions
-// exactly so that the bookkeeping of an engine database reads like Synapse's.
+// Package schema is the generic machinery that creates and upgrades a
+// homeserver database with a schema Set: plan, apply, the schema lock, the
+// preflight and the background-update runner. It follows Synapse's
+// conventions exactly so that the bookkeeping of an engine database reads
+// like Synapse's. The engine's own schema (its SQL, Go deltas and update
+// handlers) is package schema/engine; the bookkeeping rows are read and
+// written only through package schema/bookkeeping's Store.
 //
 // # The model
 //
-// A schema Set is a tree of SQL files (embedded with go:embed) plus deltas
-// written in Go. Tables are grouped in logical databases: "main" and "state"
+// A schema Set is a tree of SQL files (an fs.FS: the engine's are embedded
+// with go:embed) plus deltas written in Go. Tables are grouped in logical databases: "main" and "state"
 // hold data, "common" holds the bookkeeping every physical database gets. A
 // physical database hosts one or both of main and state (config data_stores).
 //
@@ -39,7 +43,9 @@
 // # Safety
 //
 // Everything (every file, every Go delta, the target) is read and validated
-// before the first write. Each version is applied in one transaction together
+// before the first write, after the Preflight: the server's version, a
+// PostgreSQL database's encoding and locale, and the stricter locale a new
+// database needs. Apply runs it; the tools that plan first run it too. Each version is applied in one transaction together
 // with its bookkeeping, so a failure leaves the database at the previous
 // version exactly. A schema lock (a PostgreSQL advisory lock, or a lock file
 // next to a SQLite database) keeps two processes from upgrading at once and
@@ -52,5 +58,11 @@
 //
 // Deltas enqueue long data migrations as rows of background_updates; the
 // Runner executes them batch by batch, each batch in one transaction with its
-// progress, so a killed run resumes where it stopped.
+// progress, so a killed run resumes where it stopped. A Registry maps update
+// names to Handlers: a batch function, an index build (CONCURRENTLY on
+// PostgreSQL) or a KeyBackfill that walks a table in key order. A handler
+// may explain its failures (the engine's unique-index update names the
+// repair that unblocks it). Batches are sized by Tuning, the homeserver
+// config's background_updates section passed as plain values: this package
+// reads no configuration.
 package schema

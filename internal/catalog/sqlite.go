@@ -82,10 +82,27 @@ func sqliteTable(ctx context.Context, d *db.DB, m master, virtual bool) ([]strin
 		return []string{fmt.Sprintf("table %s virtual %s", t, normalizeSQL(m.sql.String[strings.Index(strings.ToLower(m.sql.String), "using"):]))}, nil
 	}
 	lines := []string{"table " + t}
+	cols, err := sqliteColumns(ctx, d, t)
+	if err != nil {
+		return nil, err
+	}
+	fks, err := sqliteForeignKeys(ctx, d, t)
+	if err != nil {
+		return nil, err
+	}
+	lines = append(lines, cols...)
+	lines = append(lines, fks...)
+	return append(lines, sqliteClauses(t, m.sql.String)...), nil
+}
+
+// sqliteColumns describes a table's columns, from the pragma.
+func sqliteColumns(ctx context.Context, d *db.DB, t string) ([]string, error) {
 	rows, err := d.QueryContext(ctx, "SELECT cid, name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?) ORDER BY cid", t)
 	if err != nil {
 		return nil, errf("columns of "+t, err)
 	}
+	defer rows.Close()
+	var lines []string
 	for rows.Next() {
 		var (
 			cid, notnull, pk int
@@ -93,7 +110,6 @@ func sqliteTable(ctx context.Context, d *db.DB, m master, virtual bool) ([]strin
 			dflt             sql.NullString
 		)
 		if err := rows.Scan(&cid, &name, &typ, &notnull, &dflt, &pk); err != nil {
-			rows.Close()
 			return nil, err
 		}
 		l := fmt.Sprintf("table %s column %02d %s %s", t, cid, name, strings.ToLower(typ))
@@ -108,15 +124,17 @@ func sqliteTable(ctx context.Context, d *db.DB, m master, virtual bool) ([]strin
 		}
 		lines = append(lines, l)
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	// Foreign keys, from the pragma (column-level and table-level alike).
+	return lines, rows.Err()
+}
+
+// sqliteForeignKeys describes a table's foreign keys, from the pragma
+// (column-level and table-level alike).
+func sqliteForeignKeys(ctx context.Context, d *db.DB, t string) ([]string, error) {
 	fk, err := d.QueryContext(ctx, `SELECT id, "table", "from", "to", on_update, on_delete, match FROM pragma_foreign_key_list(?) ORDER BY id, seq`, t)
 	if err != nil {
 		return nil, errf("foreign keys of "+t, err)
 	}
+	defer fk.Close()
 	type fkey struct {
 		ref, from, to, onUpdate, onDelete, match string
 	}
@@ -129,7 +147,6 @@ func sqliteTable(ctx context.Context, d *db.DB, m master, virtual bool) ([]strin
 			to                                  sql.NullString
 		)
 		if err := fk.Scan(&id, &ref, &from, &to, &onUpdate, &onDelete, &mtch); err != nil {
-			fk.Close()
 			return nil, err
 		}
 		k, ok := keys[id]
@@ -144,35 +161,40 @@ func sqliteTable(ctx context.Context, d *db.DB, m master, virtual bool) ([]strin
 		k.from += from
 		k.to += to.String
 	}
-	fk.Close()
 	if err := fk.Err(); err != nil {
 		return nil, err
 	}
+	var lines []string
 	for _, id := range order {
 		k := keys[id]
 		lines = append(lines, fmt.Sprintf("table %s foreign key (%s) references %s(%s) on update %s on delete %s match %s",
 			t, k.from, k.ref, k.to, strings.ToLower(k.onUpdate), strings.ToLower(k.onDelete), strings.ToLower(k.match)))
 	}
-	// Unique, check and primary-key clauses, and deferrability, which only
-	// the table's SQL records.
-	sqlText := m.sql.String
+	return lines, nil
+}
+
+// sqliteClauses lists the unique, check and primary-key clauses of a
+// table, and deferrability, which only the table's SQL records.
+func sqliteClauses(t, sqlText string) []string {
 	open, closeIdx := strings.Index(sqlText, "("), strings.LastIndex(sqlText, ")")
-	if open >= 0 && closeIdx > open {
-		for _, item := range SplitTopLevel(StripComments(sqlText[open+1 : closeIdx])) {
-			n := normalizeSQL(item)
-			first := strings.SplitN(n, " ", 2)[0]
-			first = strings.SplitN(first, "(", 2)[0]
-			switch first {
-			case "constraint", "unique", "check", "primary", "foreign":
-				lines = append(lines, fmt.Sprintf("table %s clause %s", t, n))
-			default:
-				// A column definition: keep its inline constraints, which
-				// the pragmas do not fully show (CHECK, DEFERRABLE).
-				if strings.Contains(n, " check") || strings.Contains(n, "deferrable") {
-					lines = append(lines, fmt.Sprintf("table %s column-clause %s", t, n))
-				}
+	if open < 0 || closeIdx <= open {
+		return nil
+	}
+	var lines []string
+	for _, item := range SplitTopLevel(StripComments(sqlText[open+1 : closeIdx])) {
+		n := normalizeSQL(item)
+		first := strings.SplitN(n, " ", 2)[0]
+		first = strings.SplitN(first, "(", 2)[0]
+		switch first {
+		case "constraint", "unique", "check", "primary", "foreign":
+			lines = append(lines, fmt.Sprintf("table %s clause %s", t, n))
+		default:
+			// A column definition: keep its inline constraints, which
+			// the pragmas do not fully show (CHECK, DEFERRABLE).
+			if strings.Contains(n, " check") || strings.Contains(n, "deferrable") {
+				lines = append(lines, fmt.Sprintf("table %s column-clause %s", t, n))
 			}
 		}
 	}
-	return lines, nil
+	return lines
 }
