@@ -10,6 +10,7 @@ import (
 	"hsops/internal/catalog"
 	"hsops/internal/db"
 	"hsops/internal/dbtest"
+	"hsops/internal/fault"
 	"hsops/internal/repair"
 	"hsops/schema"
 	"hsops/schema/engine"
@@ -68,6 +69,9 @@ func TestStateGroupEdges_DuplicatesFailThenRepair(t *testing.T) {
 		var ue *schema.UpdateError
 		if !errors.As(err, &ue) || ue.Update != "state_group_edges_unique_idx" {
 			t.Fatalf("got %v, want the failing update named", err)
+		}
+		if hint := fault.HintOf(err); !strings.Contains(hint, repair.RepairEdgesCommand) {
+			t.Errorf("hint %q should name the repair", hint)
 		}
 
 		before := snapshot(t, d)
