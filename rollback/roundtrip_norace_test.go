@@ -141,7 +141,7 @@ func TestRoundTrip_FromTheSnapshot(t *testing.T) {
 // for what the reverses declare (lost rows, dropped columns), both at the
 // older version and after the upgrade back to 83.
 func TestRoundTrip_ClientData(t *testing.T) {
-	set := schema.Engine()
+	set := engine.Schema()
 	dbtest.Engines(t, func(t *testing.T, e db.Engine) {
 		refs := references(t, e)
 		var source *db.DB

@@ -11,6 +11,7 @@ import (
 	"hsops/internal/notifier"
 	"hsops/internal/pgtest"
 	"hsops/schema"
+	"hsops/schema/engine"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -18,7 +19,7 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 func newStore(t *testing.T, e db.Engine) *Store {
 	t.Helper()
 	d := dbtest.New(t, e).Open(t)
-	if _, err := schema.Engine().Apply(context.Background(), d, schema.Options{ServerName: "example.org"}); err != nil {
+	if _, err := engine.Schema().Apply(context.Background(), d, schema.Options{ServerName: "example.org"}); err != nil {
 		t.Fatal(err)
 	}
 	s := New(d, "example.org", "master")

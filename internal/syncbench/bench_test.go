@@ -27,6 +27,7 @@ import (
 	"hsops/internal/gen"
 	"hsops/internal/pgtest"
 	"hsops/schema"
+	engineschema "hsops/schema/engine"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -75,7 +76,7 @@ func fill(b *testing.B, e db.Engine, p gen.Params) config.Database {
 		b.Fatal(err)
 	}
 	defer d.Close()
-	if _, err := schema.Engine().Apply(ctx, d, schema.Options{ServerName: "example.org"}); err != nil {
+	if _, err := engineschema.Schema().Apply(ctx, d, schema.Options{ServerName: "example.org"}); err != nil {
 		b.Fatal(err)
 	}
 	p.Seed = 1
