@@ -17,5 +17,5 @@ func TestMain(m *testing.M) {
 }
 
 func TestScripts(t *testing.T) {
-	testscript.Run(t, scripttest.Params("testdata/script"))
+	scripttest.Run(t, scripttest.Params("testdata/script"))
 }

@@ -23,7 +23,7 @@ import (
 	"hsops/internal/config"
 	"hsops/internal/db"
 	"hsops/internal/gen"
-	"hsops/internal/pgtest"
+	"hsops/internal/pgcluster"
 	"hsops/schema"
 	"hsops/schema/engine"
 )
@@ -55,7 +55,7 @@ cluster is started from the initdb and pg_ctl on the machine.`,
 	f.IntVar(&jobs, "jobs", 2, "port_db --jobs")
 	f.IntVar(&batch, "batch-size", 10000, "port_db --batch-size")
 	f.StringVar(&work, "work", filepath.Join(os.TempDir(), "hsops-bench-port"), "directory for the generated database (reused across runs)")
-	f.StringVar(&pgURL, "postgres-url", os.Getenv(pgtest.EnvURL), "PostgreSQL admin URL")
+	f.StringVar(&pgURL, "postgres-url", os.Getenv(pgcluster.EnvURL), "PostgreSQL admin URL")
 	f.StringVar(&portDB, "port-db", "", "the port_db binary (default: next to hsload, then PATH)")
 	return cmd
 }
@@ -97,10 +97,12 @@ func benchPort(ctx context.Context, stdout, stderr io.Writer, events, jobs, batc
 		return cli.Usagef("port_db not found: build it next to hsload (go build -o bin/ ./cmd/...) or pass --port-db")
 	}
 	if pgURL == "" {
-		if pgURL, err = pgtest.Admin(); err != nil {
+		cluster, err := pgcluster.Start()
+		if err != nil {
 			return fmt.Errorf("no PostgreSQL: pass --postgres-url or install initdb/pg_ctl: %w", err)
 		}
-		defer pgtest.Stop()
+		defer cluster.Stop()
+		pgURL = cluster.AdminURL()
 	}
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		return err

@@ -36,7 +36,7 @@ func TestMain(m *testing.M) {
 func TestScripts(t *testing.T) {
 	p := scripttest.Params("testdata/script")
 	p.Cmds["mksource"] = mksource
-	testscript.Run(t, p)
+	scripttest.Run(t, p)
 }
 
 // mksource FILE USERS ROOMS MESSAGES: an engine SQLite database filled by

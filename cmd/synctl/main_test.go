@@ -57,5 +57,5 @@ func killLeftovers(bin string) {
 }
 
 func TestScripts(t *testing.T) {
-	testscript.Run(t, scripttest.Params("testdata/script"))
+	scripttest.Run(t, scripttest.Params("testdata/script"))
 }

@@ -18,6 +18,5 @@ func TestMain(m *testing.M) {
 
 func TestScripts(t *testing.T) {
 	p := scripttest.Params("testdata/script")
-	p.UpdateScripts = os.Getenv("UPDATE_GOLDEN") != ""
-	testscript.Run(t, p)
+	scripttest.Run(t, p)
 }

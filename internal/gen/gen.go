@@ -1,26 +1,33 @@
-// Package gen fills an engine database (schema 83) with a realistic
-// homeserver's data, fast, directly in the database: users with profiles,
-// devices, tokens, filters and account data; rooms created with their
-// initial state and joined by members (state events in state groups stored
-// as deltas with edges, current state, memberships); messages with their
-// JSON, edges to the previous event, search rows, thread replies and
-// reactions; receipts; and a few backfilled events with negative stream
-// orderings. The shapes are those the engine's client API writes.
+// Package gen fills an engine database with a realistic homeserver's data,
+// fast: users with profiles, devices, tokens, filters and account data;
+// rooms created with their initial state and joined by members (state
+// events in state groups stored as deltas with edges, current state,
+// memberships); messages with their JSON, edges to the previous event,
+// search rows, thread replies and reactions; receipts; and a few
+// backfilled events with negative stream orderings.
+//
+// The rows are the engine's own: gen decides what happens (who sends what
+// where, and the stream orderings and state groups, kept in memory since
+// it owns the empty database) and writes through the store's batched
+// persistence (store.Batch), which writes an event exactly as the client
+// API's Persist does, for the database's schema version: a database at an
+// older version gets the rows a server at that version would have written.
 package gen
 
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"math/rand"
-	"regexp"
 	"strings"
 
-	"hsops/internal/catalog"
+	"hsops/internal/config"
 	"hsops/internal/db"
+	"hsops/internal/fault"
 	"hsops/internal/sequences"
 	"hsops/internal/store"
+	"hsops/schema"
+	"hsops/schema/engine"
 )
 
 // Params size the data.
@@ -39,15 +46,15 @@ type Params struct {
 	TxSize int
 	// Progress is called after each transaction with the events so far.
 	Progress func(events int)
-	// Older, when set, writes into a database at an older schema version:
-	// columns and tables that version does not have are left out (and the
-	// rows are those a server at that version would have written).
-	Older bool
 }
 
 // Stats says what was written.
 type Stats struct {
 	Users, Rooms, Events, StateGroups, SearchRows int
+	// Rows is the number of rows written, in every table.
+	Rows int
+	// SchemaVersion is the schema version of the database written.
+	SchemaVersion int
 }
 
 type room struct {
@@ -66,26 +73,58 @@ type gen struct {
 	d     *db.DB
 	p     Params
 	rnd   *rand.Rand
+	b     *store.Batch
 	tx    *sql.Tx
-	stmts map[string]*sql.Stmt
+	inTx  int   // events written in tx
 	next  int64 // next stream ordering
 	back  int64 // next backfill stream ordering (negative)
 	group int64 // next state group
 	ts    int64
 	stats Stats
-	inTx  int
-	// keep are, for statements rewritten for an older schema, the indexes
-	// of the arguments kept; skip are the statements of missing tables.
-	keep map[string][]int
-	skip map[string]bool
 }
 
 var words = strings.Fields(`the quick brown fox jumps over lazy dog matrix homeserver synapse room message hello world
 meeting tomorrow lunch deploy release upgrade database postgres sqlite migration running coffee weekend project
 review merge branch test passing failing network server federation encrypted thread reply reaction photo`)
 
+// searchFields are the content fields the store indexes for search.
+var searchFields = map[string]string{"m.room.message": "body", "m.room.name": "name", "m.room.topic": "topic"}
+
+// ErrNotEmpty means the database to fill already holds events.
+var ErrNotEmpty = fault.New(fault.Failed, "the database already has events", "generate into a new, empty database")
+
+// SchemaVersions are the oldest and newest schema versions gen writes.
+func SchemaVersions() (oldest, newest int) { return store.OldestVersion, engine.Schema().Version }
+
+// Fill opens the database of a homeserver config (creating a SQLite file),
+// refuses one that already holds events before writing anything, creates
+// or upgrades the engine's schema to version (0: the newest) and generates
+// the data into it.
+func Fill(ctx context.Context, dbc config.Database, version int, p Params) (Stats, error) {
+	d, err := db.Open(ctx, dbc, db.Options{Create: true, AppName: "hsops hsload"})
+	if err != nil {
+		return Stats{}, err
+	}
+	defer d.Close()
+	if ok, err := d.TableExists(ctx, d, "events"); err != nil {
+		return Stats{}, err
+	} else if ok {
+		var n int
+		if err := d.QueryRowContext(ctx, "SELECT count(*) FROM events").Scan(&n); err != nil {
+			return Stats{}, err
+		}
+		if n > 0 {
+			return Stats{}, fmt.Errorf("%w (%d): nothing was written", ErrNotEmpty, n)
+		}
+	}
+	if _, err := engine.Schema().Apply(ctx, d, schema.Options{Target: version, ServerName: p.ServerName, AllowUnsafeLocale: dbc.AllowUnsafeLocale, Holder: "hsload generate"}); err != nil {
+		return Stats{}, err
+	}
+	return Generate(ctx, d, p)
+}
+
 // Generate writes the data. The database must be an engine database with
-// no rooms or events yet, at schema 83 (or older, with Params.Older).
+// no rooms or events yet, at any schema version the store writes.
 func Generate(ctx context.Context, d *db.DB, p Params) (Stats, error) {
 	if p.ServerName == "" {
 		p.ServerName = "example.org"
@@ -96,355 +135,190 @@ func Generate(ctx context.Context, d *db.DB, p Params) (Stats, error) {
 	if p.MembersPerRoom == 0 || p.MembersPerRoom > p.Users {
 		p.MembersPerRoom = min(p.Users, 10)
 	}
-	g := &gen{ctx: ctx, d: d, p: p, rnd: rand.New(rand.NewSource(p.Seed)), next: 1, back: -1, group: 1, ts: 1_700_000_000_000,
-		keep: map[string][]int{}, skip: map[string]bool{}}
-	if err := g.start(); err != nil {
-		return g.stats, err
+	if p.Users < 1 || p.Rooms < 1 {
+		return Stats{}, fmt.Errorf("generate needs at least one user and one room")
 	}
-	if err := g.users(); err != nil {
-		return g.stats, err
+	st, err := schema.ReadState(ctx, d, d)
+	if err != nil {
+		return Stats{}, err
 	}
-	rooms := make([]*room, p.Rooms)
-	for i := range rooms {
-		r, err := g.room(i)
+	if !st.HasVersion {
+		return Stats{}, fmt.Errorf("the database has no schema: create it first")
+	}
+	b, err := store.New(d, p.ServerName, "master").NewBatch(st.Version)
+	if err != nil {
+		return Stats{}, err
+	}
+	if d.Engine == db.SQLite {
+		restore, err := bulkPragmas(ctx, d)
 		if err != nil {
-			return g.stats, err
+			return Stats{}, err
 		}
-		rooms[i] = r
+		defer restore()
 	}
-	for i := 0; i < p.Messages; i++ {
-		r := rooms[i%len(rooms)]
-		if err := g.message(r, i); err != nil {
-			return g.stats, err
-		}
-	}
-	for _, r := range rooms {
-		for b := 0; b < p.Backfilled; b++ {
-			if err := g.backfill(r, b); err != nil {
-				return g.stats, err
-			}
-		}
-		if err := g.finishRoom(r); err != nil {
-			return g.stats, err
-		}
-	}
-	if err := g.exec("stream", `INSERT INTO stream_positions (stream_name, instance_name, stream_id) VALUES (?, 'master', ?)`, "events", g.next-1); err != nil {
-		return g.stats, err
-	}
-	if err := g.commit(); err != nil {
+	g := &gen{ctx: ctx, d: d, p: p, rnd: rand.New(rand.NewSource(p.Seed)), b: b, next: 1, back: -1, group: 1, ts: 1_700_000_000_000}
+	g.stats.SchemaVersion = st.Version
+	if err := g.run(); err != nil {
 		return g.stats, err
 	}
 	// The rows bypassed PostgreSQL's sequences: move them past what is in
 	// use, or the homeserver would hand out taken IDs.
-	_, err := sequences.Advance(ctx, d)
+	_, err = sequences.Advance(ctx, d)
 	return g.stats, err
 }
 
-func (g *gen) start() error {
-	tx, err := g.d.BeginTx(g.ctx, nil)
-	if err != nil {
-		return err
+// bulkPragmas tune SQLite's (only) connection for transactions of
+// thousands of events, and return what sets them back: such a transaction
+// outgrows the page cache (2 MB), which then spills to the file
+// mid-transaction and rewrites pages, and its multi-row INSERTs outgrow the
+// statement journal's memory, which then spills to a temporary file.
+func bulkPragmas(ctx context.Context, d *db.DB) (func(), error) {
+	var cache, temp int64
+	if err := d.QueryRowContext(ctx, "PRAGMA cache_size").Scan(&cache); err != nil {
+		return nil, err
 	}
-	g.tx = tx
-	g.stmts = map[string]*sql.Stmt{}
-	return nil
+	if err := d.QueryRowContext(ctx, "PRAGMA temp_store").Scan(&temp); err != nil {
+		return nil, err
+	}
+	if _, err := d.ExecContext(ctx, "PRAGMA cache_size = -262144; PRAGMA temp_store = MEMORY"); err != nil {
+		return nil, err
+	}
+	return func() {
+		_, _ = d.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf("PRAGMA cache_size = %d; PRAGMA temp_store = %d", cache, temp))
+	}, nil
 }
 
-func (g *gen) commit() error {
-	if g.tx == nil {
-		return nil
+func (g *gen) run() error {
+	g.users()
+	rooms := make([]*room, g.p.Rooms)
+	for i := range rooms {
+		r, err := g.room(i)
+		if err != nil {
+			return err
+		}
+		rooms[i] = r
 	}
-	err := g.tx.Commit()
-	g.tx = nil
-	if err == nil && g.p.Progress != nil {
-		g.p.Progress(g.stats.Events)
+	for i := 0; i < g.p.Messages; i++ {
+		if err := g.message(rooms[i%len(rooms)], i); err != nil {
+			return err
+		}
 	}
-	return err
-}
-
-// tick commits every TxSize events.
-func (g *gen) tick() error {
-	g.inTx++
-	if g.inTx < g.p.TxSize {
-		return nil
-	}
-	g.inTx = 0
-	if err := g.commit(); err != nil {
-		return err
-	}
-	return g.start()
-}
-
-func (g *gen) exec(name, q string, args ...any) error {
-	if g.skip[name] {
-		return nil
-	}
-	st, ok := g.stmts[name]
-	if !ok {
-		if g.p.Older {
-			var err error
-			if q, err = g.forOlder(name, q); err != nil {
+	for _, r := range rooms {
+		for b := 0; b < g.p.Backfilled; b++ {
+			if err := g.backfill(r); err != nil {
 				return err
 			}
-			if g.skip[name] {
-				return nil
-			}
 		}
-		var err error
-		st, err = g.tx.PrepareContext(g.ctx, g.d.Rebind(q))
+		g.finishRoom(r)
+	}
+	g.b.AddStreamPosition("events", g.next-1)
+	return g.write(true)
+}
+
+// batchEvents is how many events the batch holds before they are written
+// to the open transaction: enough for large statements, few enough to keep
+// the memory small.
+const batchEvents = 2000
+
+// write writes what the batch holds into the open transaction (begun
+// when none is), and commits it when commit is set or it holds TxSize
+// events.
+func (g *gen) write(commit bool) error {
+	if g.tx == nil {
+		tx, err := g.d.BeginTx(g.ctx, nil)
 		if err != nil {
-			return fmt.Errorf("prepare %s: %w", name, err)
+			return err
 		}
-		g.stmts[name] = st
+		g.tx = tx
 	}
-	if keep, ok := g.keep[name]; ok {
-		kept := make([]any, 0, len(keep))
-		for _, i := range keep {
-			kept = append(kept, args[i])
-		}
-		args = kept
+	g.inTx += g.b.Events()
+	n, err := g.b.Flush(g.ctx, g.tx)
+	if err != nil {
+		_ = g.tx.Rollback()
+		g.tx = nil
+		return err
 	}
-	if _, err := st.ExecContext(g.ctx, args...); err != nil {
-		return fmt.Errorf("%s: %w", name, err)
+	g.stats.Rows += n
+	if !commit && g.inTx < g.p.TxSize {
+		return nil
+	}
+	err = g.tx.Commit()
+	g.tx, g.inTx = nil, 0
+	if err != nil {
+		return err
+	}
+	if g.p.Progress != nil {
+		g.p.Progress(g.stats.Events)
 	}
 	return nil
-}
-
-var insertRE = regexp.MustCompile(`(?s)^\s*INSERT INTO (\w+) \(([^)]*)\)\s*VALUES \((.*?)\)(\s*ON CONFLICT.*)?$`)
-
-// forOlder rewrites an INSERT for the database's schema: the columns its
-// table does not have are left out with their values (g.keep records which
-// arguments remain), and the statement is skipped when the table itself is
-// missing.
-func (g *gen) forOlder(name, q string) (string, error) {
-	m := insertRE.FindStringSubmatch(q)
-	if m == nil {
-		return q, nil
-	}
-	table := m[1]
-	ok, err := g.d.TableExists(g.ctx, g.tx, table)
-	if err != nil {
-		return "", err
-	}
-	if !ok {
-		g.skip[name] = true
-		return "", nil
-	}
-	have, err := g.d.Columns(g.ctx, g.tx, table)
-	if err != nil {
-		return "", err
-	}
-	exists := map[string]bool{}
-	for _, c := range have {
-		exists[c] = true
-	}
-	cols := strings.Split(m[2], ",")
-	vals := catalog.SplitTopLevel(m[3])
-	if len(cols) != len(vals) {
-		return q, nil
-	}
-	var outCols, outVals []string
-	var keep []int
-	arg := 0
-	for i, c := range cols {
-		c = strings.TrimSpace(c)
-		n := strings.Count(vals[i], "?")
-		if exists[c] {
-			outCols = append(outCols, c)
-			outVals = append(outVals, vals[i])
-			for k := 0; k < n; k++ {
-				keep = append(keep, arg+k)
-			}
-		}
-		arg += n
-	}
-	if len(outCols) == len(cols) {
-		return q, nil
-	}
-	g.keep[name] = keep
-	return "INSERT INTO " + table + " (" + strings.Join(outCols, ", ") + ") VALUES (" + strings.Join(outVals, ", ") + ")" + m[4], nil
-}
-
-// boolInt is a boolean for a SMALLINT column (users.admin).
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 func (g *gen) user(i int) string { return fmt.Sprintf("@user%d:%s", i, g.p.ServerName) }
 
-func (g *gen) users() error {
+func (g *gen) users() {
 	for i := 0; i < g.p.Users; i++ {
 		u := g.user(i)
-		local := fmt.Sprintf("user%d", i)
-		steps := []struct {
-			name, q string
-			args    []any
-		}{
-			{"user", "INSERT INTO users (name, password_hash, creation_ts, admin, is_guest, deactivated, approved, locked) VALUES (?, ?, ?, ?, 0, 0, ?, ?)",
-				[]any{u, "$2b$04$abcdefghijklmnopqrstuuOpQ0q3Jx0hYhCmK0Ac6Tt4u1w0z2zGe", g.ts / 1000, boolInt(i == 0), true, false}},
-			{"profile", "INSERT INTO profiles (user_id, full_user_id, displayname) VALUES (?, ?, ?)", []any{local, u, "User " + fmt.Sprint(i)}},
-			{"device", "INSERT INTO devices (user_id, device_id, display_name, last_seen, hidden) VALUES (?, ?, ?, ?, ?)", []any{u, "DEV" + fmt.Sprint(i), "phone", g.ts, false}},
-			{"token", "INSERT INTO access_tokens (id, user_id, device_id, token, used) VALUES (?, ?, ?, ?, ?)", []any{i + 1, u, "DEV" + fmt.Sprint(i), "syt_gen_" + fmt.Sprint(i), false}},
-			{"filter", "INSERT INTO user_filters (user_id, full_user_id, filter_id, filter_json) VALUES (?, ?, 0, ?)", []any{local, u, []byte(`{"room":{"timeline":{"limit":20}}}`)}},
-			{"account_data", "INSERT INTO account_data (user_id, account_data_type, stream_id, content, instance_name) VALUES (?, 'm.push_rules', ?, ?, 'master')", []any{u, i + 2, `{"global":{}}`}},
-		}
-		for _, s := range steps {
-			if err := g.exec(s.name, s.q, s.args...); err != nil {
-				return err
-			}
-		}
+		g.b.AddAccount(store.Account{UserID: u, PasswordHash: "$2b$04$abcdefghijklmnopqrstuuOpQ0q3Jx0hYhCmK0Ac6Tt4u1w0z2zGe",
+			CreationTS: g.ts / 1000, Admin: i == 0, DisplayName: "User " + fmt.Sprint(i), DeviceID: "DEV" + fmt.Sprint(i),
+			DeviceName: "phone", LastSeen: g.ts, TokenID: int64(i + 1), Token: "syt_gen_" + fmt.Sprint(i)})
+		g.b.AddFilter(u, 0, []byte(`{"room":{"timeline":{"limit":20}}}`))
+		g.b.AddAccountData(u, "m.push_rules", int64(i+2), `{"global":{}}`)
 		g.stats.Users++
 	}
-	return nil
 }
 
-// event writes one event and what goes with it.
+// event adds one event: its stream ordering, depth, prev event, auth
+// events and state group come from the room as gen keeps it.
 func (g *gen) event(r *room, typ, sender string, stateKey *string, content map[string]any, backfilled bool) (string, error) {
-	id := "$" + store.RandomToken(32)
+	e := &store.Event{EventID: "$" + store.RandomToken(32), RoomID: r.id, Type: typ, Sender: sender, StateKey: stateKey,
+		Content: content, Backfilled: backfilled}
 	g.ts += int64(g.rnd.Intn(5000) + 1)
-	var so, depth int64
-	var prev []string
+	e.OriginServerTS = g.ts
 	if backfilled {
-		so = g.back
+		e.StreamOrdering = g.back
 		g.back--
-		depth = 0
 	} else {
-		so = g.next
+		e.StreamOrdering = g.next
 		g.next++
 		r.depth++
-		depth = r.depth
+		e.Depth = r.depth
 		if r.last != "" {
-			prev = []string{r.last}
+			e.PrevEvents = []string{r.last}
 		}
+		e.StateGroup = r.group
+		if stateKey != nil {
+			e.PrevStateGroup = r.group
+			e.StateGroup = g.group
+			g.group++
+			r.group = e.StateGroup
+			g.stats.StateGroups++
+		}
+		r.last = e.EventID
 	}
-	var auth []string
 	for _, a := range []string{r.create, r.power, r.memberEvent[sender]} {
 		if a != "" {
-			auth = append(auth, a)
+			e.AuthEvents = append(e.AuthEvents, a)
 		}
 	}
-	ev := &store.Event{EventID: id, RoomID: r.id, Type: typ, Sender: sender, StateKey: stateKey, Content: content,
-		Depth: depth, OriginServerTS: g.ts, PrevEvents: prev, AuthEvents: auth}
-	body, _ := json.Marshal(content)
-	var sk any
-	if stateKey != nil {
-		sk = *stateKey
-	}
-	if err := g.exec("event", `INSERT INTO events (stream_ordering, topological_ordering, event_id, type, room_id, content, processed, outlier,
-		depth, origin_server_ts, received_ts, sender, contains_url, instance_name, state_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		so, depth, id, typ, r.id, string(body), true, false, depth, g.ts, g.ts, sender, false, "master", sk); err != nil {
+	if err := g.b.Add(e); err != nil {
 		return "", err
 	}
-	if err := g.exec("event_json", "INSERT INTO event_json (event_id, room_id, internal_metadata, json, format_version) VALUES (?, ?, '{}', ?, 3)", id, r.id, ev.JSON()); err != nil {
-		return "", err
-	}
-	for _, p := range prev {
-		if err := g.exec("edge", "INSERT INTO event_edges (event_id, prev_event_id, room_id, is_state) VALUES (?, ?, ?, ?)", id, p, r.id, false); err != nil {
-			return "", err
-		}
-	}
-	for _, a := range auth {
-		if err := g.exec("auth", "INSERT INTO event_auth (event_id, auth_id, room_id) VALUES (?, ?, ?)", id, a, r.id); err != nil {
-			return "", err
-		}
-	}
-	if stateKey != nil && !backfilled {
-		if err := g.state(r, id, typ, *stateKey, sender, content, so); err != nil {
-			return "", err
-		}
-	}
-	if r.group != 0 && !backfilled {
-		if err := g.exec("event_group", "INSERT INTO event_to_state_groups (event_id, state_group) VALUES (?, ?)", id, r.group); err != nil {
-			return "", err
-		}
-	}
-	if k, ok := map[string][2]string{"m.room.message": {"content.body", "body"}, "m.room.name": {"content.name", "name"}, "m.room.topic": {"content.topic", "topic"}}[typ]; ok {
-		if v, _ := content[k[1]].(string); v != "" {
-			var err error
-			if g.d.Engine == db.Postgres {
-				err = g.exec("search", "INSERT INTO event_search (event_id, room_id, sender, key, vector, origin_server_ts, stream_ordering) VALUES (?, ?, ?, ?, to_tsvector('english', ?), ?, ?)", id, r.id, sender, k[0], v, g.ts, so)
-			} else {
-				err = g.exec("search", "INSERT INTO event_search (event_id, room_id, sender, key, value) VALUES (?, ?, ?, ?, ?)", id, r.id, sender, k[0], v)
-			}
-			if err != nil {
-				return "", err
-			}
+	if field, ok := searchFields[typ]; ok {
+		if v, _ := content[field].(string); v != "" {
 			g.stats.SearchRows++
 		}
 	}
-	if !backfilled {
-		r.last = id
-	}
 	g.stats.Events++
-	return id, g.tick()
-}
-
-// state stores a state event: a new state group holding the delta, an
-// edge to the room's previous group, the current state and memberships.
-func (g *gen) state(r *room, id, typ, key, sender string, content map[string]any, so int64) error {
-	gid := g.group
-	g.group++
-	steps := []struct {
-		name, q string
-		args    []any
-	}{
-		{"state_event", "INSERT INTO state_events (event_id, room_id, type, state_key) VALUES (?, ?, ?, ?)", []any{id, r.id, typ, key}},
-		{"group", "INSERT INTO state_groups (id, room_id, event_id) VALUES (?, ?, ?)", []any{gid, r.id, id}},
-		{"group_state", "INSERT INTO state_groups_state (state_group, room_id, type, state_key, event_id) VALUES (?, ?, ?, ?, ?)", []any{gid, r.id, typ, key, id}},
+	if g.b.Events() >= min(batchEvents, g.p.TxSize) {
+		return e.EventID, g.write(false)
 	}
-	if r.group != 0 {
-		steps = append(steps, struct {
-			name, q string
-			args    []any
-		}{"group_edge", "INSERT INTO state_group_edges (state_group, prev_state_group) VALUES (?, ?)", []any{gid, r.group}})
-	}
-	var membership any
-	if typ == "m.room.member" {
-		membership = content["membership"]
-	}
-	steps = append(steps,
-		struct {
-			name, q string
-			args    []any
-		}{"current_delete", "DELETE FROM current_state_events WHERE room_id = ? AND type = ? AND state_key = ?", []any{r.id, typ, key}},
-		struct {
-			name, q string
-			args    []any
-		}{"current", "INSERT INTO current_state_events (event_id, room_id, type, state_key, membership, event_stream_ordering) VALUES (?, ?, ?, ?, ?, ?)", []any{id, r.id, typ, key, membership, so}})
-	if typ == "m.room.member" {
-		steps = append(steps,
-			struct {
-				name, q string
-				args    []any
-			}{"membership", "INSERT INTO room_memberships (event_id, user_id, sender, room_id, membership, display_name, event_stream_ordering) VALUES (?, ?, ?, ?, ?, ?, ?)", []any{id, key, sender, r.id, membership, content["displayname"], so}},
-			struct {
-				name, q string
-				args    []any
-			}{"local_delete", "DELETE FROM local_current_membership WHERE user_id = ? AND room_id = ?", []any{key, r.id}},
-			struct {
-				name, q string
-				args    []any
-			}{"local", "INSERT INTO local_current_membership (room_id, user_id, event_id, membership, event_stream_ordering) VALUES (?, ?, ?, ?, ?)", []any{r.id, key, id, membership, so}})
-	}
-	for _, s := range steps {
-		if err := g.exec(s.name, s.q, s.args...); err != nil {
-			return err
-		}
-	}
-	r.group = gid
-	g.stats.StateGroups++
-	return nil
+	return e.EventID, nil
 }
 
 func (g *gen) room(i int) (*room, error) {
 	r := &room{id: fmt.Sprintf("!room%d:%s", i, g.p.ServerName), memberEvent: map[string]string{}}
 	creator := g.user(i % g.p.Users)
-	if err := g.exec("room", "INSERT INTO rooms (room_id, is_public, creator, room_version, has_auth_chain_index) VALUES (?, ?, ?, '10', ?)", r.id, i%2 == 0, creator, false); err != nil {
-		return nil, err
-	}
+	g.b.AddRoom(r.id, creator, i%2 == 0)
 	var err error
 	empty := ""
 	if r.create, err = g.event(r, "m.room.create", creator, &empty, map[string]any{"creator": creator, "room_version": "10"}, false); err != nil {
@@ -497,6 +371,8 @@ func (g *gen) sentence() string {
 	return strings.Join(w, " ")
 }
 
+// message sends a message: every 20th a thread reply to the room's last
+// event, every 50th a reaction to it.
 func (g *gen) message(r *room, i int) error {
 	sender := r.members[g.rnd.Intn(len(r.members))]
 	content := map[string]any{"msgtype": "m.text", "body": g.sentence()}
@@ -508,47 +384,20 @@ func (g *gen) message(r *room, i int) error {
 	case i%20 == 19 && r.last != "":
 		content["m.relates_to"] = map[string]any{"rel_type": "m.thread", "event_id": r.last}
 	}
-	id, err := g.event(r, typ, sender, nil, content, false)
-	if err != nil {
-		return err
-	}
-	if rel, ok := content["m.relates_to"].(map[string]any); ok {
-		var key any
-		if k, ok := rel["key"].(string); ok {
-			key = k
-		}
-		if err := g.exec("relation", "INSERT INTO event_relations (event_id, relates_to_id, relation_type, aggregation_key) VALUES (?, ?, ?, ?)", id, rel["event_id"], rel["rel_type"], key); err != nil {
-			return err
-		}
-		if rel["rel_type"] == "m.thread" {
-			if err := g.exec("thread", `INSERT INTO threads (room_id, thread_id, latest_event_id, topological_ordering, stream_ordering)
-				VALUES (?, ?, ?, ?, ?) ON CONFLICT (room_id, thread_id) DO UPDATE SET latest_event_id = excluded.latest_event_id,
-				topological_ordering = excluded.topological_ordering, stream_ordering = excluded.stream_ordering`, r.id, rel["event_id"], id, r.depth, g.next-1); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	_, err := g.event(r, typ, sender, nil, content, false)
+	return err
 }
 
-func (g *gen) backfill(r *room, b int) error {
+func (g *gen) backfill(r *room) error {
 	_, err := g.event(r, "m.room.message", r.members[0], nil, map[string]any{"msgtype": "m.text", "body": "older history " + g.sentence()}, true)
 	return err
 }
 
-// finishRoom records the room's forward extremity, depth and receipts.
-func (g *gen) finishRoom(r *room) error {
-	if err := g.exec("extremity", "INSERT INTO event_forward_extremities (event_id, room_id) VALUES (?, ?)", r.last, r.id); err != nil {
-		return err
-	}
-	if err := g.exec("depth", "INSERT INTO room_depth (room_id, min_depth) VALUES (?, 1)", r.id); err != nil {
-		return err
-	}
+// finishRoom records the room's depth and its members' receipts.
+func (g *gen) finishRoom(r *room) {
+	g.b.AddRoomDepth(r.id, 1)
 	for i, u := range r.members {
-		if err := g.exec("receipt", `INSERT INTO receipts_linearized (stream_id, room_id, receipt_type, user_id, event_id, data, instance_name)
-			VALUES (?, ?, 'm.read', ?, ?, ?, 'master')`, g.stats.Events*10+i, r.id, u, r.last, `{"ts":`+fmt.Sprint(g.ts)+`}`); err != nil {
-			return err
-		}
+		g.b.AddReceipt(store.Receipt{StreamID: int64(g.stats.Events*10 + i), RoomID: r.id, Type: "m.read", UserID: u, EventID: r.last,
+			Data: `{"ts":` + fmt.Sprint(g.ts) + `}`})
 	}
-	return nil
 }

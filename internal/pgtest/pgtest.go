@@ -2,10 +2,9 @@
 //
 // If HSOPS_TEST_PG_URL is set (a URL of a role that may create databases,
 // e.g. postgres://postgres@127.0.0.1:5432/postgres) it is used. Otherwise the
-// first test that asks starts a throwaway cluster with the initdb and pg_ctl
-// found on PATH (or under /usr/lib/postgresql/*/bin), as the postgres user
-// when the tests run as root, listening on 127.0.0.1 only. Packages that use
-// it call Main from TestMain so the cluster is stopped at the end.
+// first test that asks starts a throwaway cluster (internal/pgcluster: the
+// initdb and pg_ctl on the machine, listening on 127.0.0.1 only). Packages
+// that use it call Main from TestMain so the cluster is stopped at the end.
 //
 // Every test gets its own empty database (UTF8, C collation and ctype, from
 // template0). Creating a database costs a quarter of a second, so at
@@ -20,32 +19,28 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
-	"os/exec"
-	"os/user"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"hsops/internal/config"
+	"hsops/internal/pgcluster"
 )
 
 // EnvURL names the variable holding an externally provided server URL.
-const EnvURL = "HSOPS_TEST_PG_URL"
+const EnvURL = pgcluster.EnvURL
 
 var (
 	once     sync.Once
 	adminURL string
 	startErr error
-	cluster  *localCluster
+	cluster  *pgcluster.Cluster
 )
 
 // Main runs the tests and stops a cluster this process started.
@@ -73,7 +68,7 @@ func Stop() {
 		pool.drain()
 	}
 	if cluster != nil {
-		cluster.stop()
+		cluster.Stop()
 		cluster = nil
 	}
 }
@@ -86,9 +81,9 @@ func Admin() (string, error) {
 			adminURL = u
 			return
 		}
-		cluster, startErr = startCluster()
+		cluster, startErr = pgcluster.Start()
 		if startErr == nil {
-			adminURL = cluster.url("postgres")
+			adminURL = cluster.AdminURL()
 		}
 	})
 	if startErr != nil {
@@ -319,126 +314,4 @@ func randomHex(n int) string {
 		panic(err)
 	}
 	return hex.EncodeToString(b)
-}
-
-type localCluster struct {
-	dir    string
-	port   int
-	pgCtl  string
-	asUser *syscall.Credential
-}
-
-func (c *localCluster) url(db string) string {
-	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", c.port, db)
-}
-
-func findBinary(name string) (string, error) {
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
-	}
-	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/" + name)
-	if len(matches) > 0 {
-		return matches[len(matches)-1], nil
-	}
-	return "", fmt.Errorf("%s not found on PATH or under /usr/lib/postgresql", name)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func startCluster() (*localCluster, error) {
-	initdb, err := findBinary("initdb")
-	if err != nil {
-		return nil, err
-	}
-	pgCtl, err := findBinary("pg_ctl")
-	if err != nil {
-		return nil, err
-	}
-	reapOrphans(pgCtl)
-	dir, err := os.MkdirTemp("", "hsops-pgtest-")
-	if err != nil {
-		return nil, err
-	}
-	// The owner's pid lets a later run stop this cluster if the test
-	// binary dies without stopping it (a timeout, SIGKILL).
-	if err := os.WriteFile(filepath.Join(dir, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
-		return nil, err
-	}
-	c := &localCluster{dir: dir, pgCtl: pgCtl}
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			return nil, fmt.Errorf("running as root needs a postgres user to run the server: %w", err)
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		c.asUser = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-		if err := os.Chown(dir, uid, gid); err != nil {
-			return nil, err
-		}
-	}
-	data := filepath.Join(dir, "data")
-	if out, err := c.run(initdb, "-D", data, "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"); err != nil {
-		return nil, fmt.Errorf("initdb: %v: %s", err, out)
-	}
-	var lastErr error
-	for attempt := 0; attempt < 5; attempt++ {
-		c.port, err = freePort()
-		if err != nil {
-			return nil, err
-		}
-		opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -k %s -F -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c shared_buffers=128MB", c.port, dir)
-		out, err := c.run(pgCtl, "-D", data, "-l", filepath.Join(dir, "server.log"), "-w", "-t", "60", "-o", opts, "start")
-		if err == nil {
-			return c, nil
-		}
-		log, _ := os.ReadFile(filepath.Join(dir, "server.log"))
-		lastErr = fmt.Errorf("pg_ctl start: %v: %s %s", err, out, log)
-	}
-	return nil, lastErr
-}
-
-func (c *localCluster) run(bin string, args ...string) ([]byte, error) {
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = c.dir
-	if c.asUser != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.asUser}
-	}
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
-	return cmd.CombinedOutput()
-}
-
-// reapOrphans stops and removes the clusters of test processes that died
-// without stopping them.
-func reapOrphans(pgCtl string) {
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "hsops-pgtest-*"))
-	for _, dir := range dirs {
-		data, err := os.ReadFile(filepath.Join(dir, "owner.pid"))
-		if err != nil {
-			continue
-		}
-		pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-		if err != nil || pid <= 0 || syscall.Kill(pid, 0) == nil {
-			continue
-		}
-		c := &localCluster{dir: dir, pgCtl: pgCtl}
-		if fi, err := os.Stat(filepath.Join(dir, "data")); err == nil {
-			if st, ok := fi.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 {
-				c.asUser = &syscall.Credential{Uid: st.Uid, Gid: st.Gid}
-			}
-		}
-		c.stop()
-	}
-}
-
-func (c *localCluster) stop() {
-	_, _ = c.run(c.pgCtl, "-D", filepath.Join(c.dir, "data"), "-m", "immediate", "-w", "stop")
-	_ = os.RemoveAll(c.dir)
 }

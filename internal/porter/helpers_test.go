@@ -33,7 +33,6 @@ func engineSourceAt(t testing.TB, p gen.Params, v int) string {
 	if _, err := engine.Schema().Apply(ctx, d, schema.Options{Target: v, ServerName: "example.org"}); err != nil {
 		t.Fatal(err)
 	}
-	p.Older = v != 0
 	if _, err := gen.Generate(ctx, d, p); err != nil {
 		t.Fatal(err)
 	}

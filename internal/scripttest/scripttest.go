@@ -16,11 +16,17 @@
 //
 // Variables: $FIXTURE is the real Synapse v1.98 SQLite database (read-only:
 // copy it first), $PGDB the script's PostgreSQL database name.
+//
+// Golden files: a script compares a command's output with a file of its
+// archive (cmp stdout want.txt); Run with -update rewrites those files in
+// the scripts with what the commands print (go test ./cmd/... -update, or
+// one package's), for review with git diff.
 package scripttest
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -30,6 +36,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -51,6 +58,17 @@ func Fixture() string {
 func Fixtures() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..", "testdata", "fixtures")
+}
+
+// update is the -update flag of every package whose tests run scripts.
+var update = flag.Bool("update", false, "rewrite the golden files of the scripts (cmp stdout FILE) with what the commands print")
+
+// Run runs the scripts of p; with -update their golden files are
+// rewritten instead of compared.
+func Run(t *testing.T, p testscript.Params) {
+	t.Helper()
+	p.UpdateScripts = *update
+	testscript.Run(t, p)
 }
 
 // Params returns testscript parameters for dir with the helpers installed.

@@ -1,4 +1,4 @@
-package main
+package load
 
 import (
 	"context"
@@ -21,16 +21,16 @@ import (
 // with the same concurrency: the ratio is what HTTP, JSON and
 // authentication leave of the store's write rate.
 //
-//	go test ./cmd/hsload -run XXX -bench HTTPLoad -benchtime 1x
+//	go test ./internal/load -run XXX -bench HTTPLoad -benchtime 1x
 func BenchmarkHTTPLoad(b *testing.B) {
-	p := loadParams{SharedSecret: "s3cret", Users: 100, Rooms: 10, Members: 10, Messages: 10000, Reads: 2000, Searches: 500, Concurrency: 16}
+	p := Params{SharedSecret: "s3cret", Users: 100, Rooms: 10, Members: 10, Messages: 10000, Reads: 2000, Searches: 500, Concurrency: 16}
 	for _, e := range []db.Engine{db.SQLite, db.Postgres} {
 		b.Run(string(e), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				base, _ := startEngine(b, e)
 				p.URL = base
 				p.Prefix = fmt.Sprintf("b%d", i)
-				rep, err := runLoad(context.Background(), p)
+				rep, err := Run(context.Background(), p)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -60,7 +60,7 @@ func BenchmarkHTTPLoad(b *testing.B) {
 
 // directSends makes the rooms and members of p in a fresh database through
 // the store, then times p.Messages sends with p.Concurrency goroutines.
-func directSends(b *testing.B, e db.Engine, p loadParams) float64 {
+func directSends(b *testing.B, e db.Engine, p Params) float64 {
 	b.Helper()
 	ctx := context.Background()
 	d := dbtest.New(b, e).Open(b)
