@@ -2,6 +2,12 @@
 // homeserver tables the way Synapse does (users and tokens, rooms, events
 // with their JSON, edges, state groups, memberships, current state, search,
 // stream orderings), on SQLite and PostgreSQL.
+//
+// Event rows have one writer, Batch: Persist (the client API's path)
+// resolves an event from the database and writes it as a batch of one;
+// the generator (internal/gen) resolves thousands in memory and writes
+// them in large batches. A batch writes for a schema version (OldestVersion
+// to the newest), leaving out what that version lacks (tables.go).
 package store
 
 import (

@@ -13,9 +13,7 @@ import (
 // full schema the engine ships). Version 0 means the newest.
 const OldestVersion = 68
 
-// table is one of the tables the store writes. Rows are given with a value
-// for every column, in this order, whatever the schema version: a version
-// that lacks a column (see added) leaves it out with its value.
+// tableID names one of the tables a batch writes (see tables).
 type tableID int
 
 const (
@@ -62,6 +60,9 @@ type column struct {
 // tableSpec describes a table: its columns in row order and, for tables
 // holding one row per key (the current state of something), the key: rows
 // with the same key replace each other, in a batch and in the database.
+// A row has a value for every column, in this order, whatever the schema
+// version: a version that lacks a column (see added) leaves it out with its
+// value.
 type tableSpec struct {
 	name string
 	cols []column
