@@ -87,9 +87,6 @@ var words = strings.Fields(`the quick brown fox jumps over lazy dog matrix homes
 meeting tomorrow lunch deploy release upgrade database postgres sqlite migration running coffee weekend project
 review merge branch test passing failing network server federation encrypted thread reply reaction photo`)
 
-// searchFields are the content fields the store indexes for search.
-var searchFields = map[string]string{"m.room.message": "body", "m.room.name": "name", "m.room.topic": "topic"}
-
 // ErrNotEmpty means the database to fill already holds events.
 var ErrNotEmpty = fault.New(fault.Failed, "the database already has events", "generate into a new, empty database")
 
@@ -310,10 +307,8 @@ func (g *gen) event(r *room, typ, sender string, stateKey *string, content map[s
 	if err := g.b.Add(e); err != nil {
 		return "", err
 	}
-	if field, ok := searchFields[typ]; ok {
-		if v, _ := content[field].(string); v != "" {
-			g.stats.SearchRows++
-		}
+	if store.Searchable(typ, content) {
+		g.stats.SearchRows++
 	}
 	g.stats.Events++
 	if g.b.Events() >= min(batchEvents, g.p.TxSize) {

@@ -84,77 +84,34 @@ func Run(ctx context.Context, p Params) (*Report, error) {
 		_, _ = rand.Read(b)
 		p.Prefix = "load" + hex.EncodeToString(b)
 	}
-	c := &client{
+	r := &runner{p: p, tokens: make([]string, p.Users), rooms: make([]string, p.Rooms), c: &client{
 		base: strings.TrimRight(p.URL, "/"),
 		http: &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{
 			MaxIdleConns: p.Concurrency * 2, MaxIdleConnsPerHost: p.Concurrency * 2, IdleConnTimeout: 30 * time.Second,
 		}},
-	}
-	c.first.Store("")
+	}}
+	r.c.first.Store("")
 	rep := &Report{URL: p.URL, Users: p.Users, Rooms: p.Rooms, Messages: p.Messages, Concurrency: p.Concurrency}
-	add := func(st Phase) bool {
-		rep.Phases = append(rep.Phases, st)
-		return st.Errors == 0
-	}
-	tokens := make([]string, p.Users)
-	rooms := make([]string, p.Rooms)
-	// Room r's members are users r, r+1, ... (mod N), the creator first.
-	member := func(r, k int) int { return (r + k) % p.Users }
-	phases := []struct {
+	ok := true
+	for _, ph := range []struct {
 		name string
 		n    int
 		req  func(ctx context.Context, i int) error
 	}{
-		{"register", p.Users, func(ctx context.Context, i int) error {
-			var err error
-			tokens[i], err = c.register(ctx, p.SharedSecret, fmt.Sprintf("%s-%d", p.Prefix, i))
-			return err
-		}},
-		{"createRoom", p.Rooms, func(ctx context.Context, i int) error {
-			var out struct {
-				RoomID string `json:"room_id"`
-			}
-			err := c.do(ctx, "POST", "/_matrix/client/v3/createRoom", tokens[i%p.Users], map[string]any{
-				"preset": "public_chat", "name": fmt.Sprintf("%s room %d", p.Prefix, i), "topic": "load test",
-			}, &out)
-			rooms[i] = out.RoomID
-			return err
-		}},
-		{"join", p.Rooms * (p.Members - 1), func(ctx context.Context, i int) error {
-			r, k := i/(p.Members-1), i%(p.Members-1)+1
-			return c.do(ctx, "POST", "/_matrix/client/v3/rooms/"+url.PathEscape(rooms[r])+"/join", tokens[member(r, k)], map[string]any{}, nil)
-		}},
-		{"send", p.Messages, func(ctx context.Context, i int) error {
-			r := i % p.Rooms
-			u := member(r, (i/p.Rooms)%p.Members)
-			body := fmt.Sprintf("message %d about the %s and the %s", i, words[i%len(words)], words[(i/7)%len(words)])
-			return c.do(ctx, "PUT", fmt.Sprintf("/_matrix/client/v3/rooms/%s/send/m.room.message/%s-%d", url.PathEscape(rooms[r]), p.Prefix, i),
-				tokens[u], map[string]any{"msgtype": "m.text", "body": body}, nil)
-		}},
-		{"messages", p.Reads, func(ctx context.Context, i int) error {
-			r := i % p.Rooms
-			var page struct {
-				Chunk []json.RawMessage `json:"chunk"`
-			}
-			err := c.do(ctx, "GET", "/_matrix/client/v3/rooms/"+url.PathEscape(rooms[r])+"/messages?dir=b&limit=20", tokens[member(r, i%p.Members)], nil, &page)
-			if err == nil && len(page.Chunk) == 0 {
-				err = fmt.Errorf("empty page of room %s", rooms[r])
-			}
-			return err
-		}},
-		{"search", p.Searches, func(ctx context.Context, i int) error {
-			return c.do(ctx, "POST", "/_matrix/client/v3/search", tokens[i%p.Users], map[string]any{
-				"search_categories": map[string]any{"room_events": map[string]any{"search_term": words[i%len(words)]}},
-			}, nil)
-		}},
-	}
-	ok := true
-	for _, ph := range phases {
-		if ok = add(c.phase(ctx, ph.name, ph.n, p.Concurrency, ph.req)); !ok {
+		{"register", p.Users, r.register},
+		{"createRoom", p.Rooms, r.createRoom},
+		{"join", p.Rooms * (p.Members - 1), r.join},
+		{"send", p.Messages, r.send},
+		{"messages", p.Reads, r.read},
+		{"search", p.Searches, r.search},
+	} {
+		st := r.c.phase(ctx, ph.name, ph.n, p.Concurrency, ph.req)
+		rep.Phases = append(rep.Phases, st)
+		if ok = st.Errors == 0; !ok {
 			break
 		}
 	}
-	if first, _ := c.first.Load().(string); first != "" {
+	if first, _ := r.c.first.Load().(string); first != "" {
 		rep.FirstError = first
 	}
 	if err := ctx.Err(); err != nil {
@@ -164,6 +121,66 @@ func Run(ctx context.Context, p Params) (*Report, error) {
 		return rep, fmt.Errorf("%w: %s", ErrRequestsFailed, rep.FirstError)
 	}
 	return rep, nil
+}
+
+// runner makes the requests of a run: request i of each phase.
+type runner struct {
+	c      *client
+	p      Params
+	tokens []string
+	rooms  []string
+}
+
+// member is the k-th member of room r: users r, r+1, ... (mod N), the
+// creator first.
+func (r *runner) member(room, k int) int { return (room + k) % r.p.Users }
+
+func (r *runner) register(ctx context.Context, i int) error {
+	var err error
+	r.tokens[i], err = r.c.register(ctx, r.p.SharedSecret, fmt.Sprintf("%s-%d", r.p.Prefix, i))
+	return err
+}
+
+func (r *runner) createRoom(ctx context.Context, i int) error {
+	var out struct {
+		RoomID string `json:"room_id"`
+	}
+	err := r.c.do(ctx, "POST", "/_matrix/client/v3/createRoom", r.tokens[i%r.p.Users], map[string]any{
+		"preset": "public_chat", "name": fmt.Sprintf("%s room %d", r.p.Prefix, i), "topic": "load test",
+	}, &out)
+	r.rooms[i] = out.RoomID
+	return err
+}
+
+func (r *runner) join(ctx context.Context, i int) error {
+	room, k := i/(r.p.Members-1), i%(r.p.Members-1)+1
+	return r.c.do(ctx, "POST", "/_matrix/client/v3/rooms/"+url.PathEscape(r.rooms[room])+"/join", r.tokens[r.member(room, k)], map[string]any{}, nil)
+}
+
+func (r *runner) send(ctx context.Context, i int) error {
+	room := i % r.p.Rooms
+	u := r.member(room, (i/r.p.Rooms)%r.p.Members)
+	body := fmt.Sprintf("message %d about the %s and the %s", i, words[i%len(words)], words[(i/7)%len(words)])
+	return r.c.do(ctx, "PUT", fmt.Sprintf("/_matrix/client/v3/rooms/%s/send/m.room.message/%s-%d", url.PathEscape(r.rooms[room]), r.p.Prefix, i),
+		r.tokens[u], map[string]any{"msgtype": "m.text", "body": body}, nil)
+}
+
+func (r *runner) read(ctx context.Context, i int) error {
+	room := i % r.p.Rooms
+	var page struct {
+		Chunk []json.RawMessage `json:"chunk"`
+	}
+	err := r.c.do(ctx, "GET", "/_matrix/client/v3/rooms/"+url.PathEscape(r.rooms[room])+"/messages?dir=b&limit=20", r.tokens[r.member(room, i%r.p.Members)], nil, &page)
+	if err == nil && len(page.Chunk) == 0 {
+		err = fmt.Errorf("empty page of room %s", r.rooms[room])
+	}
+	return err
+}
+
+func (r *runner) search(ctx context.Context, i int) error {
+	return r.c.do(ctx, "POST", "/_matrix/client/v3/search", r.tokens[i%r.p.Users], map[string]any{
+		"search_categories": map[string]any{"room_events": map[string]any{"search_term": words[i%len(words)]}},
+	}, nil)
 }
 
 // register registers a user with the shared secret and returns its

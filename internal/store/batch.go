@@ -130,10 +130,8 @@ func (b *Batch) Add(e *Event) error {
 	if e.StateGroup != 0 {
 		b.add(tEventToStateGroups, e.EventID, e.StateGroup)
 	}
-	if k, ok := searchKeys[e.Type]; ok {
-		if value, _ := e.Content[k[1]].(string); value != "" {
-			b.add(tEventSearch, e.EventID, e.RoomID, e.Sender, k[0], value, value, e.OriginServerTS, e.StreamOrdering)
-		}
+	if key, value := searchEntry(e.Type, e.Content); value != "" {
+		b.add(tEventSearch, e.EventID, e.RoomID, e.Sender, key, value, value, e.OriginServerTS, e.StreamOrdering)
 	}
 	b.relations(e)
 	if !e.Backfilled {
@@ -178,6 +176,24 @@ var searchKeys = map[string][2]string{
 	"m.room.message": {"content.body", "body"},
 	"m.room.name":    {"content.name", "name"},
 	"m.room.topic":   {"content.topic", "topic"},
+}
+
+// searchEntry is the key ("content.body") and text of an event's search
+// row; the text is "" when the event has none.
+func searchEntry(typ string, content map[string]any) (key, value string) {
+	k, ok := searchKeys[typ]
+	if !ok {
+		return "", ""
+	}
+	value, _ = content[k[1]].(string)
+	return k[0], value
+}
+
+// Searchable reports whether an event of this type and content gets a
+// search row.
+func Searchable(typ string, content map[string]any) bool {
+	_, value := searchEntry(typ, content)
+	return value != ""
 }
 
 // relations adds m.relates_to (threads, reactions, edits) and redactions.
