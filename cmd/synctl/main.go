@@ -6,11 +6,9 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 
 	"hsops/internal/cli"
 	"hsops/internal/fault"
+	"hsops/internal/proc"
 )
 
 // tool is synctl's exit table; 1 and 2 keep Synapse's synctl's meanings.
@@ -44,9 +43,14 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return cli.Run(tool, newRootCmd(ctx, stdout, stderr), args, stdout, stderr)
+	root := newRootCmd(stdout, stderr)
+	root.SetContext(ctx)
+	return cli.Run(tool, root, args, stdout, stderr)
 }
 
+// options are synctl's flags. They are the root's persistent flags, so
+// that they go before the action (Synapse's order: synctl -w F start
+// CONFIG) or after it.
 type options struct {
 	worker      string
 	allDir      string
@@ -57,11 +61,12 @@ type options struct {
 	kill        bool
 	noWait      bool
 	json        bool
-	out         *printer
+	stdout      io.Writer
+	stderr      io.Writer
 }
 
-func newRootCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
-	o := &options{}
+func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	o := &options{stdout: stdout, stderr: stderr}
 	root := &cobra.Command{
 		Use:   "synctl [-w WORKERCONFIG | -a WORKERDIR] [--no-daemonize] {start|stop|restart|status} [CONFIG]",
 		Short: "Start, stop and restart a homeserver's main process and workers",
@@ -69,7 +74,7 @@ func newRootCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
 arguments of Synapse's synctl. CONFIG (default homeserver.yaml) may be a file or
 a directory of *.yaml files. With -w it acts on one worker only; with -a on
 every *.yaml of a directory (the main process too if one of them says
-worker_app: synapse.app.homeserver).
+worker_app: synapse.app.homeserver). Flags go before or after the action.
 
 Order: start the main process, then the workers; stop the workers, then the
 main process. start waits for each process to answer /health on its first HTTP
@@ -82,21 +87,12 @@ with --python PATH (or SYNCTL_PYTHON) a real Synapse is started instead, as
 PATH -m <worker_app> -c CONFIG [-c WORKERCONFIG] --daemonize.
 
 ` + tool.ExitHelp(),
-		Args: cli.RangeArgs(1, 2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.out = newPrinter(stdout, stderr)
-			action := args[0]
-			configPath := "homeserver.yaml"
-			if len(args) == 2 {
-				configPath = args[1]
-			}
-			if o.python == "" {
-				o.python = os.Getenv("SYNCTL_PYTHON")
-			}
-			return runAction(ctx, o, action, configPath)
+		Args: cli.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			return cli.Usagef("an action is required: start, stop, restart or status")
 		},
 	}
-	f := root.Flags()
+	f := root.PersistentFlags()
 	f.StringVarP(&o.worker, "worker", "w", "", "act on this worker config only")
 	f.StringVarP(&o.allDir, "all-processes", "a", "", "act on every *.yaml worker config in this directory")
 	f.BoolVar(&o.noDaemonize, "no-daemonize", false, "run the process in the foreground (synctl waits for it to exit)")
@@ -106,60 +102,51 @@ PATH -m <worker_app> -c CONFIG [-c WORKERCONFIG] --daemonize.
 	f.BoolVar(&o.kill, "kill", false, "stop: send SIGKILL to processes still running after --timeout")
 	f.BoolVar(&o.noWait, "no-wait", false, "start: do not wait for /health")
 	f.BoolVar(&o.json, "json", false, "status: print JSON")
+	root.AddCommand(newStartCmd(o), newStopCmd(o), newRestartCmd(o), newStatusCmd(o))
 	return root
 }
 
-var (
-	errConfig = fault.New(fault.Config, "configuration error", "")
-	errStart  = fault.New(fault.StartFailed, "failed to start",
-		"its reason is printed above; for more, read its log (the config's log_config, else homeserver.log next to the config), or run synctl with --no-daemonize")
-	errDown      = fault.New(fault.Down, "not all processes are up", "synctl start <config> starts what is stopped")
-	errStop      = fault.New(fault.StopTimeout, "did not stop", "wait and run synctl stop again, or add --kill to send SIGKILL after --timeout")
-	errPerm      = fault.New(fault.Permission, "operation not permitted", "run synctl as the user that runs the homeserver")
-	errUnhealthy = fault.New(fault.Unhealthy, "not healthy", "the process is running but not answering: check its log")
-)
-
-// printer writes synctl's messages, coloured only on a terminal and when
-// NO_COLOR is unset.
-type printer struct {
-	stdout, stderr io.Writer
-	colorOut       bool
-	colorErr       bool
-}
-
-func newPrinter(stdout, stderr io.Writer) *printer {
-	noColor := os.Getenv("NO_COLOR") != ""
-	return &printer{stdout: stdout, stderr: stderr,
-		colorOut: !noColor && cli.IsTerminal(stdout), colorErr: !noColor && cli.IsTerminal(stderr)}
-}
-
-const (
-	green  = "\x1b[1;32m"
-	yellow = "\x1b[1;33m"
-	red    = "\x1b[1;31m"
-	reset  = "\x1b[m"
-)
-
-func (p *printer) say(color, format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	if p.colorOut && color != "" {
-		msg = color + msg + reset
+// plan checks the flags and reads the processes to act on from the configs.
+func (o *options) plan(args []string) (proc.Plan, error) {
+	if o.worker != "" && o.allDir != "" {
+		return proc.Plan{}, cli.Usagef(`cannot use "--worker" with "--all-processes"`)
 	}
-	fmt.Fprintln(p.stdout, msg)
+	if o.noDaemonize && o.allDir != "" {
+		return proc.Plan{}, cli.Usagef(`cannot use "--no-daemonize" with "--all-processes"`)
+	}
+	config := "homeserver.yaml"
+	if len(args) == 1 {
+		config = args[0]
+	}
+	return proc.Discover(proc.Selection{Config: config, Worker: o.worker, AllDir: o.allDir})
 }
 
-func (p *printer) complain(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	if p.colorErr {
-		msg = red + msg + reset
+// supervisor is the supervisor the flags describe, reporting to out.
+func (o *options) supervisor(out *printer) *proc.Supervisor {
+	python := o.python
+	if python == "" {
+		python = os.Getenv("SYNCTL_PYTHON")
 	}
-	fmt.Fprintln(p.stderr, msg)
+	return &proc.Supervisor{
+		Launcher: proc.Launcher{Python: python, Homeserver: o.homeserver, NoDaemonize: o.noDaemonize,
+			Stdin: os.Stdin, Stdout: o.stdout, Stderr: o.stderr},
+		Timeout: o.timeout, Kill: o.kill, NoWait: o.noWait, Progress: out.event,
+	}
 }
 
-func indent(s string) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	for i := range lines {
-		lines[i] = "    " + lines[i]
+// actionCmd is the shape of start, stop and restart: [CONFIG], the plan,
+// one supervisor call.
+func actionCmd(o *options, use, short string, act func(context.Context, *proc.Supervisor, proc.Plan) error) *cobra.Command {
+	return &cobra.Command{
+		Use:   use + " [CONFIG]",
+		Short: short,
+		Args:  cli.RangeArgs(0, 1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pl, err := o.plan(args)
+			if err != nil {
+				return err
+			}
+			return act(cmd.Context(), o.supervisor(newPrinter(o.stdout, o.stderr)), pl)
+		},
 	}
-	return strings.Join(lines, "\n")
 }

@@ -127,19 +127,19 @@ func runRepairEdges(ctx context.Context, g *globals, dryRun, force bool) error {
 // errInUse is the refusal to repair a database a homeserver is using.
 var errInUse = fault.New(fault.InUse, "the database is in use", "")
 
-// refuseIfRunning refuses when the config's pid file names a live process,
-// or when another process has the SQLite file open.
+// refuseIfRunning refuses when the homeserver of the config is running on
+// the database, or another process holds its SQLite file open
+// (proc.HomeserverRunning: a pid file naming an unrelated process does not
+// count).
 func refuseIfRunning(cfg *config.Config, dbc config.Database) error {
-	const hint = "nothing was changed: stop it first (synctl stop <config>), run the same command again, then start it; --force goes ahead anyway"
-	if cfg.PidFile != "" {
-		if pid, err := proc.ReadPidFile(cfg.PidFile); err == nil && proc.Running(pid) {
-			return fault.Errorf(fault.InUse, hint, "%w: the homeserver is running (pid %d, from pid_file %q)", errInUse, pid, cfg.PidFile)
-		}
-	}
+	t := proc.TargetOf(cfg)
+	t.SQLite = nil
 	if dbc.IsSQLite() {
-		if holders := proc.Openers(dbc.SQLitePath()); len(holders) > 0 {
-			return fault.Errorf(fault.InUse, hint, "%w: another process has the SQLite file open (%s)", errInUse, strings.Join(holders, "; "))
-		}
+		t.SQLite = []string{dbc.SQLitePath()}
+	}
+	err := proc.HomeserverRunning(t).Refusal("nothing was changed: run the same command again once it is stopped, then start it; --force goes ahead anyway")
+	if err != nil {
+		return fault.Wrap(fault.InUse, fmt.Errorf("%w: %w", errInUse, err), fault.HintOf(err))
 	}
 	return nil
 }

@@ -343,9 +343,9 @@ func (p *porter) checkSource(ctx context.Context) error {
 		return sourceErr("pending background updates exist in the SQLite database (%s): start the homeserver again and wait until every update has finished before porting", strings.Join(names, ", "))
 	}
 	if !p.opts.AllowInUse {
-		if holders := proc.Openers(p.opts.SQLitePath); len(holders) > 0 {
-			return fault.Wrap(fault.InUse, sourceErr("the SQLite database is open in another process (%s)", strings.Join(holders, "; ")),
-				"nothing was written: stop the homeserver, or port a copy of the file (a snapshot); --allow-in-use ports it anyway")
+		v := proc.HomeserverRunning(proc.Target{SQLite: []string{p.opts.SQLitePath}})
+		if err := v.Refusal("nothing was written: stop it, or port a copy of the file (a snapshot); --allow-in-use ports it anyway"); err != nil {
+			return fault.Wrap(fault.InUse, fmt.Errorf("%w: %w", ErrSource, err), fault.HintOf(err))
 		}
 	}
 	if p.opts.ServerName != "" {

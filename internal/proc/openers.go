@@ -1,7 +1,6 @@
 package proc
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -9,9 +8,9 @@ import (
 	"strings"
 )
 
-// Openers lists the other processes that have a file open, as "pid N:
-// command line" (best effort, from /proc; empty where /proc is not).
-func Openers(path string) []string {
+// openers lists the other processes that have a file open (best effort,
+// from /proc; none where /proc is not), in pid order.
+func openers(path string) []Holder {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil
@@ -20,13 +19,13 @@ func Openers(path string) []string {
 	if err != nil {
 		return nil
 	}
-	procs, _ := filepath.Glob("/proc/[0-9]*/fd/*")
-	self := strconv.Itoa(os.Getpid())
-	seen := map[string]bool{}
-	var out []string
-	for _, fd := range procs {
-		pid := strings.Split(fd, "/")[2]
-		if pid == self || seen[pid] {
+	fds, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+	self := os.Getpid()
+	seen := map[int]bool{}
+	var out []Holder
+	for _, fd := range fds {
+		pid, err := strconv.Atoi(strings.Split(fd, "/")[2])
+		if err != nil || pid == self || seen[pid] {
 			continue
 		}
 		st, err := os.Stat(fd)
@@ -34,9 +33,10 @@ func Openers(path string) []string {
 			continue
 		}
 		seen[pid] = true
-		cmd, _ := os.ReadFile("/proc/" + pid + "/cmdline")
-		out = append(out, fmt.Sprintf("pid %s: %s", pid, strings.TrimSpace(strings.ReplaceAll(string(cmd), "\x00", " "))))
+		h := Holder{Pid: pid, Cmdline: Cmdline(pid), File: abs}
+		h.Since, _ = StartTime(pid)
+		out = append(out, h)
 	}
-	sort.Strings(out)
+	sort.Slice(out, func(i, j int) bool { return out[i].Pid < out[j].Pid })
 	return out
 }

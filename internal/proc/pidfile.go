@@ -1,6 +1,3 @@
-// Package proc reads pid files and tells whether a process is alive, with
-// the care a process controller needs: stale pid files, recycled pids and
-// zombies.
 package proc
 
 import (
@@ -10,8 +7,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
-	"time"
 )
 
 // ErrNoPidFile means the pid file does not exist.
@@ -33,193 +28,45 @@ func ReadPidFile(path string) (int, error) {
 	return pid, nil
 }
 
-// Running reports whether a process exists and is not a zombie. A process
-// we may not signal (EPERM) exists.
-func Running(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	err := syscall.Kill(pid, 0)
-	if err != nil && !errors.Is(err, syscall.EPERM) {
-		return false
-	}
-	if state, ok := procState(pid); ok && (state == "Z" || state == "X") {
-		return false
-	}
-	return true
-}
-
-// procState reads the state letter of /proc/<pid>/stat.
-func procState(pid int) (string, bool) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+// WritePidFile writes the pid atomically (temporary file, then rename),
+// mode 0644, so that a reader never sees a half-written pid.
+func WritePidFile(path string, pid int) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, ".pid-*")
 	if err != nil {
-		return "", false
+		return fmt.Errorf("write pid file %q: %w", path, err)
 	}
-	s := string(data)
-	i := strings.LastIndex(s, ")")
-	if i < 0 || i+2 >= len(s) {
-		return "", false
+	defer os.Remove(tmp.Name())
+	if _, err := fmt.Fprintf(tmp, "%d\n", pid); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write pid file %q: %w", path, err)
 	}
-	return s[i+2 : i+3], true
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write pid file %q: %w", path, err)
+	}
+	return nil
 }
 
-// Cmdline returns the command line of a process (arguments joined by
-// spaces), or "" when it cannot be read.
-func Cmdline(pid int) string {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return ""
+// RemovePidFile removes the pid file if it still holds pid (a process
+// that took it over since keeps it).
+func RemovePidFile(path string, pid int) {
+	data, err := os.ReadFile(path)
+	if err == nil && string(data) == strconv.Itoa(pid)+"\n" {
+		_ = os.Remove(path)
 	}
-	return strings.TrimSpace(strings.ReplaceAll(string(data), "\x00", " "))
 }
 
-// ConfigArgs returns the config files a homeserver process was started with
-// (-c F, -cF, --config-path F, --config-path=F), made absolute against its
-// working directory; ok is false when there are none, they cannot be read,
-// or one no longer resolves (a process that changed directory after start,
-// as Synapse's daemonize does, keeps relative paths that now mislead).
-func ConfigArgs(pid int) (paths []string, ok bool) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return nil, false
+// absPath makes a path absolute, keeping it as given when it cannot.
+func absPath(p string) string {
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
 	}
-	cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
-	args := strings.Split(strings.TrimRight(string(data), "\x00"), "\x00")
-	for i := 0; i < len(args); i++ {
-		a, v := args[i], ""
-		switch {
-		case a == "-c" || a == "--config-path":
-			if i+1 < len(args) {
-				i++
-				v = args[i]
-			}
-		case strings.HasPrefix(a, "--config-path="):
-			v = strings.TrimPrefix(a, "--config-path=")
-		case strings.HasPrefix(a, "-c") && len(a) > 2 && !strings.HasPrefix(a, "--"):
-			v = a[2:]
-		}
-		if v == "" {
-			continue
-		}
-		if !filepath.IsAbs(v) && cwd != "" {
-			v = filepath.Join(cwd, v)
-		}
-		if _, err := os.Stat(v); err != nil {
-			return nil, false
-		}
-		paths = append(paths, v)
-	}
-	return paths, len(paths) > 0
-}
-
-// SameFiles reports whether two lists of paths name the same files, in any
-// order.
-func SameFiles(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	used := make([]bool, len(b))
-	for _, x := range a {
-		sx, err := os.Stat(x)
-		if err != nil {
-			return false
-		}
-		found := false
-		for j, y := range b {
-			if used[j] {
-				continue
-			}
-			if sy, err := os.Stat(y); err == nil && os.SameFile(sx, sy) {
-				used[j], found = true, true
-				break
-			}
-		}
-		if !found {
-			return false
-		}
-	}
-	return true
-}
-
-// StartTime returns when a process started, from /proc (ok false when it
-// cannot be read).
-func StartTime(pid int) (time.Time, bool) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return time.Time{}, false
-	}
-	s := string(data)
-	i := strings.LastIndex(s, ")")
-	if i < 0 {
-		return time.Time{}, false
-	}
-	fields := strings.Fields(s[i+1:])
-	// Fields after the command: state is [0], starttime is field 22 of the
-	// whole line, so [19] here.
-	if len(fields) < 20 {
-		return time.Time{}, false
-	}
-	ticks, err := strconv.ParseInt(fields[19], 10, 64)
-	if err != nil {
-		return time.Time{}, false
-	}
-	boot, ok := bootTime()
-	if !ok {
-		return time.Time{}, false
-	}
-	const clockTicks = 100 // sysconf(_SC_CLK_TCK) on Linux
-	return boot.Add(time.Duration(ticks) * time.Second / clockTicks), true
-}
-
-func bootTime() (time.Time, bool) {
-	data, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return time.Time{}, false
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "btime ") {
-			n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimPrefix(line, "btime ")), 10, 64)
-			if err != nil {
-				return time.Time{}, false
-			}
-			return time.Unix(n, 0), true
-		}
-	}
-	return time.Time{}, false
-}
-
-// Owner says whether the live process a pid file names is the process that
-// wrote it.
-type Owner int
-
-// The answers of PidFileOwner.
-const (
-	// Ours: a homeserver process that started before the pid file was
-	// written.
-	Ours Owner = iota
-	// Gone: no such process (or a zombie).
-	Gone
-	// Recycled: the pid now belongs to another program, or to a process
-	// started after the pid file was written.
-	Recycled
-	// Other: a homeserver process, but one started with other configs (two
-	// processes sharing a pid file, or a pid file copied from another):
-	// not the process the caller is about.
-	Other
-)
-
-// PidFileOwner checks the process named by a pid file. looksOurs is given
-// the command line and says whether it could be a homeserver.
-func PidFileOwner(pid int, pidFile string, looksOurs func(cmdline string) bool) Owner {
-	if !Running(pid) {
-		return Gone
-	}
-	if cmd := Cmdline(pid); cmd != "" && !looksOurs(cmd) {
-		return Recycled
-	}
-	st, err := os.Stat(pidFile)
-	if started, ok := StartTime(pid); ok && err == nil && started.After(st.ModTime().Add(2*time.Second)) {
-		return Recycled
-	}
-	return Ours
+	return p
 }

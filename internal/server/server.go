@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -328,39 +327,5 @@ func (s *Server) closeAll() {
 	}
 	for _, ln := range s.lns {
 		ln.Close()
-	}
-}
-
-// WritePidFile writes the pid atomically (temporary file, then rename),
-// mode 0644.
-func WritePidFile(path string, pid int) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".pid-*")
-	if err != nil {
-		return fmt.Errorf("write pid file %q: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := fmt.Fprintf(tmp, "%d\n", pid); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write pid file %q: %w", path, err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write pid file %q: %w", path, err)
-	}
-	return nil
-}
-
-// RemovePidFile removes the pid file if it still holds pid.
-func RemovePidFile(path string, pid int) {
-	data, err := os.ReadFile(path)
-	if err == nil && string(data) == strconv.Itoa(pid)+"\n" {
-		_ = os.Remove(path)
 	}
 }

@@ -1,0 +1,308 @@
+package proc
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"hsops/internal/config"
+	"hsops/internal/fault"
+)
+
+// Target is what HomeserverRunning looks at: a homeserver process (its pid
+// file and the configs it is started with) and the SQLite files of its
+// database.
+type Target struct {
+	// Configs are the config paths the process is started with (-c ...),
+	// files or directories; a live process started with other configs
+	// (compared file by file, directories expanded) is another
+	// homeserver's (State Other). Empty: not checked.
+	Configs []string
+	// Synctl is how synctl names the process in a hint ("hs.yaml",
+	// "-w worker.yaml hs.yaml"); "" names the one config, else "<config>".
+	Synctl string
+	// PidFile is the process's pid file ("" when it has none).
+	PidFile string
+	// SQLite are the SQLite files of the database: any other process that
+	// holds one open uses the database.
+	SQLite []string
+}
+
+// TargetOf is the target of a loaded config: the files it was loaded from,
+// its pid_file (worker_pid_file for a worker) and the SQLite files of its
+// databases.
+func TargetOf(cfg *config.Config) Target {
+	t := Target{Configs: cfg.Files, PidFile: cfg.PidFile}
+	if cfg.IsWorker() {
+		t.PidFile = cfg.WorkerPidFile
+	}
+	if t.PidFile != "" {
+		t.PidFile = absPath(t.PidFile)
+	}
+	for _, d := range cfg.Databases {
+		if d.IsSQLite() && d.SQLitePath() != "" {
+			t.SQLite = append(t.SQLite, d.SQLitePath())
+		}
+	}
+	return t
+}
+
+// State is what a pid file's process turned out to be.
+type State int
+
+// The states of a pid file.
+const (
+	// NoPidFile: there is no pid file (or the target names none).
+	NoPidFile State = iota
+	// BadPidFile: the pid file cannot be read or holds no pid.
+	BadPidFile
+	// Stale: no such process, or a zombie.
+	Stale
+	// Recycled: the pid now belongs to another program, or to a process
+	// started after the pid file was written.
+	Recycled
+	// Other: a homeserver process, but one started with other configs (two
+	// processes sharing a pid file, or a pid file copied from another): not
+	// the process the target is about.
+	Other
+	// Running: the homeserver process the pid file is about.
+	Running
+)
+
+// Holder is a process that uses the database.
+type Holder struct {
+	Pid     int
+	Cmdline string
+	// Since is when the process started (zero when unknown).
+	Since time.Time
+	// PidFile is the pid file naming it ("" for a program found holding a
+	// SQLite file open).
+	PidFile string
+	// File is the SQLite file it holds open ("" for the process of the pid
+	// file).
+	File string
+}
+
+// String describes the holder: "pid N: COMMAND (since TIME)".
+func (h Holder) String() string {
+	s := fmt.Sprintf("pid %d", h.Pid)
+	if h.Cmdline != "" {
+		s += ": " + h.Cmdline
+	}
+	if !h.Since.IsZero() {
+		s += " (since " + h.Since.Format("2006-01-02 15:04:05") + ")"
+	}
+	return s
+}
+
+// Verdict is the answer of HomeserverRunning.
+type Verdict struct {
+	Target Target
+	// State is what the pid file's process is.
+	State State
+	// Pid is the pid the pid file names (0 without one).
+	Pid int
+	// Cmdline is that process's command line.
+	Cmdline string
+	// PidErr says why the pid file is BadPidFile.
+	PidErr error
+	// Holders use the database: the process of the pid file when it is
+	// Running, then the other processes holding a SQLite file open.
+	Holders []Holder
+}
+
+// Running reports whether anything uses the database.
+func (v Verdict) Running() bool { return len(v.Holders) > 0 }
+
+// HomeserverRunning answers "is the homeserver running on this database?":
+// the pid file's process when it is alive, not a zombie, a homeserver,
+// started before the pid file was written and with the target's configs;
+// and, for a SQLite database, every other process that holds the file open.
+// A recycled pid naming an unrelated program is not running.
+func HomeserverRunning(t Target) Verdict {
+	v := Verdict{Target: t}
+	if t.PidFile != "" {
+		v.fromPidFile()
+	}
+	seen := map[int]bool{}
+	for _, h := range v.Holders {
+		seen[h.Pid] = true
+	}
+	for _, f := range t.SQLite {
+		for _, h := range openers(f) {
+			if !seen[h.Pid] {
+				seen[h.Pid] = true
+				v.Holders = append(v.Holders, h)
+			}
+		}
+	}
+	return v
+}
+
+// fromPidFile classifies the process of the target's pid file.
+func (v *Verdict) fromPidFile() {
+	pidFile := v.Target.PidFile
+	pid, err := ReadPidFile(pidFile)
+	switch {
+	case errors.Is(err, ErrNoPidFile):
+		v.State = NoPidFile
+		return
+	case err != nil:
+		v.State, v.PidErr = BadPidFile, err
+		return
+	}
+	v.Pid = pid
+	if pid == os.Getpid() || !Alive(pid) {
+		v.State = Stale
+		return
+	}
+	v.Cmdline = Cmdline(pid)
+	since, known := StartTime(pid)
+	if !looksLikeHomeserver(v.Cmdline) {
+		v.State = Recycled
+		return
+	}
+	if st, err := os.Stat(pidFile); known && err == nil && since.After(st.ModTime().Add(2*time.Second)) {
+		v.State = Recycled
+		return
+	}
+	// Without readable configs the process is taken on the evidence above.
+	if len(v.Target.Configs) > 0 {
+		if args, ok := ConfigArgs(pid); ok && !sameConfigs(args, v.Target.Configs) {
+			v.State = Other
+			return
+		}
+	}
+	v.State = Running
+	h := Holder{Pid: pid, Cmdline: v.Cmdline, PidFile: pidFile}
+	if known {
+		h.Since = since
+	}
+	v.Holders = append(v.Holders, h)
+}
+
+// Refusal is the error of a tool that must not change a database in use
+// (nil when nothing uses it). then is the tool's advice once the holders
+// are stopped: what was left unchanged and how to go ahead anyway.
+func (v Verdict) Refusal(then string) error {
+	if !v.Running() {
+		return nil
+	}
+	return &InUseError{Holders: v.Holders, Synctl: v.Target.synctl(), Then: then}
+}
+
+// Conflict is the error of a pid file naming another homeserver process
+// (State Other); nil otherwise.
+func (v Verdict) Conflict() error {
+	if v.State != Other {
+		return nil
+	}
+	return &SharedPidFileError{PidFile: v.Target.PidFile, Pid: v.Pid, Cmdline: v.Cmdline}
+}
+
+// InUseError refuses a change to a database in use. It names the holders,
+// and its hint says how to stop each one.
+type InUseError struct {
+	Holders []Holder
+	// Synctl names the homeserver asked about in synctl's arguments (for
+	// the hint).
+	Synctl string
+	// Then is the caller's advice after stopping them.
+	Then string
+}
+
+func (e *InUseError) Error() string {
+	var parts, files []string
+	held := map[string][]string{}
+	for _, h := range e.Holders {
+		if h.PidFile != "" {
+			parts = append(parts, fmt.Sprintf("the homeserver is running (%s; from pid_file %q)", h, h.PidFile))
+			continue
+		}
+		if held[h.File] == nil {
+			files = append(files, h.File)
+		}
+		held[h.File] = append(held[h.File], h.String())
+	}
+	for _, f := range files {
+		parts = append(parts, fmt.Sprintf("the SQLite file %q is open in another process (%s)", f, strings.Join(held[f], "; ")))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Class is fault.InUse.
+func (e *InUseError) Class() fault.Class { return fault.InUse }
+
+// Hint names each holder and how to stop it: synctl for the homeserver of
+// the pid file, the program itself for one holding the SQLite file.
+func (e *InUseError) Hint() string {
+	var lines []string
+	for _, h := range e.Holders {
+		switch {
+		case h.PidFile != "":
+			lines = append(lines, "stop it first: synctl stop "+e.Synctl)
+		case h.Cmdline != "" && looksLikeHomeserver(h.Cmdline):
+			lines = append(lines, fmt.Sprintf("stop the homeserver holding it first (pid %d: %s)", h.Pid, h.Cmdline))
+		default:
+			lines = append(lines, fmt.Sprintf("stop the program holding it first (pid %d: %s)", h.Pid, h.Cmdline))
+		}
+	}
+	if e.Then != "" {
+		lines = append(lines, e.Then)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// synctl is how synctl's command line names the target.
+func (t Target) synctl() string {
+	switch {
+	case t.Synctl != "":
+		return t.Synctl
+	case len(t.Configs) == 1:
+		return t.Configs[0]
+	}
+	return "<config>"
+}
+
+// sameConfigs reports whether two lists of config paths load the same
+// files, directories expanded as config.Load expands them.
+func sameConfigs(a, b []string) bool {
+	if fa, _, err := config.FindFiles(a); err == nil {
+		a = fa
+	}
+	if fb, _, err := config.FindFiles(b); err == nil {
+		b = fb
+	}
+	return SameFiles(a, b)
+}
+
+// SharedPidFileError reports a pid file naming another homeserver process:
+// one started with other configs. That process is never signalled in the
+// place of the one asked about.
+type SharedPidFileError struct {
+	PidFile string
+	Pid     int
+	Cmdline string
+	// Process names the process the pid file belongs to ("" when the
+	// caller is that process).
+	Process string
+}
+
+func (e *SharedPidFileError) Error() string {
+	of := ""
+	if e.Process != "" {
+		of = " of " + e.Process
+	}
+	return fmt.Sprintf("the pid file %s%s names pid %d, another homeserver process (%s): give each process its own pid file",
+		e.PidFile, of, e.Pid, e.Cmdline)
+}
+
+// Class is fault.Config: two processes configured with one pid file.
+func (e *SharedPidFileError) Class() fault.Class { return fault.Config }
+
+// Hint says which keys to change.
+func (e *SharedPidFileError) Hint() string {
+	return "set a pid_file (worker_pid_file for a worker) of its own in each process's config"
+}

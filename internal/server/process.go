@@ -1,0 +1,194 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"gopkg.in/yaml.v3"
+
+	"hsops/internal/config"
+	"hsops/internal/fault"
+	"hsops/internal/proc"
+)
+
+// Process is the homeserver process a config describes: the main process,
+// or a worker when the config sets worker_app.
+type Process struct {
+	Config *config.Config
+	// Configs are the config paths as given (-c each).
+	Configs []string
+	// PidFile is its pid file, absolute ("" when it has none).
+	PidFile string
+	// LogFile is where it logs: the first file handler of its log config,
+	// else <name>.log next to the config.
+	LogFile string
+	// Name is "homeserver" or the worker's name.
+	Name string
+}
+
+// LoadProcess loads the configs of a homeserver process.
+func LoadProcess(paths []string) (*Process, error) {
+	if len(paths) == 0 {
+		return nil, fault.Usagef("a config is required: -c homeserver.yaml")
+	}
+	cfg, err := config.Load(paths...)
+	if err != nil {
+		return nil, err
+	}
+	p := &Process{Config: cfg, Configs: paths, PidFile: cfg.PidFile, Name: "homeserver"}
+	logCfg := cfg.LogConfig
+	if cfg.IsWorker() {
+		if cfg.WorkerApp != "synapse.app.generic_worker" {
+			return nil, fmt.Errorf("%w: worker_app %q is not supported by the engine (use synapse.app.generic_worker)", config.ErrInvalid, cfg.WorkerApp)
+		}
+		p.PidFile = cfg.WorkerPidFile
+		p.Name = cfg.WorkerName
+		logCfg = cfg.WorkerLogConfig
+	}
+	p.LogFile = logFileFrom(logCfg)
+	if p.LogFile == "" {
+		p.LogFile = filepath.Join(cfg.Dir, p.Name+".log")
+	}
+	if p.PidFile != "" {
+		if abs, err := filepath.Abs(p.PidFile); err == nil {
+			p.PidFile = abs
+		}
+	}
+	return p, nil
+}
+
+// logFileFrom reads the file name of the first file handler of a Synapse
+// (Python logging) log config; "" when there is none.
+func logFileFrom(path string) string {
+	if path == "" {
+		return ""
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	var lc struct {
+		Handlers map[string]struct {
+			Filename string `yaml:"filename"`
+		} `yaml:"handlers"`
+	}
+	if yaml.Unmarshal(data, &lc) != nil {
+		return ""
+	}
+	for _, h := range lc.Handlers {
+		if h.Filename != "" {
+			return h.Filename
+		}
+	}
+	return ""
+}
+
+// Daemonize reports whether the process detaches: --daemonize, or the
+// config's daemonize (worker_daemonize for a worker).
+func (p *Process) Daemonize(flag bool) bool {
+	if p.Config.IsWorker() {
+		return flag || p.Config.WorkerDaemonize
+	}
+	return flag || p.Config.Daemonize
+}
+
+// Run runs the homeserver process until ctx is cancelled (SIGTERM,
+// SIGINT): it refuses to start while the homeserver of its pid file runs,
+// then, detached (daemonize) or in the foreground, starts the server,
+// writes the pid file and serves. A detaching run returns once the daemon
+// is ready (nil) or has failed (its error). ready is called in the
+// foreground once the server listens.
+func (p *Process) Run(ctx context.Context, daemonize bool, ready func(logFile string)) error {
+	if err := p.refuseIfRunning(); err != nil {
+		return err
+	}
+	if r, ok := proc.DaemonChild(); ok {
+		return p.runDaemonChild(ctx, r)
+	}
+	if daemonize {
+		if p.PidFile == "" {
+			return fmt.Errorf("%w: pid_file is required to daemonize", config.ErrInvalid)
+		}
+		var args []string
+		for _, c := range p.Configs {
+			args = append(args, "-c", c)
+		}
+		return proc.Daemonize(ctx, args, p.LogFile)
+	}
+	log, err := OpenLog(p.LogFile, p.Name)
+	if err != nil {
+		return err
+	}
+	return p.serve(ctx, log, func(err error) {
+		if err == nil && ready != nil {
+			ready(p.LogFile)
+		}
+	})
+}
+
+// refuseIfRunning refuses to start a second homeserver on the pid file,
+// and to take over the pid file of another homeserver process.
+func (p *Process) refuseIfRunning() error {
+	if p.PidFile == "" {
+		return nil
+	}
+	t := proc.Target{Configs: p.Configs, PidFile: p.PidFile}
+	if len(p.Configs) == 2 && p.Config.IsWorker() {
+		t.Synctl = "-w " + p.Configs[1] + " " + p.Configs[0]
+	}
+	v := proc.HomeserverRunning(t)
+	if err := v.Conflict(); err != nil {
+		return err
+	}
+	if ref := v.Refusal(""); ref != nil {
+		return fault.Wrap(fault.InUse, fmt.Errorf("already running: %s (from pid_file %q)", v.Holders[0], p.PidFile), fault.HintOf(ref))
+	}
+	return nil
+}
+
+// runDaemonChild is the detached process: stdio to the log, then start and
+// tell the parent.
+func (p *Process) runDaemonChild(ctx context.Context, r *proc.Ready) error {
+	log, err := OpenLog(p.LogFile, p.Name)
+	if err != nil {
+		r.Report(err)
+		return err
+	}
+	proc.Detach(log.File())
+	return p.serve(ctx, log, r.Report)
+}
+
+// serve starts the server, reports the start-up outcome, serves until ctx
+// is cancelled, and cleans up. SIGHUP reopens the log.
+func (p *Process) serve(ctx context.Context, log *Logger, started func(error)) error {
+	defer log.Close()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			if err := log.Reopen(); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+			}
+			log.Infof("log reopened (SIGHUP)")
+		}
+	}()
+	srv, err := Start(ctx, Options{Config: p.Config, Log: log, Notify: SDNotify})
+	if err == nil && p.PidFile != "" {
+		err = proc.WritePidFile(p.PidFile, os.Getpid())
+	}
+	if err != nil {
+		log.Errorf("start-up failed: %v", err)
+		started(err)
+		return err
+	}
+	if p.PidFile != "" {
+		defer proc.RemovePidFile(p.PidFile, os.Getpid())
+	}
+	started(nil)
+	return srv.Serve(ctx)
+}
