@@ -132,13 +132,17 @@ var errInUse = fault.New(fault.InUse, "the database is in use", "")
 // (proc.HomeserverRunning: a pid file naming an unrelated process does not
 // count).
 func refuseIfRunning(cfg *config.Config, dbc config.Database) error {
+	return refuseInUse(cfg, dbc, "nothing was changed: run the same command again once it is stopped, then start it; --force goes ahead anyway")
+}
+
+// refuseInUse is refuseIfRunning with the advice given after the holders'.
+func refuseInUse(cfg *config.Config, dbc config.Database, then string) error {
 	t := proc.TargetOf(cfg)
 	t.SQLite = nil
 	if dbc.IsSQLite() {
 		t.SQLite = []string{dbc.SQLitePath()}
 	}
-	err := proc.HomeserverRunning(t).Refusal("nothing was changed: run the same command again once it is stopped, then start it; --force goes ahead anyway")
-	if err != nil {
+	if err := proc.HomeserverRunning(t).Refusal(then); err != nil {
 		return fault.Wrap(fault.InUse, fmt.Errorf("%w: %w", errInUse, err), fault.HintOf(err))
 	}
 	return nil

@@ -39,6 +39,15 @@ func runUpgrade(ctx context.Context, o *upgradeOptions) error {
 		}
 		plans = append(plans, p)
 	}
+	// Deltas are not applied under a running homeserver (background
+	// updates may run beside it).
+	for _, p := range plans {
+		if !o.dryRun && !p.plan.Empty() {
+			if err := refuseInUse(cfg, p.dbc, "nothing was changed: run the same command again once it is stopped, then start it"); err != nil {
+				return err
+			}
+		}
+	}
 	for _, p := range plans {
 		if err := upgradeOne(ctx, o, cfg, p); err != nil {
 			return err

@@ -15,6 +15,7 @@ import (
 	"hsops/internal/config"
 	"hsops/internal/db"
 	"hsops/internal/dbtest"
+	"hsops/internal/fault"
 	"hsops/internal/gen"
 	"hsops/internal/pgtest"
 	"hsops/internal/store"
@@ -89,6 +90,9 @@ func TestPort_RefusesASourceOpenElsewhere(t *testing.T) {
 	_, err := port(t, src, tgt.Config)
 	if !errors.Is(err, ErrSource) || !strings.Contains(err.Error(), "open in another process (pid "+strconv.Itoa(cmd.Process.Pid)) {
 		t.Fatalf("got %v, want the source refused naming pid %d", err, cmd.Process.Pid)
+	}
+	if fault.ClassOf(err) != fault.InUse || !strings.HasPrefix(fault.HintOf(err), "stop the process holding it first (pid "+strconv.Itoa(cmd.Process.Pid)) {
+		t.Fatalf("got class %v, hint %q; want in-use, naming the holder", fault.ClassOf(err), fault.HintOf(err))
 	}
 	assertEmpty(t, tgt.Config)
 	if _, err := port(t, src, tgt.Config, func(o *Options) { o.AllowInUse = true }); err != nil {

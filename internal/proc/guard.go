@@ -236,17 +236,16 @@ func (e *InUseError) Error() string {
 func (e *InUseError) Class() fault.Class { return fault.InUse }
 
 // Hint names each holder and how to stop it: synctl for the homeserver of
-// the pid file, the program itself for one holding the SQLite file.
+// the pid file, the process itself for one holding the SQLite file (a
+// homeserver without a pid file, a sqlite3 shell, a backup...).
 func (e *InUseError) Hint() string {
 	var lines []string
 	for _, h := range e.Holders {
 		switch {
 		case h.PidFile != "":
 			lines = append(lines, "stop it first: synctl stop "+e.Synctl)
-		case h.Cmdline != "" && looksLikeHomeserver(h.Cmdline):
-			lines = append(lines, fmt.Sprintf("stop the homeserver holding it first (pid %d: %s)", h.Pid, h.Cmdline))
 		default:
-			lines = append(lines, fmt.Sprintf("stop the program holding it first (pid %d: %s)", h.Pid, h.Cmdline))
+			lines = append(lines, fmt.Sprintf("stop the process holding it first (pid %d: %s)", h.Pid, h.Cmdline))
 		}
 	}
 	if e.Then != "" {
