@@ -35,8 +35,9 @@ var tool = cli.Tool{
 		{Class: fault.Down, Meaning: "register-user: the homeserver cannot be reached"},
 		{Class: fault.Rejected, Meaning: "register-user: the homeserver refused the registration (the user exists, a wrong secret, ...)"},
 		{Class: fault.Internal, Meaning: "internal error"},
-		{Class: fault.Interrupted, Meaning: "interrupted (before it served: nothing was left half-done)"},
+		{Class: fault.Interrupted, Meaning: "interrupted during start-up (SIGTERM or SIGINT once serving is a clean stop, 0)"},
 	},
+	Interrupted: "nothing was left half-done (each schema version commits whole or not at all): start it again",
 }
 
 func main() {

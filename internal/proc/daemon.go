@@ -52,7 +52,7 @@ func Daemonize(ctx context.Context, args []string, logFile string) error {
 		// The child goes on starting; it is ours no more.
 		r.Close()
 		_ = cmd.Process.Release()
-		return ctx.Err()
+		return fmt.Errorf("waiting for the daemon (pid %d) to start; it goes on starting, see %s: %w", cmd.Process.Pid, logFile, ctx.Err())
 	}
 	r.Close()
 	if line == "READY" {
