@@ -51,8 +51,9 @@ func Daemonize(ctx context.Context, args []string, logFile string) error {
 	case <-ctx.Done():
 		// The child goes on starting; it is ours no more.
 		r.Close()
+		pid := cmd.Process.Pid
 		_ = cmd.Process.Release()
-		return fmt.Errorf("waiting for the daemon (pid %d) to start; it goes on starting, see %s: %w", cmd.Process.Pid, logFile, ctx.Err())
+		return fmt.Errorf("waiting for the daemon (pid %d) to start; it goes on starting, see %s: %w", pid, logFile, ctx.Err())
 	}
 	r.Close()
 	if line == "READY" {
