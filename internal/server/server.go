@@ -1,6 +1,9 @@
-// Package server is the homeserver engine's process: start-up (database
-// checks, schema upgrade or worker refusal, listeners), the HTTP API, the
-// in-process background updates, and an orderly shutdown.
+// Package server is the homeserver engine's process: its lifecycle
+// (Process.Run: the in-use refusal, daemonizing through package proc, the
+// pid file, SIGHUP), start-up (database checks, schema upgrade or worker
+// refusal, listeners), the HTTP API, the in-process background updates, and
+// an orderly shutdown; and the helpers of its command (GenerateConfig,
+// RegisterShared).
 package server
 
 import (
