@@ -59,6 +59,13 @@ func start(t *testing.T, dir, name string, args ...string) *exec.Cmd {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		_ = cmd.Wait()
 	})
+	// The kernel sets the command line a moment after exec returns.
+	for i := 0; Cmdline(cmd.Process.Pid) == ""; i++ {
+		if i == 500 {
+			t.Fatalf("pid %d never showed its command line", cmd.Process.Pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	return cmd
 }
 
