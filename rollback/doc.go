@@ -25,4 +25,13 @@
 // Synapse databases get the rollbacks Synapse's upgrade notes document,
 // as data (synapse_recipes.yaml), and otherwise an answer to whether the
 // target release accepts the database as it is.
+//
+// An operator's rollback is a Request: a schema version or a release (a
+// release maps to its schema version through the release facts, and may
+// accept the database as it is), and how to copy the database first.
+// Prepare plans it read-only for each database of a configuration; the
+// tool shows the plan (Format, JSON) and asks; Prepared.Run then refuses
+// while the homeserver is using the database (package offline), makes the
+// copy (a SQLite file next to the database, VACUUM INTO; a new PostgreSQL
+// database, CREATE DATABASE ... TEMPLATE) and applies the plan.
 package rollback

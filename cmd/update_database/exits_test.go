@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"io"
 	"os"
 	"strings"
@@ -11,7 +10,7 @@ import (
 // TestExitTable holds the exit table to the rules (one code per class, the
 // same in every tool) and README's table to the tool's own.
 func TestExitTable(t *testing.T) {
-	for _, problem := range tool.Check(newRootCmd(context.Background(), &globals{stdout: io.Discard, stderr: io.Discard})) {
+	for _, problem := range tool.Check(newRootCmd(&globals{stdout: io.Discard, stderr: io.Discard})) {
 		t.Error(problem)
 	}
 	readme, err := os.ReadFile("../../README.md")

@@ -54,7 +54,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	g := &globals{stdout: stdout, stderr: stderr, stdin: stdin}
-	root := newRootCmd(ctx, g)
+	root := newRootCmd(g)
+	root.SetContext(ctx)
 	// Hints name the config the user gave where they say <config>.
 	withConfig := func(hint string) string {
 		if len(g.configPaths) > 0 {
@@ -77,7 +78,7 @@ type globals struct {
 	stdin       io.Reader
 }
 
-func newRootCmd(ctx context.Context, g *globals) *cobra.Command {
+func newRootCmd(g *globals) *cobra.Command {
 	opts := &upgradeOptions{globals: g}
 	root := &cobra.Command{
 		Use:   "update_database --database-config homeserver.yaml [flags]",
@@ -95,7 +96,7 @@ repairs and rollbacks Synapse's upgrade notes prescribe.
 ` + tool.ExitHelp(),
 		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runUpgrade(ctx, opts)
+			return runUpgrade(cmd.Context(), opts)
 		},
 	}
 	pf := root.PersistentFlags()
@@ -106,12 +107,7 @@ repairs and rollbacks Synapse's upgrade notes prescribe.
 	f.BoolVar(&opts.runBackground, "run-background-updates", false, "after the schema upgrade, run every pending background update to completion")
 	f.BoolVar(&opts.dryRun, "dry-run", false, "print the plan and change nothing")
 	f.IntVar(&opts.target, "to-version", 0, "stop at this schema version (default: the newest, 83)")
-	root.AddCommand(newStatusCmd(ctx, g))
-	root.AddCommand(newBackgroundCmd(ctx, g))
-	root.AddCommand(newRepairCmd(ctx, g))
-	root.AddCommand(newUpgradeCheckCmd(ctx, g))
-	root.AddCommand(newNotesCmd(g))
-	root.AddCommand(newRollbackCmd(ctx, g))
+	root.AddCommand(newStatusCmd(g), newBackgroundCmd(g), newRepairCmd(g), newUpgradeCheckCmd(g), newNotesCmd(g), newRollbackCmd(g))
 	return root
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -10,6 +9,8 @@ import (
 	"hsops/internal/cli"
 	"hsops/internal/config"
 	"hsops/internal/db"
+	"hsops/internal/inspect"
+	"hsops/internal/offline"
 	"hsops/schema"
 	"hsops/schema/engine"
 )
@@ -43,7 +44,7 @@ func runUpgrade(ctx context.Context, o *upgradeOptions) error {
 	// updates may run beside it).
 	for _, p := range plans {
 		if !o.dryRun && !p.plan.Empty() {
-			if err := refuseInUse(cfg, p.dbc, "nothing was changed: run the same command again once it is stopped, then start it"); err != nil {
+			if err := offline.RefuseInUse(cfg, p.dbc, "nothing was changed: run the same command again once it is stopped, then start it"); err != nil {
 				return err
 			}
 		}
@@ -64,35 +65,10 @@ type planned struct {
 	plan *schema.Plan
 }
 
-// inspect opens a database read-only and reads its state. A SQLite file
-// that does not exist yet reads as an empty database (d is nil then).
-func inspect(ctx context.Context, dbc config.Database) (*db.DB, *schema.State, error) {
-	d, err := db.Open(ctx, dbc, db.Options{ReadOnly: true, AppName: "hsops update_database"})
-	if errors.Is(err, db.ErrNotFound) {
-		return nil, &schema.State{Kind: schema.KindEmpty}, nil
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	st, err := schema.ReadState(ctx, d, d.DB)
-	if err != nil {
-		d.Close()
-		return nil, nil, err
-	}
-	return d, st, nil
-}
-
-func engineOf(dbc config.Database) db.Engine {
-	if dbc.IsPostgres() {
-		return db.Postgres
-	}
-	return db.SQLite
-}
-
 // planOne reads a database's state, checks its server and plans its
 // upgrade, writing nothing.
 func planOne(ctx context.Context, o *upgradeOptions, cfg *config.Config, dbc config.Database) (*planned, error) {
-	ro, st, err := inspect(ctx, dbc)
+	ro, st, err := inspect.Inspect(ctx, dbc)
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +83,7 @@ func planOne(ctx context.Context, o *upgradeOptions, cfg *config.Config, dbc con
 		Target: o.target, Stores: dbc.DataStores, Worker: cfg.IsWorker(), ServerName: cfg.ServerName,
 		AllowUnsafeLocale: dbc.AllowUnsafeLocale, Holder: "update_database",
 	}
-	plan, err := engine.Schema().Plan(st, engineOf(dbc), opts)
+	plan, err := engine.Schema().Plan(st, inspect.EngineOf(dbc), opts)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +94,7 @@ func upgradeOne(ctx context.Context, o *upgradeOptions, cfg *config.Config, p *p
 	set := engine.Schema()
 	dbc, st, opts, plan := p.dbc, p.st, p.opts, p.plan
 	out := newReporter(o.globals)
-	desc := describe(dbc)
+	desc := inspect.Describe(dbc)
 	if o.dryRun {
 		if o.json {
 			out.jsonl.Emit(planJSON(desc, plan))
@@ -160,7 +136,7 @@ func upgradeOne(ctx context.Context, o *upgradeOptions, cfg *config.Config, p *p
 
 // reportPending tells the operator about pending background updates.
 func reportPending(ctx context.Context, o *upgradeOptions, dbc config.Database) error {
-	ro, st, err := inspect(ctx, dbc)
+	ro, st, err := inspect.Inspect(ctx, dbc)
 	if err != nil {
 		return err
 	}
@@ -171,14 +147,6 @@ func reportPending(ctx context.Context, o *upgradeOptions, dbc config.Database) 
 		fmt.Fprintf(o.stdout, "%d background update(s) pending; to run them now:\n  update_database --database-config %s --run-background-updates\n", n, o.configArg())
 	}
 	return nil
-}
-
-// describe names a database for messages, without secrets.
-func describe(dbc config.Database) string {
-	if dbc.IsSQLite() {
-		return fmt.Sprintf("SQLite database %q", dbc.SQLitePath())
-	}
-	return "PostgreSQL database " + dbc.String()
 }
 
 // formatPlan prints a plan for people. Its output is stable (golden files).

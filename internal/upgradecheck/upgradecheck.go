@@ -105,6 +105,10 @@ type Report struct {
 	// after the upgrade without changes.
 	RollbackFloor string `json:"rollback_floor,omitempty"`
 	Summary       string `json:"summary"`
+	// FromVersion and ToVersion are From and To as versions (CheckDeployment sets
+	// them).
+	FromVersion *semver.Version `json:"-"`
+	ToVersion   *semver.Version `json:"-"`
 }
 
 // Counts tallies findings by status.

@@ -1,0 +1,81 @@
+// Package inspect is the read-only look every command takes at a
+// configured database before it decides anything: whose it is and at which
+// versions (schema.State), without writing a byte (not even SQLite's -wal
+// and -shm files). A SQLite file that does not exist yet reads as an empty
+// database, so that planning its creation needs no special case.
+package inspect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"hsops/internal/config"
+	"hsops/internal/db"
+	"hsops/internal/fault"
+	"hsops/schema"
+)
+
+// Inspect opens a database read-only and reads its state. A SQLite file
+// that does not exist yet reads as an empty database (d is nil then).
+func Inspect(ctx context.Context, dbc config.Database) (*db.DB, *schema.State, error) {
+	d, err := db.Open(ctx, dbc, db.Options{ReadOnly: true, AppName: "hsops update_database"})
+	if errors.Is(err, db.ErrNotFound) {
+		return nil, &schema.State{Kind: schema.KindEmpty}, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := schema.ReadState(ctx, d, d.DB)
+	if err != nil {
+		d.Close()
+		return nil, nil, err
+	}
+	return d, st, nil
+}
+
+// InspectExisting is Inspect for a database that must exist: a missing
+// SQLite file is db.ErrNotFound.
+func InspectExisting(ctx context.Context, dbc config.Database) (*db.DB, *schema.State, error) {
+	d, st, err := Inspect(ctx, dbc)
+	if err == nil && d == nil {
+		err = fmt.Errorf("%w: %q", db.ErrNotFound, dbc.SQLitePath())
+	}
+	return d, st, err
+}
+
+// Describe names a database for messages, without secrets.
+func Describe(dbc config.Database) string {
+	if dbc.IsSQLite() {
+		return fmt.Sprintf("SQLite database %q", dbc.SQLitePath())
+	}
+	return "PostgreSQL database " + dbc.String()
+}
+
+// EngineOf is the engine a database config names.
+func EngineOf(dbc config.Database) db.Engine {
+	if dbc.IsPostgres() {
+		return db.Postgres
+	}
+	return db.SQLite
+}
+
+// OpenEngine opens a database for writing after checking that the hsops
+// engine owns it; a Synapse database, or one with no homeserver schema, is
+// refused before the read-write open. what says what would be done there
+// ("run background updates").
+func OpenEngine(ctx context.Context, dbc config.Database, what string) (*db.DB, error) {
+	ro, st, err := InspectExisting(ctx, dbc)
+	if err != nil {
+		return nil, err
+	}
+	ro.Close()
+	switch st.Kind {
+	case schema.KindSynapse:
+		return nil, fault.Wrap(fault.NotOurs, fmt.Errorf("%w: this is a Synapse database: Synapse runs its background updates itself, so hsops will not %s here", schema.ErrNotEngine, what),
+			"nothing was changed: start Synapse to run them (its admin API controls them); `update_database background status` shows them")
+	case schema.KindUnknown, schema.KindEmpty:
+		return nil, fmt.Errorf("%w: the database has no homeserver schema", schema.ErrNotHomeserver)
+	}
+	return db.Open(ctx, dbc, db.Options{AppName: "hsops update_database"})
+}

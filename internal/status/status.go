@@ -1,0 +1,152 @@
+// Package status says where a configured database stands, changing
+// nothing: whose it is (empty, the hsops engine's, Synapse's, unknown), its
+// schema and compat versions, the releases that match and can use it, the
+// deltas an upgrade would apply and the background updates pending.
+// It builds on package inspect's read-only look.
+package status
+
+import (
+	"context"
+	"time"
+
+	"hsops/internal/config"
+	"hsops/internal/db"
+	"hsops/internal/inspect"
+	"hsops/internal/releases"
+	"hsops/schema"
+	"hsops/schema/engine"
+)
+
+// Database is the status of one physical database (also the --json shape
+// of update_database status).
+type Database struct {
+	Database string   `json:"database"`
+	Label    string   `json:"label"`
+	Stores   []string `json:"data_stores"`
+	Kind     string   `json:"kind"`
+	Schema   int      `json:"schema_version,omitempty"`
+	Upgraded bool     `json:"upgraded,omitempty"`
+	Compat   *int     `json:"compat_version,omitempty"`
+	Matching []string `json:"matching_releases,omitempty"`
+	// MatchingBySchemaOnly says that no release has both versions: the
+	// releases given share only the schema version.
+	MatchingBySchemaOnly bool                   `json:"matching_by_schema_only,omitempty"`
+	OldestUsable         string                 `json:"oldest_release_that_can_use_it,omitempty"`
+	Applied              int                    `json:"applied_deltas"`
+	NewestApplied        string                 `json:"newest_applied_delta,omitempty"`
+	PendingDeltas        []string               `json:"pending_deltas"`
+	PendingTarget        int                    `json:"pending_target,omitempty"`
+	Updates              []schema.PendingUpdate `json:"pending_background_updates"`
+	CreatedVersion       int                    `json:"created_at_schema,omitempty"`
+	CreatedAt            string                 `json:"created_at,omitempty"`
+	// Problem is why the database cannot be created or planned, if it
+	// cannot.
+	Problem string `json:"problem,omitempty"`
+}
+
+// Of reads the status of every database of a configuration, in the
+// configuration's order.
+func Of(ctx context.Context, cfg *config.Config) ([]Database, error) {
+	var all []Database
+	for _, dbc := range cfg.Databases {
+		s, err := One(ctx, dbc)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, s)
+	}
+	return all, nil
+}
+
+// One reads the status of one database.
+func One(ctx context.Context, dbc config.Database) (Database, error) {
+	ro, st, err := inspect.Inspect(ctx, dbc)
+	if err != nil {
+		return Database{}, err
+	}
+	if ro != nil {
+		defer ro.Close()
+	}
+	s := Database{Database: inspect.Describe(dbc), Label: dbc.Label, Stores: dbc.DataStores, Kind: st.Kind.String(),
+		Applied: len(st.Applied), Updates: st.Updates, PendingDeltas: []string{}}
+	if s.Updates == nil {
+		s.Updates = []schema.PendingUpdate{}
+	}
+	if ro == nil && dbc.IsSQLite() {
+		if err := db.CheckCreatable(dbc.SQLitePath()); err != nil {
+			s.Problem = err.Error()
+		}
+	}
+	s.versions(st)
+	if st.Kind == schema.KindEngine || st.Kind == schema.KindEmpty {
+		s.pending(st, dbc)
+	}
+	return s, nil
+}
+
+// versions fills in the bookkeeping and the releases it matches.
+func (s *Database) versions(st *schema.State) {
+	if st.HasCompat {
+		c := st.Compat
+		s.Compat = &c
+	}
+	if n := len(st.Applied); n > 0 {
+		s.NewestApplied = st.Applied[n-1]
+	}
+	if st.Mark != nil {
+		s.CreatedVersion = st.Mark.CreatedVersion
+		s.CreatedAt = time.UnixMilli(st.Mark.CreatedTS).UTC().Format(time.RFC3339)
+	}
+	if !st.HasVersion {
+		return
+	}
+	s.Schema = st.Version
+	s.Upgraded = st.Upgraded
+	for _, f := range releases.Matching(st.Version, st.Compat) {
+		s.Matching = append(s.Matching, f.Tag())
+		if st.HasCompat && f.Compat != st.Compat {
+			s.MatchingBySchemaOnly = true
+		}
+	}
+	if f, ok := releases.OldestCanRun(st.Version, st.Compat); ok {
+		s.OldestUsable = f.Tag()
+	}
+}
+
+// pending plans the engine's upgrade of the database.
+func (s *Database) pending(st *schema.State, dbc config.Database) {
+	plan, err := engine.Schema().Plan(st, inspect.EngineOf(dbc), schema.Options{Stores: dbc.DataStores, Worker: false})
+	if err != nil {
+		s.Problem = err.Error()
+		return
+	}
+	s.PendingTarget = plan.Target
+	for _, step := range plan.Steps {
+		for _, d := range step.Deltas {
+			s.PendingDeltas = append(s.PendingDeltas, d.Key())
+		}
+	}
+}
+
+// Queue is the background-update queue of one database.
+type Queue struct {
+	// Database describes the database (Describe).
+	Database string
+	schema.UpdatesStatus
+}
+
+// Updates reads the background-update queue of every database of a
+// configuration: engine and Synapse databases alike.
+func Updates(ctx context.Context, cfg *config.Config) ([]Queue, error) {
+	var out []Queue
+	for _, dbc := range cfg.Databases {
+		ro, st, err := inspect.InspectExisting(ctx, dbc)
+		if err != nil {
+			return nil, err
+		}
+		q := Queue{Database: inspect.Describe(dbc), UpdatesStatus: engine.Schema().Updates.Status(ctx, ro, st)}
+		ro.Close()
+		out = append(out, q)
+	}
+	return out, nil
+}

@@ -1,0 +1,63 @@
+package rollback
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"hsops/internal/config"
+	"hsops/internal/db"
+	"hsops/internal/fault"
+	"hsops/internal/offline"
+)
+
+// BackupPath names the copy of a SQLite file made before a rollback from
+// schema from to schema to: the first free name of
+// <file>.before-rollback-<from>-to-<to>[.N].
+func BackupPath(path string, from, to int) string {
+	base := fmt.Sprintf("%s.before-rollback-%d-to-%d", path, from, to)
+	p := base
+	for n := 1; ; n++ {
+		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+			return p
+		}
+		p = fmt.Sprintf("%s.%d", base, n)
+	}
+}
+
+// BackupPostgres copies a PostgreSQL database to a new database named name
+// with CREATE DATABASE ... TEMPLATE, from a connection to the maintenance
+// database: PostgreSQL copies a database only while nobody is connected to
+// it.
+func BackupPostgres(ctx context.Context, dbc config.Database, name string) error {
+	maint := dbc
+	maint.Args = map[string]string{}
+	for k, v := range dbc.Args {
+		maint.Args[k] = v
+	}
+	delete(maint.Args, "database")
+	maint.Args["dbname"] = "postgres"
+	d, err := db.Open(ctx, maint, db.Options{AppName: appName})
+	if err != nil {
+		return fault.Wrap(fault.Backup, fmt.Errorf("%w: connect to the maintenance database: %v", ErrBackup, err),
+			"nothing was changed: the copy is made from the postgres database, which this user must be able to reach; or leave out --backup-database and take a pg_dump first")
+	}
+	defer d.Close()
+	_, err = d.ExecContext(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", db.QuoteIdent(name), db.QuoteIdent(dbc.DBName())))
+	var pgErr *pgconn.PgError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &pgErr) && pgErr.Code == "42P04":
+		return fault.Wrap(fault.Backup, fmt.Errorf("%w: database %q already exists", ErrBackup, name),
+			"nothing was changed: choose another --backup-database name, or drop that database first")
+	case errors.As(err, &pgErr) && pgErr.Code == "55006":
+		return fault.Wrap(fault.InUse, fmt.Errorf("%w: other sessions are connected to %q, and PostgreSQL copies a database only while nobody is", offline.ErrInUse, dbc.DBName()),
+			"stop the homeserver and its workers, then run the same command again")
+	}
+	return fault.Wrap(fault.Backup, fmt.Errorf("%w: %v", ErrBackup, err),
+		"nothing was changed: fix the cause (space, CREATEDB privilege), or leave out --backup-database and take a pg_dump first")
+}
