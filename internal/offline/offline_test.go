@@ -50,7 +50,7 @@ func TestOpen_SQLiteFileHeldOpen(t *testing.T) {
 	if !errors.Is(err, ErrInUse) || fault.ClassOf(err) != fault.InUse {
 		t.Fatalf("Open = %v, want ErrInUse of class in-use", err)
 	}
-	if !strings.Contains(err.Error(), "another process has the SQLite file open") {
+	if !strings.Contains(err.Error(), "is open in another process (pid ") || !strings.Contains(err.Error(), "sleep 60") {
 		t.Errorf("error %q does not say who holds the file", err)
 	}
 	if before != 0 {
