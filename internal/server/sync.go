@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -18,49 +19,15 @@ const maxSyncTimeout = 10 * time.Minute
 // It is served by the main process only, which makes every write: its
 // notifier sees them all (see README, workers).
 func (s *Server) sync(w http.ResponseWriter, r *http.Request, u store.User) {
-	q := r.URL.Query()
-	req := store.SyncRequest{UserID: u.ID, TimelineLimit: 10, FullState: q.Get("full_state") == "true"}
-	if since := q.Get("since"); since != "" {
-		tok, err := store.ParseSyncToken(since)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", errText(err))
-			return
-		}
-		req.Since = &tok
+	req, timeout, err := s.syncRequest(r, u)
+	var bad badParam
+	if errors.As(err, &bad) {
+		writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", string(bad))
+		return
 	}
-	var timeout time.Duration
-	if t := q.Get("timeout"); t != "" {
-		ms, err := strconv.ParseInt(t, 10, 64)
-		if err != nil || ms < 0 {
-			writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", "timeout must be a non-negative integer (milliseconds)")
-			return
-		}
-		timeout = min(time.Duration(ms)*time.Millisecond, maxSyncTimeout)
-	}
-	if f := q.Get("filter"); f != "" {
-		var data []byte
-		if strings.HasPrefix(f, "{") {
-			data = []byte(f)
-		} else {
-			id, err := strconv.ParseInt(f, 10, 64)
-			if err != nil {
-				writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", "filter must be a filter ID or a JSON filter")
-				return
-			}
-			if data, err = s.store.Filter(r.Context(), u.ID, id); err != nil {
-				s.storeError(w, r, err)
-				return
-			}
-		}
-		fl, err := parseFilter(data)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", "Invalid filter: "+err.Error())
-			return
-		}
-		if fl.Room.Timeline.Limit != nil {
-			req.TimelineLimit = *fl.Room.Timeline.Limit
-		}
-		req.LazyMembers = fl.Room.State.LazyLoadMembers
+	if err != nil {
+		s.storeError(w, r, err)
+		return
 	}
 	ctx := r.Context()
 	var deadline <-chan time.Time
@@ -106,4 +73,54 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, u store.User) {
 			return
 		}
 	}
+}
+
+// badParam is a query parameter /sync cannot use (400 M_INVALID_PARAM).
+type badParam string
+
+func (b badParam) Error() string { return string(b) }
+
+// syncRequest reads /sync's query: since, timeout, full_state and the
+// filter (an ID stored with POST /filter, or JSON inline).
+func (s *Server) syncRequest(r *http.Request, u store.User) (store.SyncRequest, time.Duration, error) {
+	q := r.URL.Query()
+	req := store.SyncRequest{UserID: u.ID, TimelineLimit: 10, FullState: q.Get("full_state") == "true"}
+	if since := q.Get("since"); since != "" {
+		tok, err := store.ParseSyncToken(since)
+		if err != nil {
+			return req, 0, badParam(errText(err))
+		}
+		req.Since = &tok
+	}
+	var timeout time.Duration
+	if t := q.Get("timeout"); t != "" {
+		ms, err := strconv.ParseInt(t, 10, 64)
+		if err != nil || ms < 0 {
+			return req, 0, badParam("timeout must be a non-negative integer (milliseconds)")
+		}
+		timeout = min(time.Duration(ms)*time.Millisecond, maxSyncTimeout)
+	}
+	f := q.Get("filter")
+	if f == "" {
+		return req, timeout, nil
+	}
+	data := []byte(f)
+	if !strings.HasPrefix(f, "{") {
+		id, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return req, 0, badParam("filter must be a filter ID or a JSON filter")
+		}
+		if data, err = s.store.Filter(r.Context(), u.ID, id); err != nil {
+			return req, 0, err
+		}
+	}
+	fl, err := parseFilter(data)
+	if err != nil {
+		return req, 0, badParam("Invalid filter: " + err.Error())
+	}
+	if fl.Room.Timeline.Limit != nil {
+		req.TimelineLimit = *fl.Room.Timeline.Limit
+	}
+	req.LazyMembers = fl.Room.State.LazyLoadMembers
+	return req, timeout, nil
 }
