@@ -34,10 +34,16 @@ removed or deprecated, the database (PostgreSQL version and locale, duplicated
 state_group_edges rows, sequences, pending background updates) and its shape
 (workers, Redis, application services, modules, SSO).
 
+The database's schema and compat versions are always read and always win.
 The installed release is --from, else what the running server answers on
-/_synapse/admin/v1/server_version, else inferred from the database's schema
-and compat versions (a range, said as such; the oldest is used). Workers are
-read from --workers DIR (*.yaml, as synctl -a).
+/_synapse/admin/v1/server_version, each a claim the database checks: one it
+contradicts is a blocker and the database's versions are used instead (a
+range, said as such; the oldest is used). A server is believed only when it
+serves this database (the hsops engine names its database; a Synapse release
+must be one that runs at the database's versions). The target release is
+always checked against the database's compat version, and the database
+checks run whatever the range. Workers are read from --workers DIR (*.yaml,
+as synctl -a).
 
 Exit: 0 nothing to do, 1 actions needed, 2 blockers; other codes are errors
 (see update_database --help).`,

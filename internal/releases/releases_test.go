@@ -181,3 +181,42 @@ func TestFloors(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestRunsOn: a release runs on a database it brought to its schema
+// version and whose compat version it raised to its own, or on one a newer
+// release it can roll back from left.
+func TestRunsOn(t *testing.T) {
+	fact := func(v string) SchemaFact {
+		f, ok := FactFor(semver.MustParse(v))
+		if !ok {
+			t.Fatalf("no facts for %s", v)
+		}
+		return f
+	}
+	for _, tc := range []struct {
+		release        string
+		schema, compat int
+		want           bool
+	}{
+		{"1.98.0", 83, 83, true},
+		{"1.96.0", 83, 83, true},  // rolled back from v1.98.0
+		{"1.96.0", 83, 80, true},  // its own
+		{"1.96.0", 69, 69, false}, // it would have upgraded the database
+		{"1.80.0", 83, 83, false}, // compat 83 is above its schema 74
+		{"1.98.0", 83, 80, false}, // it would have raised compat to 83
+		{"1.98.0", 90, 83, true},  // rolled back from a later release
+		{"1.98.0", 90, 88, false},
+		{"1.57.0", 69, 69, true},
+		{"1.20.0", 58, 0, true}, // before compat versions
+		{"1.20.0", 59, 0, false},
+	} {
+		if got := RunsOn(fact(tc.release), tc.schema, tc.compat); got != tc.want {
+			t.Errorf("RunsOn(v%s, schema %d, compat %d) = %v, want %v", tc.release, tc.schema, tc.compat, got, tc.want)
+		}
+	}
+	for v, want := range map[string]string{"1.96.0": "80-83", "1.98.0": "83", "1.20.0": "schema 58"} {
+		if got := fact(v).Span(); got != want {
+			t.Errorf("v%s spans %q, want %q", v, got, want)
+		}
+	}
+}

@@ -134,6 +134,38 @@ func CanRun(f SchemaFact, schema, compat int) bool {
 	return f.Schema >= compat
 }
 
+// RunsOn reports whether a database with the given schema and compat
+// versions can be one that release f runs on. At start a release brings the
+// database up to its schema version (a newer one, left by a release it can
+// roll back from, stays) and raises the compat version to its own, never
+// lowering it: f.Compat <= compat <= f.Schema <= schema. Releases before
+// compat versions refused a newer schema, so schema is f.Schema.
+func RunsOn(f SchemaFact, schema, compat int) bool {
+	if f.Compat == 0 {
+		return schema == f.Schema
+	}
+	return f.Compat <= compat && compat <= f.Schema && f.Schema <= schema
+}
+
+// Span says which databases a release runs on, as RunsOn decides: "80-83"
+// (compat 80 to schema 83), "83" (compat and schema 83), "schema 58" (a
+// release before compat versions).
+func (f SchemaFact) Span() string {
+	switch f.Compat {
+	case 0:
+		return fmt.Sprintf("schema %d", f.Schema)
+	case f.Schema:
+		return fmt.Sprint(f.Schema)
+	}
+	return fmt.Sprintf("%d-%d", f.Compat, f.Schema)
+}
+
+// NewestFact is the newest release the schema facts know.
+func NewestFact() SchemaFact {
+	fs := SchemaFacts()
+	return fs[len(fs)-1]
+}
+
 // OldestCanRun returns the oldest release that accepts the database.
 func OldestCanRun(schema, compat int) (SchemaFact, bool) {
 	for _, f := range SchemaFacts() {

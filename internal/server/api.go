@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"hsops/internal/buildinfo"
+	"hsops/internal/db"
 	"hsops/internal/store"
+	"hsops/schema"
 	"hsops/schema/engine"
 )
 
@@ -149,7 +151,32 @@ func (s *Server) serverVersion(w http.ResponseWriter, _ *http.Request) {
 		"schema_version": engine.Schema().Version,
 		"instance":       s.instance,
 		"uptime_seconds": int64(time.Since(s.started).Seconds()),
+		"database":       s.database,
 	})
+}
+
+// databaseIdentity is what server_version says of the database the process
+// serves: the engine's mark (hsops_engine: which engine created it, and
+// when, in milliseconds) and its schema and compat versions. A tool that
+// reads a database (upgrade-check) believes a running server only when this
+// is the database it reads: a server on the configured port may belong to
+// another deployment.
+type databaseIdentity struct {
+	Engine    string `json:"engine"`
+	CreatedTS int64  `json:"created_ts"`
+	Schema    int    `json:"schema_version"`
+	Compat    int    `json:"compat_version"`
+}
+
+// identify reads the identity of the database d (nil when it has no mark).
+// The schema and compat versions cannot change while the homeserver runs:
+// deltas and rollbacks refuse a database in use.
+func identify(ctx context.Context, d *db.DB) (*databaseIdentity, error) {
+	st, err := schema.ReadState(ctx, d, d.DB)
+	if err != nil || st.Mark == nil {
+		return nil, err
+	}
+	return &databaseIdentity{Engine: st.Mark.Engine, CreatedTS: st.Mark.CreatedTS, Schema: st.Version, Compat: st.Compat}, nil
 }
 
 func readJSON(r *http.Request, v any) error {

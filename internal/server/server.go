@@ -56,6 +56,9 @@ type Server struct {
 	http     *http.Server
 	lns      []net.Listener
 	started  time.Time
+	// database names the database this process serves (server_version
+	// shows it); nil when it has no engine mark.
+	database *databaseIdentity
 	nonces   *nonceStore
 	wg       sync.WaitGroup
 	// quit is closed when the server stops: long-polling /sync requests
@@ -127,6 +130,9 @@ func Start(ctx context.Context, opts Options) (_ *Server, err error) {
 		}
 	}
 	if err := s.store.CheckServerName(ctx); err != nil {
+		return nil, err
+	}
+	if s.database, err = identify(ctx, s.store.DB); err != nil {
 		return nil, err
 	}
 	if err := s.store.InitStreams(ctx); err != nil {

@@ -129,8 +129,15 @@ func TestDatabaseChecks(t *testing.T) {
 		}
 		to, _ := releases.ParseVersion("1.80.0")
 		facts := databaseFacts(ctx, dep, to, nil)
-		if len(facts) == 0 || facts[0].Status != Action {
+		if f := findFact(facts, "pending-background-updates"); f == nil || f.Status != Action {
 			t.Errorf("pending updates at 69: %+v", facts)
+		}
+		// The duplicates are checked whatever the range.
+		if f := findFact(facts, "state-group-edges"); f == nil || f.Status != Blocker {
+			t.Errorf("duplicated edges outside the range: %+v", f)
+		}
+		if f := findFact(databaseFacts(ctx, dep, to, map[string]bool{"state_group_edges_duplicates": true}), "state-group-edges"); f != nil {
+			t.Errorf("the duplicates were checked twice")
 		}
 		if e == db.Postgres {
 			for _, id := range []string{"postgres-version", "postgres-locale"} {
@@ -187,7 +194,7 @@ func TestDatabaseFacts_LocaleWhateverTheRange(t *testing.T) {
 	}
 	from, _ := releases.ParseVersion("1.90.0")
 	to, _ := releases.ParseVersion("1.98.0")
-	r := Run(ctx, dep, from, "--from", to)
+	r := Run(ctx, dep, Installation{Version: from, Source: "--from"}, to)
 	f := findFact(r.Database, "postgres-locale")
 	if f == nil || f.Status != Blocker || !strings.Contains(f.Detail, `COLLATE is "C.UTF-8"`) {
 		t.Fatalf("got %+v, want a locale blocker", f)

@@ -18,15 +18,30 @@ func fact(id, title string, res Result) Finding {
 	return Finding{Note: releases.Note{ID: id, Title: title, Kind: "action", Applies: []string{"everyone"}}, Status: res.Status, Detail: res.Detail, Command: res.Command}
 }
 
-// databaseFacts checks what any upgrade needs of the database: no pending
-// background updates, consistent sequences and, on PostgreSQL, a server
-// version, encoding and locale the target accepts (unless a note's check in
-// the range, named in checked, already did).
+// databaseFacts checks what any upgrade needs of the database, whatever
+// the range: a homeserver database, one not newer than every release hsops
+// knows, no duplicated state_group_edges rows, no pending background
+// updates, consistent sequences and, on PostgreSQL, a server version,
+// encoding and locale the target accepts (unless a note's check in the
+// range, named in checked, already did).
 func databaseFacts(ctx context.Context, d *Deployment, to *semver.Version, checked map[string]bool) []Finding {
-	if d.DB == nil || d.State == nil {
-		return []Finding{fact("database", "The database", Result{Status: NotCheckable, Detail: "the database could not be opened: database checks were skipped"})}
+	if d.DB == nil || d.State == nil || !d.State.HasVersion {
+		what := "the database has no schema_version: it is not a homeserver database, or a new one"
+		if d.DB == nil {
+			what = "the database does not exist"
+		}
+		return []Finding{fact("database", "The database", blocker(what+": there is nothing to upgrade, or the config names the wrong database (database checks were skipped)",
+			"check the database section of "+d.ConfigArg))}
 	}
 	var out []Finding
+	if newest := releases.NewestFact(); d.State.Version > newest.Schema || d.State.Compat > newest.Schema {
+		out = append(out, fact("newer-than-known", "The database is newer than any release hsops knows",
+			blocker(fmt.Sprintf("the database is at schema %d/compat %d; hsops's release facts end at %s (schema %d): a later release wrote it, and what it needs is unknown here",
+				d.State.Version, d.State.Compat, newest.Tag(), newest.Schema), "use an hsops version whose release facts cover this database")))
+	}
+	if !checked["state_group_edges_duplicates"] {
+		out = append(out, fact("state-group-edges", "Duplicated state_group_edges rows", checkEdges(ctx, d, releases.Note{}, to)))
+	}
 	if n := len(d.State.Updates); n > 0 {
 		names := make([]string, 0, n)
 		for _, u := range d.State.Updates {
@@ -94,4 +109,55 @@ func downgrade(d *Deployment, from, to *semver.Version) Finding {
 	}
 	return fact("downgrade", title, blocker(fmt.Sprintf("the database (schema %d, compat %d) is too new for v%s (schema %d): the oldest release that can use it is %s",
 		schemaV, compat, to, target.Schema, oldest), fix))
+}
+
+// targetFact checks the target release against the database's versions: a
+// release refuses a database whose compat version is above its schema
+// version. opens reports whether it can open it (false when unknown); the
+// fact is nil without database versions (a blocker of databaseFacts).
+func targetFact(d *Deployment, to *semver.Version) (f *Finding, opens bool) {
+	if d.State == nil || !d.State.HasVersion {
+		return nil, false
+	}
+	schemaV, compat := d.State.Version, d.State.Compat
+	title := "The target release's schema against the database's compat version"
+	r, found := releases.Find(to)
+	if !found {
+		newest := releases.NewestFact()
+		res := Result{Status: NotCheckable, Detail: "hsops has no schema facts for v" + to.String()}
+		if newest.Version.LessThan(to) && compat <= newest.Schema {
+			// Schema versions never go down from one release to the next.
+			res = ok(fmt.Sprintf("v%s is newer than hsops's facts (%s, schema %d): it runs at schema %d or later, so it opens a database at compat %d",
+				to, newest.Tag(), newest.Schema, newest.Schema, compat))
+		}
+		x := fact("target", title, res)
+		return &x, false
+	}
+	target := releases.SchemaFact{Version: r.Version, Schema: r.Schema, Compat: r.Compat}
+	if releases.CanRun(target, schemaV, compat) {
+		x := fact("target", title, ok(fmt.Sprintf("v%s (schema %d) can open this database (schema %d, compat %d)", to, r.Schema, schemaV, compat)))
+		return &x, true
+	}
+	fix := "restore a backup taken before the newer release ran on it, or upgrade to a release at least as new as the one that last ran on it"
+	if oldest, found := releases.OldestCanRun(schemaV, compat); found {
+		fix = fmt.Sprintf("upgrade to %s or later (the oldest release that can open it), or restore a backup taken before the newer release ran on it", oldest.Tag())
+	}
+	x := fact("target", title, blocker(fmt.Sprintf("v%s (schema %d) cannot open this database (compat %d): a release refuses a database whose compat version is above its schema version",
+		to, r.Schema, compat), fix))
+	return &x, false
+}
+
+// rollbackFloor is the oldest release that runs on the database after the
+// upgrade to to (one it can open): the upgrade raises the schema and compat
+// versions to the target's, never lowers them.
+func rollbackFloor(d *Deployment, to *semver.Version) string {
+	r, found := releases.Find(to)
+	if !found {
+		return ""
+	}
+	schemaV, compat := max(r.Schema, d.State.Version), max(r.Compat, d.State.Compat)
+	if f, found := releases.OldestCanRun(schemaV, compat); found {
+		return f.Tag()
+	}
+	return ""
 }

@@ -134,23 +134,40 @@ func (r *Report) Verdict() error {
 	return nil
 }
 
-// Run checks the notes after from, up to to.
-func Run(ctx context.Context, d *Deployment, from *semver.Version, fromSource string, to *semver.Version) *Report {
-	r := &Report{From: "v" + from.String(), FromSource: fromSource, To: "v" + to.String(), NewestNotes: "v" + releases.Newest().String(), Deployment: describe(d)}
-	if to.LessThan(from) {
+// Run checks the notes after the installed release, up to to, and the
+// database whatever the range: the claim about the installed release, the
+// target release against the database's compat version, and the checks of
+// databaseFacts.
+func Run(ctx context.Context, d *Deployment, inst Installation, to *semver.Version) *Report {
+	from := inst.Version
+	r := &Report{From: "unknown", FromSource: inst.Source, To: "v" + to.String(), NewestNotes: "v" + releases.Newest().String(), Deployment: describe(d),
+		Findings: []Finding{}, Database: []Finding{}}
+	if from != nil {
+		r.From = "v" + from.String()
+	}
+	if inst.Claim != nil {
+		r.Database = append(r.Database, *inst.Claim)
+	}
+	checked := map[string]bool{}
+	if from != nil && to.LessThan(from) {
 		r.Downgrade = true
 		r.Database = append(r.Database, downgrade(d, from, to))
 	} else {
-		checked := map[string]bool{}
-		for _, n := range releases.Between(from, to) {
-			r.Findings = append(r.Findings, evaluate(ctx, d, n, to))
-			checked[n.Check] = true
+		if from != nil {
+			for _, n := range releases.Between(from, to) {
+				r.Findings = append(r.Findings, evaluate(ctx, d, n, to))
+				checked[n.Check] = true
+			}
 		}
-		r.Database = append(r.Database, databaseFacts(ctx, d, to, checked)...)
-		if floor, ok := releases.RollbackFloor(to); ok {
-			r.RollbackFloor = floor.Tag()
+		target, opens := targetFact(d, to)
+		if target != nil {
+			r.Database = append(r.Database, *target)
+		}
+		if opens {
+			r.RollbackFloor = rollbackFloor(d, to)
 		}
 	}
+	r.Database = append(r.Database, databaseFacts(ctx, d, to, checked)...)
 	// Newest release first, as on the upgrade page.
 	sort.SliceStable(r.Findings, func(i, j int) bool {
 		return r.Findings[j].Note.SemVer().LessThan(r.Findings[i].Note.SemVer())
