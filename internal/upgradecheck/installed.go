@@ -130,6 +130,9 @@ func FindInstalled(ctx context.Context, cfg *config.Config, from *semver.Version
 			return db.server(a, st)
 		}
 	}
+	if db.how == "" {
+		return Installation{Source: "nothing tells it: no --from, no server answering, no database versions"}
+	}
 	return Installation{Version: db.version, Source: db.how}
 }
 
@@ -295,6 +298,10 @@ func (db inferred) server(a answer, st *schema.State) Installation {
 	if serves {
 		if a.version != nil {
 			return Installation{Version: a.version, Source: name, Claim: claimFact(fmt.Sprintf("%s (v%s) agrees with the database", title, a.version), ok(why))}
+		}
+		if a.database == nil {
+			return Installation{Version: db.version, Source: fmt.Sprintf("%s, at the database's versions (schema %d, compat %d: like %s)", name, st.Version, st.Compat, db.like),
+				Claim: claimFact(title+" agrees with the database", ok(why))}
 		}
 		return Installation{Version: db.version, Source: fmt.Sprintf("%s, serving this database (schema %d, compat %d: like %s)", name, st.Version, st.Compat, db.like),
 			Claim: claimFact(title+" serves this database", ok(why))}
