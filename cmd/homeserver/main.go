@@ -31,6 +31,7 @@ var tool = cli.Tool{
 		{Class: fault.Version, Meaning: "refused: versions or server checks (schema too new or too old, not upgraded for a worker,\nPostgreSQL too old, wrong encoding or locale, sequences behind their tables)"},
 		{Class: fault.Locked, Meaning: "another process is upgrading the schema"},
 		{Class: fault.InUse, Meaning: "already running (the pid file names this homeserver, alive)"},
+		{Class: fault.Permission, Meaning: "a file it must write (its SQLite database, log or pid file, a new config) is not writable by the user\nit runs as, or the PostgreSQL session is read-only (a replica, default_transaction_read_only)"},
 		{Class: fault.Listen, Meaning: "a listener cannot be bound (address in use, permission)"},
 		{Class: fault.Down, Meaning: "register-user: the homeserver cannot be reached"},
 		{Class: fault.Rejected, Meaning: "register-user: the homeserver refused the registration (the user exists, a wrong secret, ...)"},
@@ -47,7 +48,7 @@ func main() {
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	root := newRootCmd(stdout, stderr)
+	root := newRootCmd(stdin, stdout, stderr)
 	root.SetContext(ctx)
 	t := tool
 	t.Hint = func(h string) string { return strings.ReplaceAll(h, "<config>", "the config") }
@@ -61,7 +62,7 @@ type options struct {
 	gen         generateOptions
 }
 
-func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	o := &options{}
 	root := &cobra.Command{
 		Use:   "homeserver -c homeserver.yaml [-c worker.yaml] [--daemonize]",
@@ -95,7 +96,7 @@ background-update batch, remove the pid file, exit 0. SIGHUP: reopen the log.
 	f.BoolVar(&o.generate, "generate-config", false, "write a new config to the -c path and exit (as the generate-config command)")
 	o.gen.flags(root)
 	root.AddCommand(newGenerateCmd())
-	root.AddCommand(newRegisterCmd(stdout))
+	root.AddCommand(newRegisterCmd(stdin, stdout, stderr))
 	return root
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"hsops/internal/cli"
 	"hsops/internal/config"
@@ -18,7 +19,7 @@ import (
 // newRegisterCmd is the first-admin helper, like Synapse's
 // register_new_matrix_user: it registers a user on the running server with
 // the config's registration_shared_secret (nonce + HMAC).
-func newRegisterCmd(stdout io.Writer) *cobra.Command {
+func newRegisterCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	var (
 		configs        []string
 		user, password string
@@ -26,9 +27,13 @@ func newRegisterCmd(stdout io.Writer) *cobra.Command {
 		serverURL      string
 	)
 	cmd := &cobra.Command{
-		Use:   "register-user -c homeserver.yaml --user NAME --password PASSWORD [--admin] [--server URL]",
+		Use:   "register-user -c homeserver.yaml --user NAME [--password PASSWORD] [--admin] [--server URL]",
 		Short: "Register a user (the first admin) on the running server with the shared secret",
-		Args:  cli.NoArgs,
+		Long: `register-user registers a user on the running server with the config's
+registration_shared_secret, as Synapse's register_new_matrix_user does. The
+password is --password, else HSOPS_PASSWORD, else asked twice on the
+terminal without echo.`,
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(configs) == 0 || user == "" {
 				return cli.Usagef("-c and --user are required")
@@ -36,8 +41,8 @@ func newRegisterCmd(stdout io.Writer) *cobra.Command {
 			if password == "" {
 				password = os.Getenv("HSOPS_PASSWORD")
 			}
-			if password == "" {
-				return cli.Usagef("a password is required: --password or HSOPS_PASSWORD")
+			if password == "" && !cli.IsTerminal(stdin) {
+				return cli.Usagef("a password is required: --password or HSOPS_PASSWORD (on a terminal it is asked for)")
 			}
 			cfg, err := config.Load(configs...)
 			if err != nil {
@@ -51,6 +56,11 @@ func newRegisterCmd(stdout io.Writer) *cobra.Command {
 			}
 			if serverURL == "" {
 				return cli.Usagef("no client listener in the config: pass --server URL")
+			}
+			if password == "" {
+				if password, err = askPassword(stdin.(*os.File), stderr); err != nil {
+					return err
+				}
 			}
 			res, err := server.RegisterShared(cmd.Context(), serverURL, cfg.RegistrationSharedSecret, user, password, admin)
 			if err != nil {
@@ -71,4 +81,33 @@ func newRegisterCmd(stdout io.Writer) *cobra.Command {
 	f.StringVar(&serverURL, "server", "", "base URL of the server (default: its first client listener)")
 	f.BoolVar(&jsonOut, "json", false, "print the answer as JSON")
 	return cmd
+}
+
+// askPassword asks for the password twice on the terminal, without echo,
+// as register_new_matrix_user does (getpass).
+func askPassword(tty *os.File, prompt io.Writer) (string, error) {
+	read := func(label string) (string, error) {
+		fmt.Fprint(prompt, label)
+		b, err := term.ReadPassword(int(tty.Fd()))
+		fmt.Fprintln(prompt)
+		if err != nil {
+			return "", fmt.Errorf("read the password: %w", err)
+		}
+		return string(b), nil
+	}
+	password, err := read("Password: ")
+	if err != nil {
+		return "", err
+	}
+	if password == "" {
+		return "", cli.Usagef("the password cannot be blank")
+	}
+	confirm, err := read("Confirm password: ")
+	if err != nil {
+		return "", err
+	}
+	if password != confirm {
+		return "", cli.Usagef("the passwords do not match")
+	}
+	return password, nil
 }

@@ -27,7 +27,7 @@ var tool = cli.Tool{
 		{Class: fault.StartFailed, Meaning: "a process failed to start (its reason is printed)"},
 		{Class: fault.Usage, Meaning: "usage error"},
 		{Class: fault.Config, Meaning: "configuration error (missing config, worker file or directory, pid_file, worker_app;\na pid file naming another homeserver process)"},
-		{Class: fault.Permission, Meaning: "not permitted to signal a process"},
+		{Class: fault.Permission, Meaning: "not permitted: a process may not be signalled, or the homeserver cannot write a file it needs\n(its database, log or pid file) as the user it runs as"},
 		{Class: fault.StopTimeout, Meaning: "a process did not stop within --timeout (and --kill was not given)"},
 		{Class: fault.Unhealthy, Meaning: "a process started but did not answer /health within --timeout"},
 		{Class: fault.Down, Meaning: "status: a process is not running, or does not answer /health"},

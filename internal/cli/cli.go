@@ -98,8 +98,11 @@ func Run(t Tool, root *cobra.Command, args []string, stdout, stderr io.Writer) i
 	root.SetErr(stderr)
 	root.SilenceUsage = true
 	root.SilenceErrors = true
-	root.Version = buildinfo.Version()
-	root.SetVersionTemplate(t.Name + " {{.Version}}\n")
+	// The version is worked out only when --version asks for it (it may
+	// ask git, see buildinfo); cobra needs a Version to offer the flag.
+	root.Version = "(devel)"
+	cobra.AddTemplateFunc("buildVersion", buildinfo.Version)
+	root.SetVersionTemplate(t.Name + " {{buildVersion}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return fault.Wrap(fault.Usage, err, "") })
 	err := root.Execute()
 	if err == nil {

@@ -49,7 +49,9 @@ type File struct {
 type Config struct {
 	// Files are the files that were merged, in order.
 	Files []string
-	// Dir is the directory of the last file, Synapse's "config directory".
+	// Dir is the directory of the last file, Synapse's "config directory"
+	// (where generated keys go); relative paths in the config are not
+	// relative to it (see ResolvePaths).
 	Dir string
 	// Warnings are non-fatal remarks made while loading (ignored files,
 	// documents that are not mappings), in Synapse's wording.
@@ -248,7 +250,8 @@ func FindFiles(paths []string) (files []string, warnings []string, err error) {
 	return files, warnings, nil
 }
 
-// Load finds, reads and merges the configuration at paths.
+// Load finds, reads and merges the configuration at paths, its relative
+// paths made absolute against the working directory (ResolvePaths).
 func Load(paths ...string) (*Config, error) {
 	names, warnings, err := FindFiles(paths)
 	if err != nil {
@@ -272,6 +275,11 @@ func Load(paths ...string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return nil, fmt.Errorf("find the working directory, which relative paths in the config are relative to: %w", err)
+	}
+	cfg.ResolvePaths(wd)
 	cfg.Warnings = append(warnings, cfg.Warnings...)
 	return cfg, nil
 }

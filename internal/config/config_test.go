@@ -63,7 +63,7 @@ func TestLoad_DirectoryMergesInNameOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	d, _ := cfg.MainDatabase()
-	if d.SQLitePath() != "b.db" || cfg.ServerName != "a.example" {
+	if filepath.Base(d.SQLitePath()) != "b.db" || cfg.ServerName != "a.example" {
 		t.Errorf("later files replace whole top-level keys: got database %q server_name %q", d.SQLitePath(), cfg.ServerName)
 	}
 	warnings := strings.Join(cfg.Warnings, "\n")

@@ -18,7 +18,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -66,8 +65,10 @@ var (
 
 // Options tune Open.
 type Options struct {
-	// ReadOnly opens SQLite files read-only (PostgreSQL sessions are set to
-	// default_transaction_read_only).
+	// ReadOnly opens SQLite files read-only; on PostgreSQL every statement
+	// runs in a read-only transaction (BEGIN READ ONLY), never in a
+	// read-only session, which target_session_attrs=read-write would take
+	// for a standby and refuse.
 	ReadOnly bool
 	// Create allows a missing SQLite file to be created.
 	Create bool
@@ -150,7 +151,7 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*DB, error) {
 	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(busy.Milliseconds(), 10)+")")
 	q.Add("_pragma", "foreign_keys(1)")
 	switch {
-	case opts.ReadOnly && writable(path):
+	case opts.ReadOnly && canWrite(path):
 		// Read-write mode with query_only: no write is possible, and as the
 		// last connection to close SQLite still removes the -wal and -shm
 		// files of a WAL database, which a mode=ro connection would leave.
@@ -204,9 +205,9 @@ func CheckCreatable(path string) error {
 	return nil
 }
 
-// writable reports whether the process may write the file and its
+// canWrite reports whether the process may write the file and its
 // directory (where SQLite keeps its journal).
-func writable(path string) bool {
+func canWrite(path string) bool {
 	if syscall.Access(path, 2) != nil {
 		return false
 	}
@@ -219,72 +220,6 @@ func escapePath(p string) string {
 	return r.Replace(p)
 }
 
-// libpq keywords handed to pgx as they are.
-var pgKeywords = map[string]bool{
-	"host": true, "hostaddr": true, "port": true, "user": true, "password": true, "dbname": true,
-	"sslmode": true, "sslcert": true, "sslkey": true, "sslrootcert": true, "sslpassword": true,
-	"sslsni": true, "connect_timeout": true, "application_name": true, "target_session_attrs": true,
-	"passfile": true, "service": true, "servicefile": true, "options": true, "client_encoding": true,
-	"sslcrl": true, "krbsrvname": true, "gssencmode": true, "channel_binding": true, "requiressl": true,
-}
-
-// libpq keywords pgx has no equivalent for; accepted so real configs load.
-// keepalives_idle is honoured through the dialer.
-var pgIgnored = map[string]bool{
-	"keepalives": true, "keepalives_interval": true, "keepalives_count": true, "tcp_user_timeout": true,
-	"keepalives_idle": true, "check_same_thread": true,
-}
-
-// PostgresConnConfig turns a psycopg2 database section into a pgx
-// configuration. The password stays inside the returned value.
-func PostgresConnConfig(cfg config.Database, appName string) (*pgx.ConnConfig, error) {
-	var parts []string
-	for k, v := range cfg.Args {
-		switch {
-		case strings.HasPrefix(k, "cp_"), pgIgnored[k]:
-			continue
-		case k == "database":
-			if cfg.Args["dbname"] == "" {
-				parts = append(parts, "dbname="+quoteDSN(v))
-			}
-		case pgKeywords[k]:
-			parts = append(parts, k+"="+quoteDSN(v))
-		default:
-			return nil, fmt.Errorf("%w: %s: unsupported connection argument %q in database.args", config.ErrInvalid, cfg.File, k)
-		}
-	}
-	if cfg.Args["application_name"] == "" && appName != "" {
-		parts = append(parts, "application_name="+quoteDSN(appName))
-	}
-	cc, err := pgx.ParseConfig(strings.Join(parts, " "))
-	if err != nil {
-		// pgx's parse errors quote the connection string: pass on only the
-		// reason they wrap, with any password masked.
-		reason := ""
-		if inner := errors.Unwrap(err); inner != nil {
-			reason = inner.Error()
-			if pw := cfg.Args["password"]; pw != "" {
-				reason = strings.ReplaceAll(reason, pw, "********")
-			}
-			reason = " (" + reason + ")"
-		}
-		return nil, fmt.Errorf("%w: %s: the database.args of %s do not form a valid connection%s", config.ErrInvalid, cfg.File, cfg, reason)
-	}
-	if idle := cfg.Args["keepalives_idle"]; idle != "" {
-		secs, err := strconv.Atoi(idle)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s: database.args.keepalives_idle must be a number of seconds", config.ErrInvalid, cfg.File)
-		}
-		d := &net.Dialer{KeepAlive: time.Duration(secs) * time.Second, Timeout: cc.ConnectTimeout}
-		cc.DialFunc = d.DialContext
-	}
-	return cc, nil
-}
-
-func quoteDSN(v string) string {
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
-}
-
 func openPostgres(ctx context.Context, cfg config.Database, opts Options) (*DB, error) {
 	cc, err := PostgresConnConfig(cfg, opts.AppName)
 	if err != nil {
@@ -293,11 +228,20 @@ func openPostgres(ctx context.Context, cfg config.Database, opts Options) (*DB, 
 	if cc.ConnectTimeout == 0 {
 		cc.ConnectTimeout = 10 * time.Second
 	}
-	if opts.ReadOnly {
-		cc.RuntimeParams["default_transaction_read_only"] = "on"
-	}
 	desc := fmt.Sprintf("PostgreSQL database %s", cfg)
-	sdb := stdlib.OpenDB(*cc)
+	var connOpts []stdlib.OptionOpenDB
+	if cfg.Args["load_balance_hosts"] == "random" {
+		// Each new connection draws its own order of the hosts.
+		connOpts = append(connOpts, stdlib.OptionBeforeConnect(func(_ context.Context, c *pgx.ConnConfig) error {
+			shuffleHosts(c)
+			return nil
+		}))
+	}
+	connector := stdlib.GetConnector(*cc, connOpts...)
+	if opts.ReadOnly {
+		connector = readOnlyConnector{connector}
+	}
+	sdb := sql.OpenDB(connector)
 	n := opts.MaxConns
 	if n == 0 {
 		n = 8

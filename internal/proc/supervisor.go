@@ -19,7 +19,7 @@ import (
 // The supervisor's errors; each names the processes concerned.
 var (
 	ErrStartFailed = fault.New(fault.StartFailed, "failed to start",
-		"its reason is printed above; for more, read its log (the config's log_config, else homeserver.log next to the config), or run synctl with --no-daemonize")
+		"its reason is printed above; for more, read its log (the config's log_config, else homeserver.log in the working directory), or run synctl with --no-daemonize")
 	ErrUnhealthy   = fault.New(fault.Unhealthy, "not healthy", "the process is running but not answering: check its log")
 	ErrStopTimeout = fault.New(fault.StopTimeout, "did not stop", "wait and run synctl stop again, or add --kill to send SIGKILL after --timeout")
 	ErrPermission  = fault.New(fault.Permission, "operation not permitted", "run synctl as the user that runs the homeserver")
@@ -141,6 +141,7 @@ func (s *Supervisor) Restart(ctx context.Context, pl Plan) error {
 func (s *Supervisor) Start(ctx context.Context, pl Plan) error {
 	var failed []string
 	var unhealthy error
+	permission := true
 	for _, p := range pl.StartOrder() {
 		if err := s.start(ctx, p); err != nil {
 			if errors.Is(err, ErrUnhealthy) {
@@ -151,12 +152,34 @@ func (s *Supervisor) Start(ctx context.Context, pl Plan) error {
 				return err
 			}
 			failed = append(failed, p.App)
+			permission = permission && fault.ClassOf(err) == fault.Permission
 		}
 	}
 	if len(failed) > 0 {
-		return fmt.Errorf("%w: %s", ErrStartFailed, strings.Join(failed, ", "))
+		err := fmt.Errorf("%w: %s", ErrStartFailed, strings.Join(failed, ", "))
+		if permission {
+			return fault.Wrap(fault.Permission, err, permissionHint)
+		}
+		return err
 	}
 	return unhealthy
+}
+
+// permissionHint is the hint of processes that could not start because a
+// file they write is not writable by the user they run as.
+const permissionHint = "its reason is printed above: run synctl as the user that owns the homeserver's files, or let that user write them"
+
+// startFailed is the error of a process that failed to start with exit
+// code code: an engine that refused for want of permission (its own
+// reason names the file, its owner and the user) keeps that class, the
+// same in synctl as in the homeserver; real Synapse exits 1 whatever the
+// cause.
+func (s *Supervisor) startFailed(p Process, code int) error {
+	err := fmt.Errorf("%w: %s", ErrStartFailed, p.App)
+	if s.Python == "" && code == fault.Permission.Code() {
+		return fault.Wrap(fault.Permission, err, permissionHint)
+	}
+	return err
 }
 
 func (s *Supervisor) start(ctx context.Context, p Process) error {
@@ -178,7 +201,12 @@ func (s *Supervisor) start(ctx context.Context, p Process) error {
 		s.emit(Event{Kind: Foreground, Process: p})
 		if err := cmd.Run(); err != nil {
 			s.emit(Event{Kind: Exited, Process: p, Err: err})
-			return fmt.Errorf("%w: %s", ErrStartFailed, p.App)
+			code := -1
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				code = ee.ExitCode()
+			}
+			return s.startFailed(p, code)
 		}
 		return nil
 	}
@@ -191,7 +219,7 @@ func (s *Supervisor) start(ctx context.Context, p Process) error {
 			code = ee.ExitCode()
 		}
 		s.emit(Event{Kind: StartFailed, Process: p, ExitCode: code, Output: strings.TrimSpace(out.String()), Err: err})
-		return fmt.Errorf("%w: %s", ErrStartFailed, p.App)
+		return s.startFailed(p, code)
 	}
 	if s.NoWait || p.HealthURL == "" {
 		s.emit(Event{Kind: Started, Process: p, Elapsed: time.Since(t0)})

@@ -12,6 +12,7 @@ import (
 
 	"hsops/internal/fault"
 	"hsops/internal/store"
+	"hsops/internal/writable"
 )
 
 // Generated names the files GenerateConfig wrote.
@@ -35,6 +36,18 @@ func GenerateConfig(path, serverName string, reportStats bool) (*Generated, erro
 		return nil, fault.Errorf(fault.Config, "remove it first, or pass another -c path", "config file %q already exists: not overwriting it", path)
 	}
 	dir := filepath.Dir(path)
+	// As Synapse's --generate-config does (os.makedirs), the config's
+	// directory is created; the mode is 0777 less the umask, as Python's.
+	base, why := nearestDir(dir), ""
+	if base != dir {
+		why = fmt.Sprintf("the config's directory %q would be created there", dir)
+	}
+	if err := writable.Dir(base, fmt.Sprintf("config file %q", path), why); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		return nil, fault.Errorf(fault.Config, "create it yourself, or pass another -c path", "cannot create the config's directory %q: %v", dir, err)
+	}
 	g := &Generated{Config: path, ServerName: serverName,
 		LogConfig: filepath.Join(dir, serverName+".log.config"), SigningKey: filepath.Join(dir, serverName+".signing.key")}
 	if err := writeNew(path, mainConfig(g, dir, reportStats), 0o600); err != nil {
@@ -111,6 +124,25 @@ func signingKey() (string, error) {
 		return "", err
 	}
 	return "ed25519 a_" + store.RandomToken(3)[:4] + " " + strings.TrimRight(base64.StdEncoding.EncodeToString(priv.Seed()), "=") + "\n", nil
+}
+
+// nearestDir is dir, or its nearest ancestor that exists.
+func nearestDir(dir string) string {
+	for {
+		if dirExists(dir) {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return dir
+		}
+		dir = parent
+	}
+}
+
+func dirExists(dir string) bool {
+	st, err := os.Stat(dir)
+	return err == nil && st.IsDir()
 }
 
 // writeNew writes a file that must not exist yet.

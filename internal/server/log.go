@@ -1,11 +1,17 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
+
+	"hsops/internal/fault"
+	"hsops/internal/writable"
 )
 
 // Logger writes one line per event to a file it can reopen (SIGHUP, for
@@ -47,7 +53,7 @@ func (l *Logger) Reopen() error {
 	}
 	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
 	if err != nil {
-		return fmt.Errorf("open log file %q: %w", l.path, err)
+		return logFileError(l.path, err)
 	}
 	l.mu.Lock()
 	old := l.f
@@ -57,6 +63,19 @@ func (l *Logger) Reopen() error {
 		old.Close()
 	}
 	return nil
+}
+
+// logFileError says why the log file cannot be opened: not writable by
+// this user (the permission class), or no such directory (a config error).
+func logFileError(path string, err error) error {
+	if werr := writable.File(path, "log file"); werr != nil {
+		return werr
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return fault.Errorf(fault.Config, "create that directory, or name another log file in <config> (the filename of the log_config's file handler)",
+			"cannot open log file %q: its directory %q does not exist", path, filepath.Dir(path))
+	}
+	return fmt.Errorf("open log file %q: %w", path, err)
 }
 
 // Printf logs a line at a level.

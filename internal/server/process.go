@@ -13,6 +13,7 @@ import (
 	"hsops/internal/config"
 	"hsops/internal/fault"
 	"hsops/internal/proc"
+	"hsops/internal/writable"
 )
 
 // Process is the homeserver process a config describes: the main process,
@@ -23,8 +24,9 @@ type Process struct {
 	Configs []string
 	// PidFile is its pid file, absolute ("" when it has none).
 	PidFile string
-	// LogFile is where it logs: the first file handler of its log config,
-	// else <name>.log next to the config.
+	// LogFile is where it logs, absolute: the first file handler of its
+	// log config, else <name>.log in the working directory (relative
+	// paths, see config.ResolvePaths).
 	LogFile string
 	// Name is "homeserver" or the worker's name.
 	Name string
@@ -49,20 +51,22 @@ func LoadProcess(paths []string) (*Process, error) {
 		p.Name = cfg.WorkerName
 		logCfg = cfg.WorkerLogConfig
 	}
-	p.LogFile = logFileFrom(logCfg)
+	wd, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	p.LogFile = config.Abs(wd, logFileFrom(logCfg))
 	if p.LogFile == "" {
-		p.LogFile = filepath.Join(cfg.Dir, p.Name+".log")
+		p.LogFile = filepath.Join(wd, p.Name+".log")
 	}
-	if p.PidFile != "" {
-		if abs, err := filepath.Abs(p.PidFile); err == nil {
-			p.PidFile = abs
-		}
-	}
+	p.PidFile = config.Abs(wd, p.PidFile)
 	return p, nil
 }
 
 // logFileFrom reads the file name of the first file handler of a Synapse
-// (Python logging) log config; "" when there is none.
+// (Python logging) log config; "" when there is none. Python's logging
+// resolves a relative name against the working directory, as LoadProcess
+// does.
 func logFileFrom(path string) string {
 	if path == "" {
 		return ""
@@ -71,16 +75,19 @@ func logFileFrom(path string) string {
 	if err != nil {
 		return ""
 	}
+	// The handlers in the order the file lists them: "first" must mean
+	// the same on every run.
 	var lc struct {
-		Handlers map[string]struct {
-			Filename string `yaml:"filename"`
-		} `yaml:"handlers"`
+		Handlers yaml.Node `yaml:"handlers"`
 	}
-	if yaml.Unmarshal(data, &lc) != nil {
+	if yaml.Unmarshal(data, &lc) != nil || lc.Handlers.Kind != yaml.MappingNode {
 		return ""
 	}
-	for _, h := range lc.Handlers {
-		if h.Filename != "" {
+	for i := 1; i < len(lc.Handlers.Content); i += 2 {
+		var h struct {
+			Filename string `yaml:"filename"`
+		}
+		if lc.Handlers.Content[i].Decode(&h) == nil && h.Filename != "" {
 			return h.Filename
 		}
 	}
@@ -109,6 +116,9 @@ func (p *Process) Run(ctx context.Context, daemonize bool, ready func(logFile st
 	if r, ok := proc.DaemonChild(); ok {
 		return p.runDaemonChild(ctx, r)
 	}
+	if err := p.checkFiles(); err != nil {
+		return err
+	}
 	if daemonize {
 		if p.PidFile == "" {
 			return fmt.Errorf("%w: pid_file is required to daemonize", config.ErrInvalid)
@@ -128,6 +138,20 @@ func (p *Process) Run(ctx context.Context, daemonize bool, ready func(logFile st
 			ready(p.LogFile)
 		}
 	})
+}
+
+// checkFiles refuses to start when the process could not write its log
+// file or its pid file, before anything else is done.
+func (p *Process) checkFiles() error {
+	if err := writable.File(p.LogFile, "log file"); err != nil {
+		return err
+	}
+	if p.PidFile != "" {
+		if err := writable.Dir(filepath.Dir(p.PidFile), fmt.Sprintf("pid file %q", p.PidFile), "the pid file is written there"); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // refuseIfRunning refuses to start a second homeserver on the pid file,

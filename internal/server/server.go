@@ -161,6 +161,12 @@ func (s *Server) openDatabase(ctx context.Context, dbc config.Database) (*db.DB,
 	if err != nil {
 		return nil, err
 	}
+	// A database this process cannot write is refused before it serves:
+	// every write would fail, while /health said OK.
+	if err := db.CheckWritable(ctx, d); err != nil {
+		d.Close()
+		return nil, err
+	}
 	fail := func(err error) (*db.DB, error) {
 		d.Close()
 		if errors.Is(err, schema.ErrNotEngine) || errors.Is(err, schema.ErrNotHomeserver) {

@@ -114,6 +114,7 @@ listeners:
 		b.Fatal(err)
 	}
 	cmd := exec.Command(homeserverBinary(b), "-c", cfg)
+	cmd.Dir = dir // its log (homeserver.log) goes to the working directory
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)

@@ -1,0 +1,87 @@
+package buildinfo
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"testing"
+)
+
+func TestFromBuildInfo(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		version  string
+		settings map[string]string
+		want     string
+	}{
+		{"a release", "v1.2.3", nil, "v1.2.3"},
+		{"vcs stamp", "(devel)", map[string]string{"vcs.revision": "8c1ad9be9afe9f3f79f91c2bc8d0080be6f16127", "vcs.modified": "false"}, "(devel) 8c1ad9be9afe"},
+		{"vcs stamp, changes", "(devel)", map[string]string{"vcs.revision": "8c1ad9be9afe9f3f79f91c2bc8d0080be6f16127", "vcs.modified": "true"}, "(devel) 8c1ad9be9afe-dirty"},
+		{"pseudo-version (Go 1.24+)", "v0.0.0-20261203112657-8c1ad9be9afe", map[string]string{"vcs.revision": "8c1ad9be9afe9f3f79f91c2bc8d0080be6f16127", "vcs.modified": "false"}, "(devel) 8c1ad9be9afe"},
+		{"pseudo-version, dirty", "v0.0.0-20261203112657-8c1ad9be9afe+dirty", nil, "(devel) 8c1ad9be9afe-dirty"},
+		{"pseudo-version after a tag", "v1.2.4-0.20261203112657-8c1ad9be9afe", nil, "(devel) 8c1ad9be9afe"},
+		{"nothing recorded", "(devel)", nil, ""},
+	} {
+		info := &debug.BuildInfo{Main: debug.Module{Path: "hsops", Version: c.version}}
+		for k, v := range c.settings {
+			info.Settings = append(info.Settings, debug.BuildSetting{Key: k, Value: v})
+		}
+		if got := fromBuildInfo(info); got != c.want {
+			t.Errorf("%s: got %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+// checkoutRevision is the HEAD of the checkout the tests run in; the test
+// skips outside a git checkout (a source archive).
+func checkoutRevision(t *testing.T) (root, rev string) {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	root = filepath.Join(filepath.Dir(file), "..", "..")
+	out, err := exec.Command("git", "-C", root, "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Skipf("not in a git checkout: %v", err)
+	}
+	return root, strings.TrimSpace(string(out))[:12]
+}
+
+// TestVersion_NamesTheRevision: a binary built in a checkout (a clone or a
+// git worktree, with or without -buildvcs) names its revision, not just
+// "(devel)". This test's binary is one.
+func TestVersion_NamesTheRevision(t *testing.T) {
+	_, rev := checkoutRevision(t)
+	want := regexp.MustCompile(`^\(devel\) ` + rev + `(-dirty)?$`)
+	if got := Version(); !want.MatchString(got) {
+		t.Errorf("Version() = %q, want %s", got, want)
+	}
+}
+
+// TestVersion_GoBuild builds a tool as a user would (go build -o) and asks
+// it: the revision, whether the toolchain recorded it or not.
+func TestVersion_GoBuild(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds port_db")
+	}
+	root, rev := checkoutRevision(t)
+	want := regexp.MustCompile(`^port_db (\(devel\) ` + rev + `(-dirty)?|v[0-9]\S*)\n$`)
+	for _, flag := range []string{"-buildvcs=false", "-buildvcs=auto"} {
+		bin := filepath.Join(t.TempDir(), "port_db")
+		build := exec.Command("go", "build", flag, "-o", bin, "./cmd/port_db")
+		build.Dir = root
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", flag, err, out)
+		}
+		out, err := exec.Command(bin, "--version").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !want.Match(out) {
+			t.Errorf("go build %s: --version printed %q, want %s", flag, out, want)
+		}
+		os.Remove(bin)
+	}
+}
