@@ -89,7 +89,7 @@ func TestRoundTrip_EveryPair(t *testing.T) {
 					for _, k := range res.Plan.Keeps {
 						kept[k.Table+"."+k.Column] = true
 					}
-					if diff := diffRows(rows(t, want.d, want.shape, kept), rows(t, d, want.shape, kept)); len(diff) > 0 {
+					if diff := diffRows(rows(t, want.read(t), want.shape, kept), rows(t, d, want.shape, kept)); len(diff) > 0 {
 						t.Fatalf("rows after %d -> %d -> %d differ from a fresh %d:\n%s", a, b, a, a, strings.Join(diff, "\n"))
 					}
 

@@ -184,7 +184,9 @@ func diffRows(want, got map[string]string) []string {
 // updates done: what a rollback to that version must look like.
 type reference struct {
 	version int
-	d       *db.DB
+	d       *db.DB // SQLite only: a PostgreSQL reference is closed, to be a template
+	pgName  string // PostgreSQL only: the database to clone
+	state   *schema.State
 	catalog *catalog.Catalog
 	shape   map[string][]rowsum.Column
 }
@@ -192,14 +194,12 @@ type reference struct {
 // clone returns a copy of the reference to change. A SQLite file is
 // copied (much faster than building it again, which matters under the race
 // detector, where the pure-Go SQLite is slow); a PostgreSQL database is
-// built again the same way.
+// cloned with CREATE DATABASE ... TEMPLATE.
 func (r *reference) clone(t *testing.T) *db.DB {
 	t.Helper()
-	if r.d.Engine == db.Postgres {
-		d := create(t, db.Postgres, r.version)
-		seed(t, d, r.version)
-		runUpdates(t, d)
-		return d
+	if r.pgName != "" {
+		tg := dbtest.Target{Engine: db.Postgres, Config: pgtest.Clone(t, r.pgName).Config}
+		return tg.Open(t)
 	}
 	path := filepath.Join(t.TempDir(), "homeserver.db")
 	if _, err := r.d.Exec("VACUUM INTO ?", path); err != nil {
@@ -213,6 +213,16 @@ func (r *reference) clone(t *testing.T) *db.DB {
 	return d
 }
 
+// read returns the reference itself to read from (SQLite), or a clone of
+// it (a PostgreSQL template may have no session).
+func (r *reference) read(t *testing.T) *db.DB {
+	t.Helper()
+	if r.d != nil {
+		return r.d
+	}
+	return r.clone(t)
+}
+
 // references builds a reference for every version, before the parallel
 // subtests that share them start.
 func references(t *testing.T, e db.Engine) map[int]*reference {
@@ -220,10 +230,25 @@ func references(t *testing.T, e db.Engine) map[int]*reference {
 	set := engine.Schema()
 	refs := map[int]*reference{}
 	for v := set.Oldest; v <= set.Version; v++ {
-		d := create(t, e, v)
+		tg := dbtest.New(t, e)
+		d := tg.Open(t)
+		if _, err := set.Apply(context.Background(), d, schema.Options{Target: v}); err != nil {
+			t.Fatalf("create at %d: %v", v, err)
+		}
 		seed(t, d, v)
 		runUpdates(t, d)
-		refs[v] = &reference{version: v, d: d, catalog: dbtest.Dump(t, d), shape: shape(t, d)}
+		st, err := schema.ReadState(context.Background(), d, d.DB)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref := &reference{version: v, d: d, state: st, catalog: dbtest.Dump(t, d), shape: shape(t, d)}
+		if e == db.Postgres {
+			// A template may have no session: the reference is read only
+			// through what was taken from it above.
+			d.Close()
+			ref.d, ref.pgName = nil, tg.Config.Args["dbname"]
+		}
+		refs[v] = ref
 	}
 	return refs
 }
@@ -238,10 +263,7 @@ func checkState(t *testing.T, d *db.DB, ref *reference, fromSnapshot bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := schema.ReadState(ctx, ref.d, ref.d.DB)
-	if err != nil {
-		t.Fatal(err)
-	}
+	want := ref.state
 	if st.Kind != schema.KindEngine || st.Version != want.Version || st.Compat != want.Compat || len(st.Updates) != 0 {
 		t.Fatalf("got kind %v version %d compat %d updates %v, want engine %d/%d with nothing pending", st.Kind, st.Version, st.Compat, st.Updates, want.Version, want.Compat)
 	}
