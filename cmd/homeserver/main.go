@@ -97,6 +97,7 @@ background-update batch, remove the pid file, exit 0. SIGHUP: reopen the log.
 	o.gen.flags(root)
 	root.AddCommand(newGenerateCmd())
 	root.AddCommand(newRegisterCmd(stdin, stdout, stderr))
+	addCompletion(root)
 	return root
 }
 

@@ -56,6 +56,9 @@ cluster is started from the initdb and pg_ctl on the machine.`,
 	f.IntVar(&batch, "batch-size", 10000, "port_db --batch-size")
 	f.StringVar(&work, "work", filepath.Join(os.TempDir(), "hsops-bench-port"), "directory for the generated database (reused across runs)")
 	f.StringVar(&pgURL, "postgres-url", os.Getenv(pgcluster.EnvURL), "PostgreSQL admin URL")
+	// The rules, not this machine's values (--help, docs).
+	f.Lookup("work").DefValue = filepath.Join("$TMPDIR", "hsops-bench-port")
+	f.Lookup("postgres-url").DefValue = "$" + pgcluster.EnvURL
 	f.StringVar(&portDB, "port-db", "", "the port_db binary (default: next to hsload, then PATH)")
 	return cmd
 }

@@ -105,11 +105,13 @@ finished by the other (the progress is in port_from_sqlite3).
 	f.IntVar(&o.batchSize, "batch-size", 10000, "rows per batch of an append-only table (Synapse's default is 1000; each batch is one transaction)")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "report every batch")
 	f.IntVar(&o.jobs, "jobs", min(runtime.NumCPU(), 4), "tables copied in parallel")
+	f.Lookup("jobs").DefValue = "min(CPUs, 4)" // the rule, not this machine's number (--help, docs)
 	f.BoolVar(&o.verify, "verify", false, "after the copy, compare row counts and content checksums of every table on both sides")
 	f.BoolVar(&o.dryRun, "dry-run", false, "check both databases and show what would be copied; write nothing")
 	f.BoolVar(&o.json, "json", false, "print progress and the summary as JSON lines")
 	f.BoolVar(&o.allowInUse, "allow-in-use", false, "port even though another process has the SQLite file open")
 	cli.RequireFlags(root, "sqlite-database", "postgres-config")
+	addCompletion(root)
 	return root
 }
 

@@ -103,6 +103,7 @@ PATH -m <worker_app> -c CONFIG [-c WORKERCONFIG] --daemonize.
 	f.BoolVar(&o.noWait, "no-wait", false, "start: do not wait for /health")
 	f.BoolVar(&o.json, "json", false, "status: print JSON")
 	root.AddCommand(newStartCmd(o), newStopCmd(o), newRestartCmd(o), newStatusCmd(o))
+	addCompletion(root)
 	return root
 }
 

@@ -108,6 +108,7 @@ repairs and rollbacks Synapse's upgrade notes prescribe.
 	f.BoolVar(&opts.dryRun, "dry-run", false, "print the plan and change nothing")
 	f.IntVar(&opts.target, "to-version", 0, "stop at this schema version (default: the newest, 83)")
 	root.AddCommand(newStatusCmd(g), newBackgroundCmd(g), newRepairCmd(g), newUpgradeCheckCmd(g), newNotesCmd(g), newRollbackCmd(g))
+	addCompletion(root)
 	return root
 }
 

@@ -93,9 +93,22 @@ func (t Tool) sorted() []Exit {
 // error, if any, is printed once to stderr as "<tool>: error: ..." with
 // "hint:" lines when there is a hint.
 func Run(t Tool, root *cobra.Command, args []string, stdout, stderr io.Writer) int {
+	Prepare(t, root)
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	err := root.Execute()
+	if err == nil {
+		return 0
+	}
+	t.Print(stderr, err)
+	return t.Code(err)
+}
+
+// Prepare sets root up as Run runs it: errors printed once by Run, usage
+// errors typed, --version, and a help command whose unknown topics are
+// usage errors. The reference docs are generated from a prepared root.
+func Prepare(t Tool, root *cobra.Command) {
 	root.SilenceUsage = true
 	root.SilenceErrors = true
 	// The version is worked out only when --version asks for it (it may
@@ -104,12 +117,7 @@ func Run(t Tool, root *cobra.Command, args []string, stdout, stderr io.Writer) i
 	cobra.AddTemplateFunc("buildVersion", buildinfo.Version)
 	root.SetVersionTemplate(t.Name + " {{buildVersion}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return fault.Wrap(fault.Usage, err, "") })
-	err := root.Execute()
-	if err == nil {
-		return 0
-	}
-	t.Print(stderr, err)
-	return t.Code(err)
+	root.SetHelpCommand(newHelpCmd())
 }
 
 // Print writes err as the tool prints every error: one line, then its hint.
@@ -206,15 +214,36 @@ func RequireFlags(cmd *cobra.Command, names ...string) {
 	}
 }
 
-// CheckTree reports commands whose positional arguments would be checked
-// by cobra's untyped defaults (Args unset), or that mark flags required
-// the cobra way; tests of each tool call it on their root.
+// CheckTree reports what would make a usage error of the tree untyped (an
+// unclassified error, exit 70, instead of the usage exit): a command whose
+// positional arguments cobra would check (Args unset) or whose Args check
+// fails with an untyped error, flags marked required the cobra way, a root
+// without AddCompletion's completion command (cobra would add its own),
+// and values registered for a flag no command has. Tests of each tool call
+// it on their root; the help command cli.Run installs is typed by
+// construction.
 func CheckTree(root *cobra.Command) []string {
 	var bad []string
+	if !hasCompletion(root) {
+		bad = append(bad, root.CommandPath()+": no completion command (call cli.AddCompletion in newRootCmd: cobra's default one has untyped usage errors)")
+	}
+	if unknown := root.Annotations[unknownCompletions]; unknown != "" {
+		bad = append(bad, root.CommandPath()+": completion values for flags or commands it does not have: "+unknown)
+	}
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
-		if c.Args == nil && c.Runnable() {
+		switch {
+		case c.Args == nil && c.Runnable():
 			bad = append(bad, c.CommandPath()+": Args is not set")
+		case c.Args != nil:
+			// None, too many, or an unknown subcommand: every refusal
+			// must be a usage error.
+			for _, args := range [][]string{nil, strings.Fields("x x x x x x x x x x x x x x x x")} {
+				if err := c.Args(c, args); err != nil && fault.ClassOf(err) != fault.Usage {
+					bad = append(bad, fmt.Sprintf("%s: its Args check returns an untyped error (%v): use cli.NoArgs, cli.ExactArgs or cli.RangeArgs", c.CommandPath(), err))
+					break
+				}
+			}
 		}
 		c.Flags().VisitAll(func(f *pflag.Flag) {
 			if _, ok := f.Annotations[cobra.BashCompOneRequiredFlag]; ok {
@@ -222,7 +251,7 @@ func CheckTree(root *cobra.Command) []string {
 			}
 		})
 		for _, s := range c.Commands() {
-			if s.Name() == "help" || s.Name() == "completion" {
+			if s.Name() == "help" {
 				continue
 			}
 			walk(s)
@@ -230,6 +259,17 @@ func CheckTree(root *cobra.Command) []string {
 	}
 	walk(root)
 	return bad
+}
+
+// hasCompletion reports whether root has the completion command of
+// AddCompletion.
+func hasCompletion(root *cobra.Command) bool {
+	for _, c := range root.Commands() {
+		if c.Name() == "completion" {
+			return true
+		}
+	}
+	return root.CompletionOptions.DisableDefaultCmd
 }
 
 // IsTerminal reports whether f (a writer for colour and progress bars, or

@@ -61,7 +61,11 @@ func Fixtures() string {
 }
 
 // update is the -update flag of every package whose tests run scripts.
-var update = flag.Bool("update", false, "rewrite the golden files of the scripts (cmp stdout FILE) with what the commands print")
+var update = flag.Bool("update", false, "rewrite the golden files of the scripts (cmp stdout FILE) with what the commands print, and the generated docs")
+
+// Update reports whether the tests run with -update: golden files and
+// generated docs are rewritten instead of compared.
+func Update() bool { return *update }
 
 // Run runs the scripts of p; with -update their golden files are
 // rewritten instead of compared.
