@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"strings"
 	"testing"
 
 	"hsops/internal/clidoc"
@@ -11,5 +12,5 @@ import (
 // TestDocs holds docs/reference and docs/man to what the commands say
 // (regenerate with go test ./cmd/homeserver -run TestDocs -update).
 func TestDocs(t *testing.T) {
-	clidoc.Check(t, "../../docs", tool, newRootCmd(io.Discard, io.Discard), scripttest.Update())
+	clidoc.Check(t, "../../docs", tool, newRootCmd(strings.NewReader(""), io.Discard, io.Discard), scripttest.Update())
 }
