@@ -2,7 +2,6 @@ package main
 
 import (
 	"io"
-	"strings"
 	"testing"
 
 	"hsops/internal/clidoc"
@@ -12,5 +11,5 @@ import (
 // TestDocs holds docs/reference and docs/man to what the commands say
 // (regenerate with go test ./cmd/homeserver -run TestDocs -update).
 func TestDocs(t *testing.T) {
-	clidoc.Check(t, "../../docs", tool, newRootCmd(strings.NewReader(""), io.Discard, io.Discard), scripttest.Update())
+	clidoc.Check(t, "../../docs", tool, newRootCmd(nil, io.Discard, io.Discard), scripttest.Update())
 }

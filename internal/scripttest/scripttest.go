@@ -81,10 +81,26 @@ func Params(dir string) testscript.Params {
 		Dir:                 dir,
 		RequireExplicitExec: true,
 		Setup:               setup,
+		Condition:           condition,
 		Cmds: map[string]func(*testscript.TestScript, bool, []string){
 			"mkconfig": mkconfig, "mkdb": mkdb, "sql": sqlCmd, "freeport": freeport, "subst": subst, "httpget": httpget, "portfree": portfree, "pgdrop": pgdrop, "exits": exits,
 		},
 	}
+}
+
+// bashCompletion is the bash-completion package's script, which the
+// tools' bash completions need.
+const bashCompletion = "/usr/share/bash-completion/bash_completion"
+
+// condition knows the scripts' own conditions: [bash-completion] holds when
+// the bash-completion package is installed.
+func condition(cond string) (bool, error) {
+	switch cond {
+	case "bash-completion":
+		_, err := os.Stat(bashCompletion)
+		return err == nil, nil
+	}
+	return false, fmt.Errorf("unknown condition %q", cond)
 }
 
 // exits CODE PROG [ARG...] runs a program as exec does and checks its exit
