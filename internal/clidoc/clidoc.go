@@ -135,15 +135,87 @@ func owned(tool, rel string) bool {
 // removes the stale ones.
 func Check(t *testing.T, dir string, tool cli.Tool, root *cobra.Command, update bool) {
 	t.Helper()
-	pages, err := Generate(tool, root)
+	if update {
+		if err := Write(dir, tool, root); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	problems, err := Diff(dir, tool, root)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Error(p)
+	}
+}
+
+// Diff returns what differs between the tool's pages under dir and freshly
+// generated ones, one line each, naming the command that regenerates them.
+func Diff(dir string, tool cli.Tool, root *cobra.Command) ([]string, error) {
+	pages, committed, err := pagesAndCommitted(dir, tool, root)
+	if err != nil {
+		return nil, err
+	}
+	fix := fmt.Sprintf("regenerate the docs: go test ./cmd/%s -run TestDocs -update", tool.Name)
+	var problems []string
+	for _, rel := range committed {
+		if _, ok := pages[rel]; !ok {
+			problems = append(problems, fmt.Sprintf("docs/%s documents a command %s does not have; %s", rel, tool.Name, fix))
+		}
+	}
+	for _, rel := range sortedKeys(pages) {
+		got, err := os.ReadFile(filepath.Join(dir, rel))
+		switch {
+		case os.IsNotExist(err):
+			problems = append(problems, fmt.Sprintf("docs/%s is missing; %s", rel, fix))
+		case err != nil:
+			return nil, err
+		case !bytes.Equal(got, pages[rel]):
+			problems = append(problems, fmt.Sprintf("docs/%s is out of date (%s); %s", rel, firstDifference(got, pages[rel]), fix))
+		}
+	}
+	return problems, nil
+}
+
+// Write writes the tool's pages under dir and removes those of commands
+// that are gone.
+func Write(dir string, tool cli.Tool, root *cobra.Command) error {
+	pages, committed, err := pagesAndCommitted(dir, tool, root)
+	if err != nil {
+		return err
+	}
+	for _, rel := range committed {
+		if _, ok := pages[rel]; !ok {
+			if err := os.Remove(filepath.Join(dir, rel)); err != nil {
+				return err
+			}
+		}
+	}
+	for _, rel := range sortedKeys(pages) {
+		path := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(path, pages[rel], 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pagesAndCommitted generates the tool's pages and lists the tool's pages
+// under dir.
+func pagesAndCommitted(dir string, tool cli.Tool, root *cobra.Command) (map[string][]byte, []string, error) {
+	pages, err := Generate(tool, root)
+	if err != nil {
+		return nil, nil, err
 	}
 	var committed []string
 	for _, sub := range []string{"reference", "man"} {
 		entries, err := os.ReadDir(filepath.Join(dir, sub))
 		if err != nil && !os.IsNotExist(err) {
-			t.Fatal(err)
+			return nil, nil, err
 		}
 		for _, e := range entries {
 			if rel := sub + "/" + e.Name(); owned(tool.Name, rel) {
@@ -151,48 +223,16 @@ func Check(t *testing.T, dir string, tool cli.Tool, root *cobra.Command, update 
 			}
 		}
 	}
-	fix := fmt.Sprintf("regenerate the docs: go test ./cmd/%s -run TestDocs -update", tool.Name)
-	for _, rel := range committed {
-		if _, ok := pages[rel]; ok {
-			continue
-		}
-		path := filepath.Join(dir, rel)
-		if update {
-			if err := os.Remove(path); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		t.Errorf("docs/%s documents a command %s does not have; %s", rel, tool.Name, fix)
-	}
+	return pages, committed, nil
+}
+
+func sortedKeys(pages map[string][]byte) []string {
 	names := make([]string, 0, len(pages))
 	for rel := range pages {
 		names = append(names, rel)
 	}
 	sort.Strings(names)
-	for _, rel := range names {
-		path := filepath.Join(dir, rel)
-		if update {
-			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(path, pages[rel], 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		got, err := os.ReadFile(path)
-		if os.IsNotExist(err) {
-			t.Errorf("docs/%s is missing; %s", rel, fix)
-			continue
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, pages[rel]) {
-			t.Errorf("docs/%s is out of date (%s); %s", rel, firstDifference(got, pages[rel]), fix)
-		}
-	}
+	return names
 }
 
 // firstDifference names the first line where the committed page and the
