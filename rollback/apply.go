@@ -145,7 +145,10 @@ func (s *Set) execute(ctx context.Context, tx *sql.Tx, e db.Engine, p *Plan, opt
 		return err
 	}
 	if p.State.Mark != nil {
-		return book.LowerMark(ctx, tx, p.CreatedAfter)
+		if err := book.LowerMark(ctx, tx, p.CreatedAfter); err != nil {
+			return err
+		}
+		return book.RecordRollback(ctx, tx, p.From, p.Target, time.Now().UnixMilli())
 	}
 	return nil
 }

@@ -31,19 +31,13 @@ func BackupPath(path string, from, to int) string {
 // BackupPostgres copies a PostgreSQL database to a new database named name
 // with CREATE DATABASE ... TEMPLATE, from a connection to the maintenance
 // database: PostgreSQL copies a database only while nobody is connected to
-// it.
-func BackupPostgres(ctx context.Context, dbc config.Database, name string) error {
-	maint := dbc
-	maint.Args = map[string]string{}
-	for k, v := range dbc.Args {
-		maint.Args[k] = v
-	}
-	delete(maint.Args, "database")
-	maint.Args["dbname"] = "postgres"
-	d, err := db.Open(ctx, maint, db.Options{AppName: appName})
+// it. named says the tool chose the name (not --backup-database).
+func BackupPostgres(ctx context.Context, dbc config.Database, name string, named bool) error {
+	orSkip := "or take a copy yourself first (pg_dump -Fc) and add --no-backup"
+	d, err := maintenance(ctx, dbc)
 	if err != nil {
 		return fault.Wrap(fault.Backup, fmt.Errorf("%w: connect to the maintenance database: %v", ErrBackup, err),
-			"nothing was changed: the copy is made from the postgres database, which this user must be able to reach; or leave out --backup-database and take a pg_dump first")
+			"nothing was changed: the copy is made from the postgres database, which this user must be able to reach; "+orSkip)
 	}
 	defer d.Close()
 	_, err = d.ExecContext(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", db.QuoteIdent(name), db.QuoteIdent(dbc.DBName())))
@@ -52,12 +46,43 @@ func BackupPostgres(ctx context.Context, dbc config.Database, name string) error
 	case err == nil:
 		return nil
 	case errors.As(err, &pgErr) && pgErr.Code == "42P04":
-		return fault.Wrap(fault.Backup, fmt.Errorf("%w: database %q already exists", ErrBackup, name),
-			"nothing was changed: choose another --backup-database name, or drop that database first")
+		hint := "nothing was changed: choose another --backup-database name, or drop that database first"
+		if named {
+			hint = "nothing was changed: it was created meanwhile: run the same command again (it names the copy again)"
+		}
+		return fault.Wrap(fault.Backup, fmt.Errorf("%w: database %q already exists", ErrBackup, name), hint)
 	case errors.As(err, &pgErr) && pgErr.Code == "55006":
 		return fault.Wrap(fault.InUse, fmt.Errorf("%w: other sessions are connected to %q, and PostgreSQL copies a database only while nobody is", offline.ErrInUse, dbc.DBName()),
 			"stop the homeserver and its workers, then run the same command again")
+	case errors.As(err, &pgErr) && pgErr.Code == "42501":
+		return fault.Wrap(fault.Backup, fmt.Errorf("%w: the copy %s cannot be made: %s", ErrBackup, name, pgErr.Message),
+			"nothing was changed: the copy needs the CREATEDB privilege (ALTER ROLE ... CREATEDB); "+orSkip)
+	case fault.IsInterrupted(err):
+		return err
 	}
-	return fault.Wrap(fault.Backup, fmt.Errorf("%w: %v", ErrBackup, err),
-		"nothing was changed: fix the cause (space, CREATEDB privilege), or leave out --backup-database and take a pg_dump first")
+	return fault.Wrap(fault.Backup, fmt.Errorf("%w: the copy %s cannot be made: %v", ErrBackup, name, err),
+		"nothing was changed: fix the cause (space, CREATEDB privilege), "+orSkip)
+}
+
+// DropCopy drops a copy BackupPostgres made.
+func DropCopy(ctx context.Context, dbc config.Database, name string) error {
+	d, err := maintenance(ctx, dbc)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	_, err = d.ExecContext(ctx, "DROP DATABASE "+db.QuoteIdent(name))
+	return err
+}
+
+// maintenance connects to the postgres database of dbc's server.
+func maintenance(ctx context.Context, dbc config.Database) (*db.DB, error) {
+	maint := dbc
+	maint.Args = map[string]string{}
+	for k, v := range dbc.Args {
+		maint.Args[k] = v
+	}
+	delete(maint.Args, "database")
+	maint.Args["dbname"] = "postgres"
+	return db.Open(ctx, maint, db.Options{AppName: appName})
 }

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"hsops/internal/db"
 	"hsops/internal/releases"
 )
 
@@ -71,14 +70,29 @@ func formatPlan(w io.Writer, desc string, p *Plan, backup, backupDB string, allo
 	if len(p.Requeued) > 0 {
 		fmt.Fprintf(w, "  background updates queued again: %s\n", strings.Join(p.Requeued, ", "))
 	}
-	if len(p.Loses) > 0 {
-		fmt.Fprintln(w, "  data lost (refused unless --allow-data-loss):")
-		for _, c := range p.Loses {
+	verdict := "refused unless --allow-data-loss"
+	if allowLoss {
+		verdict = "the loss is allowed (--allow-data-loss)"
+	}
+	if lost := p.Lost(); len(lost) > 0 {
+		fmt.Fprintf(w, "  data lost (%s):\n", verdict)
+		for _, c := range lost {
 			fmt.Fprintf(w, "    %s: %s (%s)\n", c.String(), countText(c), c.Why)
 		}
 	}
+	if empty := p.NothingLost(); len(empty) > 0 {
+		fmt.Fprintf(w, "  nothing to lose: these are empty here: %s\n", joinData(empty))
+	}
 	for _, i := range p.Irreversible {
-		fmt.Fprintf(w, "  cannot be undone (refused unless --allow-data-loss): %s: %s\n", i.Delta, i.Why)
+		if !i.Loses() {
+			fmt.Fprintf(w, "  cannot be undone, but nothing to lose here (%s holds no rows): %s: %s\n", i.Affects.String(), i.Delta, i.Why)
+			continue
+		}
+		affected := ""
+		if i.Affects != nil {
+			affected = fmt.Sprintf(" (%s: %s)", i.Affects.String(), countText(*i.Affects))
+		}
+		fmt.Fprintf(w, "  cannot be undone (%s): %s: %s%s\n", verdict, i.Delta, i.Why, affected)
 	}
 	var dropped []string
 	for _, c := range p.Drops {
@@ -95,15 +109,11 @@ func formatPlan(w io.Writer, desc string, p *Plan, backup, backupDB string, allo
 	if len(p.Restores) > 0 {
 		fmt.Fprintf(w, "  tables recreated empty: %s\n", joinData(p.Restores))
 	}
-	formatBackup(w, p.Engine, backup, backupDB)
-	if lost := p.Lost(); len(lost) > 0 || len(p.Irreversible) > 0 {
-		verdict := "refused unless --allow-data-loss"
-		if allowLoss {
-			verdict = "the loss is allowed (--allow-data-loss)"
-		}
+	formatBackup(w, backup, backupDB)
+	if len(p.Lost()) > 0 || len(p.Unrecoverable()) > 0 {
 		fmt.Fprintf(w, "  %s in %s, in one transaction; %s\n", plural(int64(p.ReverseCount()), "reverse"), plural(int64(len(p.Steps)), "version"), verdict)
 	} else {
-		fmt.Fprintf(w, "  %s in %s, in one transaction; no data is lost\n", plural(int64(p.ReverseCount()), "reverse"), plural(int64(len(p.Steps)), "version"))
+		fmt.Fprintf(w, "  %s in %s, in one transaction; nothing to lose\n", plural(int64(p.ReverseCount()), "reverse"), plural(int64(len(p.Steps)), "version"))
 	}
 }
 
@@ -172,14 +182,12 @@ func nonNil(s []string) []string {
 }
 
 // formatBackup says which copy of the database is made before a rollback.
-func formatBackup(w io.Writer, engine db.Engine, backup, backupDB string) {
+func formatBackup(w io.Writer, backup, backupDB string) {
 	switch {
 	case backup != "":
 		fmt.Fprintf(w, "  first, a copy of the database: %s\n", filepath.Base(backup))
 	case backupDB != "":
-		fmt.Fprintf(w, "  first, a copy of the database: PostgreSQL database %s\n", backupDB)
-	case engine == db.Postgres:
-		fmt.Fprintln(w, "  no copy is made: add --backup-database NAME, or first run pg_dump -Fc -f before-rollback.dump <dbname>")
+		fmt.Fprintf(w, "  first, a copy of the database: PostgreSQL database %s (CREATE DATABASE ... TEMPLATE)\n", backupDB)
 	default:
 		fmt.Fprintln(w, "  no copy is made (--no-backup)")
 	}
@@ -206,7 +214,7 @@ func formatSynapsePlan(w io.Writer, desc string, p *SynapsePlan, backup, backupD
 		}
 	}
 	if len(p.Recipes) > 0 {
-		formatBackup(w, p.Engine, backup, backupDB)
+		formatBackup(w, backup, backupDB)
 		fmt.Fprintln(w, "  all statements run in one transaction")
 	}
 	for _, r := range append(append([]Recipe{}, p.Recipes...), p.Advice...) {

@@ -57,7 +57,14 @@ type Count struct {
 type Irreversible struct {
 	Delta string `json:"delta"`
 	Why   string `json:"why"`
+	// Affects is what it loses, counted (nil when the reverse does not
+	// declare it: then it always loses something).
+	Affects *Count `json:"affects,omitempty"`
 }
+
+// Loses reports whether the irreversible reverse loses anything in this
+// database.
+func (i Irreversible) Loses() bool { return i.Affects == nil || i.Affects.Rows > 0 }
 
 // Plan is everything a rollback will do, worked out before any write.
 type Plan struct {
@@ -114,6 +121,28 @@ func (p *Plan) Lost() []Count {
 	return out
 }
 
+// NothingLost lists the declared losses that hold nothing here.
+func (p *Plan) NothingLost() []Count {
+	var out []Count
+	for _, c := range p.Loses {
+		if c.Rows <= 0 {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Unrecoverable lists the irreversible reverses that lose something here.
+func (p *Plan) Unrecoverable() []Irreversible {
+	var out []Irreversible
+	for _, i := range p.Irreversible {
+		if i.Loses() {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
 // ErrDataLoss means the rollback would destroy data or run a reverse that
 // cannot give back what its delta took, and data loss was not allowed.
 var ErrDataLoss = fault.New(fault.DataLoss, "the rollback would lose data",
@@ -131,7 +160,11 @@ func (e *DataLossError) Error() string {
 		parts = append(parts, fmt.Sprintf("%s (%s)", c.String(), plural(c.Rows, "row")))
 	}
 	for _, i := range e.Irreversible {
-		parts = append(parts, i.Delta+" cannot be undone")
+		what := i.Delta + " cannot be undone"
+		if i.Affects != nil {
+			what += fmt.Sprintf(" (%s: %s)", i.Affects.String(), plural(i.Affects.Rows, "row"))
+		}
+		parts = append(parts, what)
 	}
 	return fmt.Sprintf("%v: %s", ErrDataLoss, strings.Join(parts, "; "))
 }
@@ -148,17 +181,12 @@ func (e *DataLossError) Hint() string { return ErrDataLoss.Hint() }
 // Refusal returns the error that stops the plan when data loss is not
 // allowed, or nil.
 func (p *Plan) Refusal() error {
-	lost := p.Lost()
-	if len(lost) == 0 && len(p.Irreversible) == 0 {
+	lost, gone := p.Lost(), p.Unrecoverable()
+	if len(lost) == 0 && len(gone) == 0 {
 		return nil
 	}
-	return &DataLossError{Lost: lost, Irreversible: p.Irreversible}
+	return &DataLossError{Lost: lost, Irreversible: gone}
 }
-
-// ErrNewerThanKnown means the database is at a schema version this program
-// has no reverses for.
-var ErrNewerThanKnown = fault.New(fault.Version, "the database is newer than this program",
-	"nothing was changed: use the update_database of the release that upgraded it")
 
 // Plan works out the rollback of a database in state st to opts.Target.
 // Counts of the data concerned are read through q (the transaction that
@@ -172,7 +200,7 @@ func (s *Set) Plan(ctx context.Context, d *db.DB, q db.Querier, st *schema.State
 	}
 	set := s.Schema
 	if st.Version > set.Version {
-		return nil, fmt.Errorf("%w: the database is at schema %d and this program knows schema up to %d: roll it back with the release that upgraded it", ErrNewerThanKnown, st.Version, set.Version)
+		return nil, set.Newer(st)
 	}
 	target := opts.Target
 	if target < set.Oldest || target > st.Version {
@@ -278,7 +306,15 @@ func (p *Plan) account(ctx context.Context, d *db.DB, q db.Querier, r Reverse, s
 		return err
 	}
 	if r.Decl.Irreversible != "" {
-		p.Irreversible = append(p.Irreversible, Irreversible{Delta: key, Why: r.Decl.Irreversible})
+		ir := Irreversible{Delta: key, Why: r.Decl.Irreversible}
+		if a := r.Decl.Affects; a != nil {
+			n, err := countData(ctx, d, q, *a)
+			if err != nil {
+				return fmt.Errorf("count %s for %s: %w", a.String(), key, err)
+			}
+			ir.Affects = &Count{Data: *a, Delta: key, Rows: n}
+		}
+		p.Irreversible = append(p.Irreversible, ir)
 	}
 	for _, name := range r.Decl.Dequeues {
 		delete(queued, name)
@@ -298,6 +334,15 @@ func (p *Plan) recountLosses(ctx context.Context, d *db.DB, q db.Querier) error 
 			return fmt.Errorf("count %s for %s: %w", c.String(), c.Delta, err)
 		}
 		p.Loses[i].Rows = n
+	}
+	for _, ir := range p.Irreversible {
+		if c := ir.Affects; c != nil {
+			n, err := countData(ctx, d, q, c.Data)
+			if err != nil {
+				return fmt.Errorf("count %s for %s: %w", c.String(), c.Delta, err)
+			}
+			c.Rows = n
+		}
 	}
 	return nil
 }

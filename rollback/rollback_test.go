@@ -100,6 +100,7 @@ func TestParseHeader(t *testing.T) {
 -- keeps: column events.state_key (copied)
 -- restores-empty: table presence (unused)
 -- irreversible: gone for good
+-- affects: table events (the events)
 -- an ordinary comment
 DROP TABLE x;`)
 	if err != nil {
@@ -112,7 +113,8 @@ DROP TABLE x;`)
 	if len(d.Loses) != 1 || d.Loses[0] != want {
 		t.Errorf("loses %+v, want %+v", d.Loses, want)
 	}
-	if len(d.Drops) != 1 || d.Drops[0].Table != "threads" || len(d.Keeps) != 1 || len(d.RestoresEmpty) != 1 || d.Irreversible != "gone for good" {
+	if len(d.Drops) != 1 || d.Drops[0].Table != "threads" || len(d.Keeps) != 1 || len(d.RestoresEmpty) != 1 || d.Irreversible != "gone for good" ||
+		d.Affects == nil || d.Affects.Table != "events" {
 		t.Errorf("got %+v", d)
 	}
 	for _, bad := range []string{
@@ -121,6 +123,7 @@ DROP TABLE x;`)
 		"-- x\n-- loses: table users.name (a column on a table)",
 		"-- x\n-- irreversible:",
 		"-- x\n-- drops: index foo",
+		"-- x\n-- affects: table events (without irreversible)",
 	} {
 		if _, _, err := parseHeader(bad); err == nil {
 			t.Errorf("%q: no error", bad)
@@ -172,6 +175,7 @@ func TestRefusesIrreversibleUnlessAllowed(t *testing.T) {
 	dbtest.Engines(t, func(t *testing.T, e db.Engine) {
 		ctx := context.Background()
 		d := create(t, e, 72)
+		seed(t, d, 72)
 		p, err := Engine().Plan(ctx, d, d, mustState(t, d), Options{Target: 71})
 		if err != nil {
 			t.Fatal(err)
@@ -179,11 +183,47 @@ func TestRefusesIrreversibleUnlessAllowed(t *testing.T) {
 		if len(p.Irreversible) != 1 || p.Irreversible[0].Delta != "72/03drop_event_reference_hashes.sql" {
 			t.Fatalf("irreversible %+v", p.Irreversible)
 		}
+		if a := p.Irreversible[0].Affects; a == nil || a.Table != "events" || a.Rows == 0 {
+			t.Fatalf("the irreversible reverse affects %+v, want the events counted", a)
+		}
 		if _, err := Engine().Apply(ctx, d, Options{Target: 71}); !errors.Is(err, ErrDataLoss) {
 			t.Fatalf("got %v, want a refusal", err)
 		}
 		if _, err := Engine().Apply(ctx, d, Options{Target: 71, AllowDataLoss: true}); err != nil {
 			t.Fatal(err)
+		}
+	})
+}
+
+// TestNothingToLose: on a database that holds none of the data a rollback
+// would destroy (a new one), nothing is refused, and the plan says there is
+// nothing to lose rather than listing zeros as losses.
+func TestNothingToLose(t *testing.T) {
+	dbtest.Engines(t, func(t *testing.T, e db.Engine) {
+		ctx := context.Background()
+		d := create(t, e, 83)
+		p, err := Engine().Plan(ctx, d, d, mustState(t, d), Options{Target: 69})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Refusal(); err != nil {
+			t.Fatalf("an empty database: refused with %v", err)
+		}
+		var b strings.Builder
+		formatPlan(&b, "db", p, "", "", false)
+		out := b.String()
+		for _, bad := range []string{"data lost", "0 values", "0 rows", "refused"} {
+			if strings.Contains(out, bad) {
+				t.Errorf("the plan says %q:\n%s", bad, out)
+			}
+		}
+		for _, want := range []string{"nothing to lose: these are empty here: ", "cannot be undone, but nothing to lose here (events holds no rows)", "in one transaction; nothing to lose"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("the plan does not say %q:\n%s", want, out)
+			}
+		}
+		if _, err := Engine().Apply(ctx, d, Options{Target: 69}); err != nil {
+			t.Fatalf("an empty database: %v", err)
 		}
 	})
 }

@@ -69,8 +69,12 @@ type Declarations struct {
 	RestoresEmpty []Data
 	// Irreversible, when set, says why the reverse cannot give back what
 	// the delta took: a rollback through it is refused unless data loss is
-	// allowed.
+	// allowed, or Affects (when declared) holds nothing in the database.
 	Irreversible string
+	// Affects is the data whose loss makes the reverse irreversible (the
+	// events whose hashes are not given back): with no rows, there is
+	// nothing to lose.
+	Affects *Data
 	// Dequeues are the background updates the reverse removes from the
 	// queue; Queues those it queues (again).
 	Dequeues, Queues []string
@@ -149,7 +153,7 @@ func (s *Set) Lookup(d schema.Delta, e db.Engine) (Reverse, error) {
 }
 
 var (
-	declLine = regexp.MustCompile(`^--\s*(loses|drops|keeps|restores-empty|irreversible|queues|dequeues):\s*(.*)$`)
+	declLine = regexp.MustCompile(`^--\s*(loses|drops|keeps|restores-empty|irreversible|affects|queues|dequeues):\s*(.*)$`)
 	dataSpec = regexp.MustCompile(`^(table|column|rows)\s+([a-z_][a-z0-9_]*)(?:\.([a-z_][a-z0-9_]*))?(?:\s+WHERE\s+(.*?))?(?:\s+\(([^()]*)\))?$`)
 )
 
@@ -164,6 +168,7 @@ var (
 //	-- keeps: column <t>.<c> (<why>)
 //	-- restores-empty: table <t> (<why>)
 //	-- irreversible: <why>
+//	-- affects: table <t> (<why>)     (what an irreversible reverse loses: none when it holds no rows)
 //	-- dequeues: <update>, <update>   (background updates removed)
 //	-- queues: <update>               (background updates queued again)
 func parseHeader(text string) (Declarations, string, error) {
@@ -229,7 +234,12 @@ func parseHeader(text string) (Declarations, string, error) {
 			d.Keeps = append(d.Keeps, data)
 		case "restores-empty":
 			d.RestoresEmpty = append(d.RestoresEmpty, data)
+		case "affects":
+			d.Affects = &data
 		}
+	}
+	if d.Affects != nil && d.Irreversible == "" {
+		return d, "", fmt.Errorf("affects: only an irreversible reverse declares what it affects")
 	}
 	return d, summary, nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"hsops/internal/db"
+	"hsops/internal/fault"
 	"hsops/schema/bookkeeping"
 )
 
@@ -76,12 +77,13 @@ func (s *Set) Execute(ctx context.Context, d *db.DB, plan *Plan, opts Options) (
 			return book.SetMark(ctx, tx, Mark{Engine: s.Name, CreatedVersion: plan.Snapshot, CreatedTS: time.Now().UnixMilli()})
 		})
 		if err != nil {
-			return nil, err
+			return nil, fault.InterruptCtx(ctx, err, "nothing was created (the snapshot's transaction was rolled back)")
 		}
 		res.Version = plan.Snapshot
 		compat, hasCompat = s.CompatFor(plan.Snapshot), true
 		emit(Event{Type: "snapshot", Version: plan.Snapshot, Millis: time.Since(t0).Milliseconds()})
 	}
+	done := 0
 	for _, step := range plan.Steps {
 		emit(Event{Type: "version", Version: step.Version})
 		var applied []string
@@ -115,14 +117,29 @@ func (s *Set) Execute(ctx context.Context, d *db.DB, plan *Plan, opts Options) (
 		})
 		if err != nil {
 			res.Duration = time.Since(start)
-			return res, err
+			return res, fault.InterruptCtx(ctx, err, committedBefore(res, done, step.Version))
 		}
+		done++
 		res.Applied = append(res.Applied, applied...)
 		res.Version = step.Version
 		compat, hasCompat = step.Compat, true
 	}
 	res.Duration = time.Since(start)
 	return res, nil
+}
+
+// committedBefore says what a run interrupted while applying version at
+// had committed: done versions (and the snapshot of a new database).
+func committedBefore(res *Result, done, at int) string {
+	switch {
+	case res.Plan.Create && done == 0:
+		return fmt.Sprintf("the database was created at schema %d (schema %d was rolled back)", res.Plan.Snapshot, at)
+	case done == 0:
+		return fmt.Sprintf("nothing was changed: the database is at schema %d (schema %d was rolled back)", res.Version, at)
+	case done == 1:
+		return fmt.Sprintf("the database is at schema %d (1 version committed; schema %d was rolled back)", res.Version, at)
+	}
+	return fmt.Sprintf("the database is at schema %d (%d versions committed; schema %d was rolled back)", res.Version, done, at)
 }
 
 func runDelta(ctx context.Context, tx *sql.Tx, d Delta, env Env) error {

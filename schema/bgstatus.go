@@ -3,9 +3,12 @@ package schema
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"strings"
 	"time"
 
 	"hsops/internal/db"
+	"hsops/internal/fault"
 )
 
 // UpdateStatus is a pending background update as an operator sees it.
@@ -72,17 +75,65 @@ func (r *Runner) RunPending(ctx context.Context, holder, only string) (*RunRepor
 	if err != nil {
 		return nil, err
 	}
+	// What an interruption leaves is counted from the runner's events:
+	// each batch commits with its progress.
+	var (
+		finished      int
+		current       string
+		batches, done int64
+	)
+	onEvent := r.OnEvent
+	r.OnEvent = func(ev UpdateEvent) {
+		switch ev.Type {
+		case "start":
+			current, batches, done = ev.Update, 0, 0
+		case "batch":
+			batches++
+			done = ev.Done
+		case "done":
+			finished++
+			current = ""
+		}
+		if onEvent != nil {
+			onEvent(ev)
+		}
+	}
+	defer func() { r.OnEvent = onEvent }()
 	if only != "" {
 		err = r.RunOne(ctx, only)
 	} else {
 		err = r.RunAll(ctx)
 	}
 	if err != nil {
-		return nil, err
+		return nil, fault.InterruptCtx(ctx, err, updatesCommitted(finished, current, batches, done))
 	}
 	n := len(pending)
 	if only != "" {
 		n = 1
 	}
 	return &RunReport{Updates: n, Duration: time.Since(t0)}, nil
+}
+
+// updatesCommitted says what an interrupted run of background updates had
+// committed: the updates finished, and the batches of the one running.
+func updatesCommitted(finished int, current string, batches, done int64) string {
+	var parts []string
+	switch finished {
+	case 0:
+	case 1:
+		parts = append(parts, "1 background update finished")
+	default:
+		parts = append(parts, fmt.Sprintf("%d background updates finished", finished))
+	}
+	if current != "" {
+		unit := "batches"
+		if batches == 1 {
+			unit = "batch"
+		}
+		parts = append(parts, fmt.Sprintf("%s kept its %d committed %s (%d items)", current, batches, unit, done))
+	}
+	if len(parts) == 0 {
+		return "no batch was committed"
+	}
+	return strings.Join(parts, "; ")
 }

@@ -17,10 +17,16 @@ var (
 	// bookkeeping.
 	ErrNotHomeserver = fault.New(fault.NotOurs, "not a homeserver database",
 		"nothing was changed: point the database args of <config> at the homeserver's database, or at an empty one to create it")
-	// ErrCompatTooNew means the database's compat version is newer than the
-	// code's schema version: a newer release upgraded it incompatibly.
-	ErrCompatTooNew = fault.New(fault.Version, "database is too new for this version",
-		"nothing was changed: a newer release upgraded this database: run that release (or a newer one), or roll the database back with\n  update_database rollback --database-config <config> --to-release <this release> --dry-run")
+	// ErrNewerThanKnown means a release newer than every schema version
+	// hsops knows wrote the database: only that release can use it, roll it
+	// back (with its own rollback, if it documents one) or port it. Every
+	// tool refuses such a database with it (see NewerError).
+	ErrNewerThanKnown = fault.New(fault.Version, "the database is newer than what hsops knows",
+		"nothing was changed: use the release that wrote it: it runs on the database, and its own rollback (if it documents one) takes the database back to a schema hsops knows")
+	// ErrCompatTooNew is ErrNewerThanKnown for a database whose compat
+	// version is newer than the code's schema version: a newer release
+	// upgraded it incompatibly, and this code cannot use it.
+	ErrCompatTooNew = ErrNewerThanKnown
 	// ErrTooOld means the database is older than the oldest snapshot the
 	// engine can upgrade from.
 	ErrTooOld = fault.New(fault.Version, "database is too old to upgrade",
@@ -82,3 +88,41 @@ func (e *LockedError) Class() fault.Class { return fault.Locked }
 
 // Hint is ErrLocked's.
 func (e *LockedError) Hint() string { return ErrLocked.Hint() }
+
+// NewerError is ErrNewerThanKnown for one database: its versions, and the
+// schema versions hsops knows.
+type NewerError struct {
+	// Database names the database when a tool has two ("" says "it").
+	Database  string
+	Version   int
+	Compat    int
+	HasCompat bool
+	// Oldest and Newest bound the schema versions hsops knows.
+	Oldest, Newest int
+}
+
+// Newer is the refusal of a database in state st, newer than the set s.
+func (s *Set) Newer(st *State) *NewerError {
+	return &NewerError{Version: st.Version, Compat: st.Compat, HasCompat: st.HasCompat, Oldest: s.Oldest, Newest: s.Version}
+}
+
+func (e *NewerError) Error() string {
+	at := fmt.Sprintf("schema %d", e.Version)
+	if e.HasCompat {
+		at = fmt.Sprintf("schema %d, compat %d", e.Version, e.Compat)
+	}
+	who := "it"
+	if e.Database != "" {
+		who = e.Database
+	}
+	return fmt.Sprintf("%v: %s is at %s, and hsops knows schema %d to %d", ErrNewerThanKnown, who, at, e.Oldest, e.Newest)
+}
+
+// Is makes errors.Is(err, ErrNewerThanKnown) true.
+func (e *NewerError) Is(target error) bool { return target == ErrNewerThanKnown }
+
+// Class is ErrNewerThanKnown's.
+func (e *NewerError) Class() fault.Class { return fault.Version }
+
+// Hint is ErrNewerThanKnown's.
+func (e *NewerError) Hint() string { return ErrNewerThanKnown.Hint() }

@@ -135,7 +135,7 @@ func (s *Set) Plan(st *State, e db.Engine, opts Options) (*Plan, error) {
 		return p, s.planCreate(p, target)
 	}
 	if st.HasCompat && st.Compat > s.Version {
-		return nil, fmt.Errorf("%w: its compat version is %d but this version only understands schema up to %d (it was upgraded by a newer release)", ErrCompatTooNew, st.Compat, s.Version)
+		return nil, s.Newer(st)
 	}
 	if st.Version < s.Oldest {
 		return nil, fmt.Errorf("%w: it is at schema %d and the oldest this version upgrades from is %d", ErrTooOld, st.Version, s.Oldest)
@@ -144,7 +144,7 @@ func (s *Set) Plan(st *State, e db.Engine, opts Options) (*Plan, error) {
 		if explicit {
 			return nil, fmt.Errorf("%w: the database is at schema %d, above the target %d (a downgrade is a rollback)", ErrBadTarget, st.Version, target)
 		}
-		p.Note = fmt.Sprintf("the database is at schema %d, newer than this version's %d, and its compat version allows this version to use it: nothing to do", st.Version, s.Version)
+		p.Note = fmt.Sprintf("the database is at schema %d, newer than what hsops knows (%d to %d), and its compat version %d lets this version use it: nothing to do", st.Version, s.Oldest, s.Version, st.Compat)
 		return p, nil
 	}
 	start := st.Version

@@ -216,18 +216,24 @@ func TestApply_LockContention(t *testing.T) {
 		if !errors.As(err, &le) || !errors.Is(err, schema.ErrLocked) {
 			t.Fatalf("got %v, want a schema.LockedError", err)
 		}
-		wantHolder := "update_database (test holder)"
-		if e == db.Postgres {
-			wantHolder = "hsops-test"
+		// The holder is named as it named itself, with its own pid (not a
+		// PostgreSQL backend's), on both engines.
+		wantHolder := fmt.Sprintf("update_database (test holder) (pid %d on ", os.Getpid())
+		if !strings.Contains(le.Holder, wantHolder) || !strings.Contains(le.Holder, "since ") {
+			t.Errorf("holder %q should name %q and since when", le.Holder, wantHolder)
 		}
-		if !strings.Contains(le.Holder, wantHolder) || !strings.Contains(le.Holder, "pid") {
-			t.Errorf("holder %q should name %q and a pid", le.Holder, wantHolder)
+		// Looking, without taking the lock, finds the same holder.
+		if err := schema.CheckLock(ctx, second); !errors.As(err, &le) || !strings.Contains(le.Holder, wantHolder) {
+			t.Errorf("CheckLock = %v, want the holder %q", err, wantHolder)
 		}
 		if snapshot(t, second) != before {
 			t.Error("the locked-out run changed the database")
 		}
 		if err := lock.Release(); err != nil {
 			t.Fatal(err)
+		}
+		if err := schema.CheckLock(ctx, second); err != nil {
+			t.Errorf("CheckLock after release = %v", err)
 		}
 		if res := mustApply(t, s, second, schema.Options{}); res.Version != 83 {
 			t.Errorf("after release: version %d, want 83", res.Version)

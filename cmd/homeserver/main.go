@@ -38,7 +38,8 @@ var tool = cli.Tool{
 		{Class: fault.Internal, Meaning: "internal error"},
 		{Class: fault.Interrupted, Meaning: "interrupted during start-up (SIGTERM or SIGINT once serving is a clean stop, 0)"},
 	},
-	Interrupted: "nothing was left half-done (each schema version commits whole or not at all): start it again",
+	Interrupted: "nothing was left half-done (each schema version commits whole or not at all)",
+	Again:       "start it again",
 }
 
 func main() {

@@ -38,7 +38,9 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return cli.Run(tool, newRootCmd(ctx, stdout, stderr), args, stdout, stderr)
+	root := newRootCmd(ctx, stdout, stderr)
+	root.SetContext(ctx)
+	return cli.Run(tool, root, args, stdout, stderr)
 }
 
 func newRootCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {

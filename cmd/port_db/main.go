@@ -35,7 +35,7 @@ var tool = cli.Tool{
 		{Class: fault.PortFailed, Meaning: "the port failed while copying (nothing committed is lost: run it again to continue)"},
 		{Class: fault.Database, Meaning: "PostgreSQL cannot be reached, or the SQLite file cannot be opened"},
 		{Class: fault.NotOurs, Meaning: "refused: the target holds someone else's data, or the source is not a homeserver database"},
-		{Class: fault.Version, Meaning: "refused: versions (PostgreSQL too old, wrong encoding or locale)"},
+		{Class: fault.Version, Meaning: "refused: versions (a database newer than hsops knows, PostgreSQL too old, wrong encoding or locale)"},
 		{Class: fault.Locked, Meaning: "another process is changing the target's schema"},
 		{Class: fault.InUse, Meaning: "the SQLite database is open in another process (--allow-in-use to port anyway)"},
 		{Class: fault.Source, Meaning: "the SQLite database was refused (corrupt, auto_vacuum on, pending background updates,\nrowids moved since the last run, older than what was already ported, tables or columns the target schema lacks)"},
@@ -44,7 +44,7 @@ var tool = cli.Tool{
 		{Class: fault.Internal, Meaning: "internal error"},
 		{Class: fault.Interrupted, Meaning: "interrupted (run the same command again to continue)"},
 	},
-	Interrupted: "everything committed so far is kept: run the same command again to continue",
+	Interrupted: "everything committed so far is kept",
 }
 
 func main() {
@@ -56,7 +56,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	t := tool
 	t.Hint = func(h string) string { return strings.ReplaceAll(h, "<config>", "--postgres-config") }
-	return cli.Run(t, newRootCmd(ctx, stdout, stderr), args, stdout, stderr)
+	root := newRootCmd(ctx, stdout, stderr)
+	root.SetContext(ctx)
+	return cli.Run(t, root, args, stdout, stderr)
 }
 
 type options struct {
@@ -148,7 +150,11 @@ func runPort(ctx context.Context, o *options) error {
 	if res != nil && (err == nil || errors.Is(err, porter.ErrVerify)) {
 		printSummary(o, res)
 	}
-	return err
+	if res == nil {
+		// The checks write nothing.
+		return fault.InterruptCtx(ctx, err, "nothing was written")
+	}
+	return fault.InterruptCtx(ctx, err, out.committed())
 }
 
 // printSummary prints the per-table summary and the next steps.

@@ -103,6 +103,34 @@ func (p *progress) event(ev porter.Event) {
 	}
 }
 
+// committed says what an interrupted port has kept, from the events of
+// the copy: each table_done follows its table's last commit, and the
+// append-only tables commit every batch with its bookkeeping.
+func (p *progress) committed() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.copyStart.IsZero() {
+		return "no table was copied yet"
+	}
+	var finished, started int
+	for _, t := range p.tables {
+		switch {
+		case t.finished:
+			finished++
+		case t.started:
+			started++
+		}
+	}
+	msg := fmt.Sprintf("%d of %d tables copied by this run", finished, len(p.tables))
+	switch {
+	case started == 1:
+		msg += "; the one being copied keeps its committed batches"
+	case started > 1:
+		msg += fmt.Sprintf("; the %d being copied keep their committed batches", started)
+	}
+	return msg
+}
+
 func bar(done, total int64, width int) string {
 	if total <= 0 {
 		return "[" + strings.Repeat(" ", width) + "]"

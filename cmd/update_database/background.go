@@ -11,7 +11,9 @@ import (
 	"hsops/internal/cli"
 	"hsops/internal/config"
 	"hsops/internal/db"
+	"hsops/internal/fault"
 	"hsops/internal/inspect"
+	"hsops/internal/offline"
 	"hsops/internal/status"
 	"hsops/schema"
 	"hsops/schema/engine"
@@ -108,6 +110,10 @@ func newBackgroundRunCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				if err := offline.CheckWritable(cmd.Context(), dbc, true); err != nil {
+					d.Close()
+					return err
+				}
 				err = runBackground(cmd.Context(), g, d, cfg, update)
 				d.Close()
 				if err != nil {
@@ -169,21 +175,17 @@ func newStartJobCmd(g *globals) *cobra.Command {
 }
 
 func newEnabledCmd(g *globals) *cobra.Command {
-	var server, token string
+	var api schema.AdminAPI
 	cmd := &cobra.Command{
-		Use:   "enabled [on|off] --server URL --access-token TOKEN",
+		Use:   "enabled [on|off] (--database-config homeserver.yaml | --server URL) [--access-token TOKEN]",
 		Short: "Show or set whether a running homeserver runs background updates (admin API; not persisted across restarts)",
-		Args:  cli.RangeArgs(0, 1),
+		Long: `enabled asks the running homeserver, through its admin API, whether it runs
+background updates, and with on or off switches them (until it restarts).
+The homeserver is found at the config's first client listener (as homeserver
+register-user finds it), or at --server URL. The token is an admin's access
+token: --access-token, else HSOPS_ACCESS_TOKEN.`,
+		Args: cli.RangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if server == "" {
-				return cli.Usagef("--server is required: the base URL of the homeserver's client listener, e.g. http://127.0.0.1:8008")
-			}
-			if token == "" {
-				token = os.Getenv("HSOPS_ACCESS_TOKEN")
-			}
-			if token == "" {
-				return cli.Usagef("an admin access token is required: --access-token or HSOPS_ACCESS_TOKEN")
-			}
 			var set *bool
 			if len(args) == 1 {
 				var on bool
@@ -196,7 +198,31 @@ func newEnabledCmd(g *globals) *cobra.Command {
 				}
 				set = &on
 			}
-			enabled, err := schema.UpdatesEnabled(cmd.Context(), server, token, set)
+			if api.URL != "" {
+				api.URLFrom = "--server"
+			} else {
+				if len(g.configPaths) == 0 {
+					return cli.Usagef("give --database-config (the homeserver's listener is read from it) or --server URL")
+				}
+				cfg, err := config.Load(g.configPaths...)
+				if err != nil {
+					return err
+				}
+				if api.URL = config.BaseURL(cfg.Listeners); api.URL == "" {
+					return fault.Errorf(fault.Config, "add an http listener to the config, or pass --server URL", "no HTTP listener in %s", strings.Join(cfg.Files, ", "))
+				}
+				api.URLFrom = "the client listener of " + strings.Join(cfg.Files, ", ")
+			}
+			switch {
+			case api.Token != "":
+				api.TokenFrom = "--access-token"
+			case os.Getenv("HSOPS_ACCESS_TOKEN") != "":
+				api.Token, api.TokenFrom = os.Getenv("HSOPS_ACCESS_TOKEN"), "HSOPS_ACCESS_TOKEN"
+			default:
+				return fault.Errorf(fault.Usage, "homeserver register-user -c <config> --user NAME --admin registers an admin and prints its token",
+					"an admin access token is required: --access-token or HSOPS_ACCESS_TOKEN")
+			}
+			enabled, err := api.UpdatesEnabled(cmd.Context(), set)
 			if err != nil {
 				return err
 			}
@@ -208,11 +234,11 @@ func newEnabledCmd(g *globals) *cobra.Command {
 			if enabled {
 				state = "enabled"
 			}
-			fmt.Fprintf(g.stdout, "background updates are %s on %s\n", state, server)
+			fmt.Fprintf(g.stdout, "background updates are %s on %s\n", state, api.URL)
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&server, "server", "", "base URL of the running homeserver")
-	cmd.Flags().StringVar(&token, "access-token", "", "an admin's access token (or HSOPS_ACCESS_TOKEN)")
+	cmd.Flags().StringVar(&api.URL, "server", "", "base URL of the running homeserver (default: the config's client listener)")
+	cmd.Flags().StringVar(&api.Token, "access-token", "", "an admin's access token (or HSOPS_ACCESS_TOKEN)")
 	return cmd
 }

@@ -30,7 +30,7 @@ var tool = cli.Tool{
 		{Class: fault.Config, Meaning: "configuration error (missing, unreadable or invalid homeserver.yaml)"},
 		{Class: fault.Database, Meaning: "the database cannot be opened (missing file, not a database, server unreachable)"},
 		{Class: fault.NotOurs, Meaning: "refused: not a database this tool may change (a Synapse database, or not a homeserver database)"},
-		{Class: fault.Version, Meaning: "refused: versions (compat version too new, database too old, bad target, server too old, wrong locale)"},
+		{Class: fault.Version, Meaning: "refused: versions (a database newer than hsops knows, database too old, bad target, server too old, wrong locale)"},
 		{Class: fault.Locked, Meaning: "another process holds the schema lock"},
 		{Class: fault.Delta, Meaning: "a schema delta failed (its version was rolled back)"},
 		{Class: fault.Update, Meaning: "a background update failed (its last batch was rolled back)"},
@@ -38,12 +38,13 @@ var tool = cli.Tool{
 		{Class: fault.InUse, Meaning: "refused: the homeserver is running on the database (stop it first)"},
 		{Class: fault.Backup, Meaning: "rollback: the copy of the database made first failed (nothing was changed)"},
 		{Class: fault.NotConfirmed, Meaning: "rollback: not confirmed (nothing was changed; see --yes)"},
+		{Class: fault.Permission, Meaning: "refused: this user cannot write the database, its directory or its lock file (run it as the homeserver's user)"},
 		{Class: fault.Down, Meaning: "background enabled: the homeserver cannot be reached"},
 		{Class: fault.Rejected, Meaning: "background enabled: the homeserver refused the request (not an admin's token)"},
 		{Class: fault.Internal, Meaning: "internal error"},
 		{Class: fault.Interrupted, Meaning: "interrupted"},
 	},
-	Interrupted: "nothing was left half-done (each version and each batch commits whole or not at all): run the same command again to continue",
+	Interrupted: "nothing was left half-done (each version and each batch commits whole or not at all)",
 }
 
 func main() {

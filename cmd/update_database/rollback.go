@@ -33,11 +33,12 @@ On a database the hsops engine created, every delta has a reverse: the plan
 lists them (newest first), the bookkeeping a fresh database at the target
 has, and the data each reverse touches, counted. A rollback that would lose
 data (or run a reverse that cannot give back what its delta took) is refused
-unless --allow-data-loss is given. SQLite databases are copied next to the
-file first (VACUUM INTO; --no-backup to skip); PostgreSQL databases are
-copied with --backup-database NAME (CREATE DATABASE ... TEMPLATE). Then
+unless --allow-data-loss is given. The database is copied first: a SQLite
+file next to it (VACUUM INTO), a PostgreSQL database to a new database
+(CREATE DATABASE ... TEMPLATE; --backup-database names it); when the copy
+cannot be made nothing is done, unless --no-backup skips it. Then
 everything runs in one transaction under the schema lock: a rollback that
-fails or is killed leaves the database as it was.
+fails or is killed leaves the database as it was (and removes its copy).
 
 --to-release maps a release to its schema version through the release
 facts; when that release accepts the database as it is (its schema version
@@ -58,8 +59,8 @@ Stop the homeserver first.`,
 	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan, change nothing")
 	f.BoolVarP(&o.yes, "yes", "y", false, "do not ask for confirmation")
 	f.BoolVar(&o.AllowDataLoss, "allow-data-loss", false, "roll back even if data is lost (the plan lists it)")
-	f.BoolVar(&o.NoBackup, "no-backup", false, "do not copy the SQLite file first")
-	f.StringVar(&o.BackupDatabase, "backup-database", "", "PostgreSQL: first copy the database to a new database of this name")
+	f.BoolVar(&o.NoBackup, "no-backup", false, "do not copy the database first (the SQLite file, or the PostgreSQL database)")
+	f.StringVar(&o.BackupDatabase, "backup-database", "", "PostgreSQL: the name of the copy made first (default: <dbname>_before_rollback_<from>_to_<to>)")
 	f.BoolVar(&o.Force, "force", false, "roll back even though the homeserver seems to be running (pid file, the SQLite file open elsewhere, other PostgreSQL sessions)")
 	return cmd
 }

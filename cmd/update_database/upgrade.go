@@ -9,6 +9,7 @@ import (
 	"hsops/internal/cli"
 	"hsops/internal/config"
 	"hsops/internal/db"
+	"hsops/internal/fault"
 	"hsops/internal/inspect"
 	"hsops/internal/offline"
 	"hsops/schema"
@@ -36,7 +37,7 @@ func runUpgrade(ctx context.Context, o *upgradeOptions) error {
 	for _, dbc := range cfg.Databases {
 		p, err := planOne(ctx, o, cfg, dbc)
 		if err != nil {
-			return err
+			return fault.InterruptCtx(ctx, err, "nothing was changed")
 		}
 		plans = append(plans, p)
 	}
@@ -45,6 +46,11 @@ func runUpgrade(ctx context.Context, o *upgradeOptions) error {
 	for _, p := range plans {
 		if !o.dryRun && !p.plan.Empty() {
 			if err := offline.RefuseInUse(cfg, p.dbc, "nothing was changed: run the same command again once it is stopped, then start it"); err != nil {
+				return err
+			}
+		}
+		if !o.dryRun && (!p.plan.Empty() || o.runBackground) {
+			if err := offline.CheckWritable(ctx, p.dbc, true); err != nil {
 				return err
 			}
 		}
@@ -122,7 +128,7 @@ func upgradeOne(ctx context.Context, o *upgradeOptions, cfg *config.Config, p *p
 	opts.Progress = out.schemaEvent
 	res, err := set.Apply(ctx, d, opts)
 	if err != nil {
-		if res != nil && len(res.Applied) > 0 {
+		if res != nil && len(res.Applied) > 0 && !fault.IsInterrupted(err) {
 			out.line("%s: applied %d deltas up to schema %d before the failure", desc, len(res.Applied), res.Version)
 		}
 		return err

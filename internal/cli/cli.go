@@ -4,6 +4,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -34,8 +35,12 @@ type Tool struct {
 	// Exits lists the classes the tool can end with, in the order of its
 	// exit table.
 	Exits []Exit
-	// Interrupted says what an interrupted run leaves and how to go on.
+	// Interrupted says what an interrupted run has committed when the work
+	// itself does not say (fault.Interrupt).
 	Interrupted string
+	// Again says how to go on after an interruption ("run the same command
+	// again" when unset).
+	Again string
 	// Unclassified is the class of errors that carry none (Internal when
 	// unset): a tool whose every failure has the same meaning says so.
 	Unclassified fault.Class
@@ -101,6 +106,12 @@ func Run(t Tool, root *cobra.Command, args []string, stdout, stderr io.Writer) i
 	if err == nil {
 		return 0
 	}
+	// A signal cancels the root's context: whatever error the work then
+	// returned (a driver's own "interrupted", a half-read answer) is the
+	// interruption.
+	if ctx := root.Context(); ctx != nil && ctx.Err() != nil && !fault.IsInterrupted(err) {
+		err = &fault.InterruptedError{Committed: fault.CommittedOf(err), Err: fmt.Errorf("%w (%v)", context.Canceled, err)}
+	}
 	t.Print(stderr, err)
 	return t.Code(err)
 }
@@ -127,14 +138,21 @@ func (t Tool) Print(w io.Writer, err error) {
 	msg := strings.TrimSpace(err.Error())
 	switch class {
 	case fault.Interrupted:
-		msg = "interrupted"
-		if what := strings.TrimSuffix(strings.TrimSpace(err.Error()), "context canceled"); strings.TrimRight(what, ": ") != "" {
-			msg += " while: " + strings.TrimRight(what, ": ")
+		// One line: what is kept, and how to go on; never the raw
+		// cancellation of whatever was running.
+		again := t.Again
+		if again == "" {
+			again = "run the same command again"
 		}
-		hint = t.Interrupted
-		if hint == "" {
-			hint = "run the same command again"
+		committed := fault.CommittedOf(err)
+		if committed == "" {
+			committed = t.Interrupted
 		}
+		msg = "interrupted: " + again
+		if committed != "" {
+			msg = "interrupted: " + committed + ", " + again
+		}
+		hint = ""
 	case fault.Usage:
 		if hint == "" {
 			hint = "run '" + t.Name + " --help' for usage"
@@ -144,7 +162,7 @@ func (t Tool) Print(w io.Writer, err error) {
 			hint = "this is unexpected: please report it with the command you ran"
 		}
 	}
-	if t.Hint != nil {
+	if t.Hint != nil && hint != "" {
 		hint = t.Hint(hint)
 	}
 	if class == fault.Interrupted {

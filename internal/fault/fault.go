@@ -297,3 +297,70 @@ func outermost(err error) (classed, bool) {
 	}
 	return nil, false
 }
+
+// InterruptedError is a run stopped by a signal, with what it had committed
+// when it stopped: the work that knows it (the versions applied, the
+// batches done) says it, so that the tool can tell the operator what is
+// kept before asking them to run the same command again.
+type InterruptedError struct {
+	// Committed says what is kept ("schema 69 to 71 applied; 72 was rolled
+	// back"); "" when the work has nothing to say.
+	Committed string
+	Err       error
+}
+
+func (e *InterruptedError) Error() string {
+	if e.Committed == "" {
+		return "interrupted"
+	}
+	return "interrupted: " + e.Committed
+}
+
+// Unwrap returns the cancellation.
+func (e *InterruptedError) Unwrap() error { return e.Err }
+
+// Class is Interrupted.
+func (e *InterruptedError) Class() Class { return Interrupted }
+
+// Interrupt records what was committed when err is an interruption (see
+// IsInterrupted); any other err, and nil, are returned as they are.
+func Interrupt(err error, committed string) error {
+	if err == nil || !IsInterrupted(err) {
+		return err
+	}
+	return &InterruptedError{Committed: committed, Err: err}
+}
+
+// InterruptCtx is Interrupt for work that ran under ctx: once ctx is
+// cancelled, any error the work returned (a driver's own "interrupted", a
+// half-read answer) is the interruption.
+func InterruptCtx(ctx context.Context, err error, committed string) error {
+	if err != nil && !IsInterrupted(err) && ctx.Err() != nil {
+		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	return Interrupt(err, committed)
+}
+
+// CommittedOf returns what an interrupted run had committed, as the
+// outermost InterruptedError that says it ("" when none does).
+func CommittedOf(err error) string {
+	switch e := err.(type) {
+	case nil:
+		return ""
+	case *InterruptedError:
+		if e.Committed != "" {
+			return e.Committed
+		}
+	}
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		return CommittedOf(u.Unwrap())
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			if c := CommittedOf(e); c != "" {
+				return c
+			}
+		}
+	}
+	return ""
+}

@@ -15,6 +15,7 @@ import (
 	"hsops/internal/db"
 	"hsops/internal/fault"
 	"hsops/internal/proc"
+	"hsops/schema"
 )
 
 // ErrInUse is the refusal to change a database a homeserver is using.
@@ -25,25 +26,35 @@ type Options struct {
 	// AppName is the PostgreSQL application_name of the session. Sessions
 	// of "hsops update_database" tools are not counted as users.
 	AppName string
-	// Force skips the refusals.
+	// Force skips the refusals of a database in use.
 	Force bool
-	// Before runs after the homeserver was found stopped and before the
-	// database is opened: a copy of a PostgreSQL database (CREATE DATABASE
-	// ... TEMPLATE) is made while nobody is connected to it.
+	// Alters says the change alters the schema (a rollback); Writes lists
+	// the tables whose rows it changes (a repair). PostgreSQL tables the
+	// user may not change are refused (see CheckWritable).
+	Alters bool
+	Writes []string
+	// Before runs after every check and before the database is opened for
+	// the change: a copy of a PostgreSQL database (CREATE DATABASE ...
+	// TEMPLATE) is made while nobody is connected to it.
 	Before func(ctx context.Context) error
 }
 
-// Open opens dbc for writing, unless (without Force) the homeserver of cfg
-// is running on it, another process has the SQLite file open, or other
-// sessions are connected to the PostgreSQL database.
+// Open opens dbc for writing. It refuses, before anything is written:
+// while another hsops tool holds the schema lock (naming it); a database
+// the user cannot write (see CheckWritable); and, without Force, while the
+// homeserver of cfg is running on it, another process has the SQLite file
+// open, or other sessions are connected to the PostgreSQL database.
 func Open(ctx context.Context, cfg *config.Config, dbc config.Database, opts Options) (*db.DB, error) {
-	if !opts.Force {
-		if err := refuseIfRunning(cfg, dbc); err != nil {
+	if dbc.IsSQLite() {
+		if err := schema.CheckLockFile(dbc.SQLitePath()); err != nil {
+			return nil, err
+		}
+		if err := checkSQLite(dbc.SQLitePath()); err != nil {
 			return nil, err
 		}
 	}
-	if opts.Before != nil {
-		if err := opts.Before(ctx); err != nil {
+	if !opts.Force {
+		if err := refuseIfRunning(cfg, dbc); err != nil {
 			return nil, err
 		}
 	}
@@ -51,11 +62,34 @@ func Open(ctx context.Context, cfg *config.Config, dbc config.Database, opts Opt
 	if err != nil {
 		return nil, err
 	}
-	if d.Engine == db.Postgres && !opts.Force {
-		if err := refuseIfSessions(ctx, d); err != nil {
+	if d.Engine == db.Postgres {
+		err := schema.CheckLock(ctx, d)
+		if err == nil {
+			err = checkPostgres(ctx, d, opts.Alters, opts.Writes)
+		}
+		if err == nil && !opts.Force {
+			err = refuseIfSessions(ctx, d)
+		}
+		if err != nil {
 			d.Close()
 			return nil, err
 		}
+	}
+	if opts.Before == nil {
+		return d, nil
+	}
+	if d.Engine == db.Postgres {
+		// PostgreSQL copies a database only while nobody is connected.
+		d.Close()
+	}
+	if err := opts.Before(ctx); err != nil {
+		if d.Engine != db.Postgres {
+			d.Close()
+		}
+		return nil, err
+	}
+	if d.Engine == db.Postgres {
+		return db.Open(ctx, dbc, db.Options{AppName: opts.AppName})
 	}
 	return d, nil
 }
@@ -69,10 +103,17 @@ func refuseIfRunning(cfg *config.Config, dbc config.Database) error {
 // pid file, start time and config) runs on the database, or another
 // process holds its SQLite file; then is the advice given after the
 // holder's.
+//
+// Another hsops tool at work on a SQLite database (holding its schema
+// lock, and so its file) is named as the lock's holder: that one is waited
+// for, not stopped.
 func RefuseInUse(cfg *config.Config, dbc config.Database, then string) error {
 	t := proc.TargetOf(cfg)
 	t.SQLite = nil
 	if dbc.IsSQLite() {
+		if err := schema.CheckLockFile(dbc.SQLitePath()); err != nil {
+			return err
+		}
 		t.SQLite = []string{dbc.SQLitePath()}
 	}
 	if err := proc.HomeserverRunning(t).Refusal(then); err != nil {

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -251,6 +253,11 @@ func (p *porter) prepare(ctx context.Context) error {
 	default:
 		p.mode = "synapse"
 	}
+	if set := engine.Schema(); p.srcSt.Version > set.Version {
+		e := set.Newer(p.srcSt)
+		e.Database = p.src.Desc
+		return e
+	}
 	p.res.Mode = p.mode
 	p.res.SchemaVersion = p.srcSt.Version
 	if err := p.checkSource(ctx); err != nil {
@@ -265,6 +272,11 @@ func (p *porter) prepare(ctx context.Context) error {
 	p.res.Target = p.tgt.Desc
 	if p.tgtSt, err = schema.ReadState(ctx, p.tgt, p.tgt.DB); err != nil {
 		return err
+	}
+	if set := engine.Schema(); p.tgtSt.Version > set.Version {
+		e := set.Newer(p.tgtSt)
+		e.Database = p.tgt.Desc
+		return e
 	}
 	if err := schema.Preflight(ctx, p.tgt, p.tgtSt, o.Target.AllowUnsafeLocale); err != nil {
 		return err
@@ -472,7 +484,7 @@ func (p *porter) checkOwnership(ctx context.Context) error {
 			return err
 		}
 		if err == nil && prev != id {
-			return targetErr("%s holds a port of a different database (%s, from %s), not of this one (%s): port into an empty database, or use the same source", p.tgt.Desc, prev, prevPath, id)
+			return targetErr("%s holds a port of a different database (%s, from %s), not of this one (%s): port into an empty database, or use the same source", p.tgt.Desc, readable(prev), prevPath, readable(id))
 		}
 		if err == nil {
 			p.res.Resumed = true
@@ -530,6 +542,21 @@ func (p *porter) checkOwnership(ctx context.Context) error {
 var preparedRows = map[string]bool{
 	"schema_compat_version": true, "applied_module_schemas": true, "background_updates": true,
 	"federation_stream_position": true, "stream_positions": true, "user_directory_stream_pos": true,
+}
+
+// createdMillis is the creation time in an identity (Unix milliseconds).
+var createdMillis = regexp.MustCompile(`created (\d{10,})`)
+
+// readable is an identity for people: its time as a date. The identity
+// itself is kept as recorded, since ports compare it.
+func readable(id string) string {
+	return createdMillis.ReplaceAllStringFunc(id, func(m string) string {
+		ms, err := strconv.ParseInt(strings.TrimPrefix(m, "created "), 10, 64)
+		if err != nil {
+			return m
+		}
+		return "created " + time.UnixMilli(ms).UTC().Format("2006-01-02 15:04:05 UTC")
+	})
 }
 
 // identity names a source database stably across its snapshots: the

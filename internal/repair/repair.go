@@ -66,12 +66,22 @@ func StateGroupEdges(ctx context.Context, cfg *config.Config, opts Options) (*Ed
 	if opts.DryRun {
 		d, err = db.Open(ctx, dbc, db.Options{ReadOnly: true, AppName: app})
 	} else {
-		d, err = offline.Open(ctx, cfg, dbc, offline.Options{AppName: app, Force: opts.Force})
+		d, err = offline.Open(ctx, cfg, dbc, offline.Options{AppName: app, Force: opts.Force, Writes: []string{"state_group_edges"}})
 	}
 	if err != nil {
 		return nil, err
 	}
 	defer d.Close()
+	if !opts.DryRun {
+		// The schema lock keeps an upgrade, a rollback or a run of the
+		// background updates (which builds the index the repair unblocks)
+		// off the table while it changes.
+		lock, err := schema.AcquireLock(ctx, d, "update_database repair")
+		if err != nil {
+			return nil, err
+		}
+		defer lock.Release()
+	}
 	dups, err := ListDuplicateEdges(ctx, d, shown)
 	if err != nil {
 		return nil, err

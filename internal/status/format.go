@@ -16,12 +16,11 @@ func (s Database) Format(w io.Writer, configArg string) {
 	}
 	row("database", "%s (%s: %s)", s.Database, s.Label, strings.Join(s.Stores, ", "))
 	switch s.Kind {
+	case "missing":
+		row("owner", "none: the file does not exist")
+		return
 	case "empty":
 		row("owner", "none: the database is empty")
-		if s.Problem != "" {
-			row("problem", "%s", s.Problem)
-			return
-		}
 		row("next", "update_database --database-config %s creates it at schema %d", configArg, engine.Schema().Version)
 		return
 	case "unknown":
@@ -33,7 +32,10 @@ func (s Database) Format(w io.Writer, configArg string) {
 		row("owner", "hsops engine (created at schema %d on %s)", s.CreatedVersion, s.CreatedAt)
 	}
 	how := "created from the snapshot of this version"
-	if s.Upgraded {
+	switch {
+	case s.RolledBackFrom > 0:
+		how = fmt.Sprintf("rolled back from %d on %s", s.RolledBackFrom, s.RolledBackAt)
+	case s.Upgraded:
 		how = "reached by upgrade"
 	}
 	row("schema version", "%d (%s)", s.Schema, how)
@@ -64,6 +66,8 @@ func (s Database) Format(w io.Writer, configArg string) {
 		row("pending deltas", "not known to hsops: Synapse applies its own when it starts")
 	case s.Problem != "":
 		row("pending deltas", "cannot plan: %s", s.Problem)
+	case s.Note != "":
+		row("pending deltas", "none: %s", s.Note)
 	case len(s.PendingDeltas) == 0:
 		row("pending deltas", "none (up to date)")
 	default:

@@ -7,10 +7,13 @@ package status
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"hsops/internal/config"
-	"hsops/internal/db"
+	"hsops/internal/fault"
 	"hsops/internal/inspect"
 	"hsops/internal/releases"
 	"hsops/schema"
@@ -39,10 +42,32 @@ type Database struct {
 	Updates              []schema.PendingUpdate `json:"pending_background_updates"`
 	CreatedVersion       int                    `json:"created_at_schema,omitempty"`
 	CreatedAt            string                 `json:"created_at,omitempty"`
-	// Problem is why the database cannot be created or planned, if it
-	// cannot.
+	// Note says why nothing is pending on a database newer than hsops
+	// knows that this version may use.
+	Note string `json:"note,omitempty"`
+	// RolledBackFrom is the version the last rollback started from, when
+	// a rollback brought the database to its version (at RolledBackAt).
+	RolledBackFrom int    `json:"rolled_back_from,omitempty"`
+	RolledBackAt   string `json:"rolled_back_at,omitempty"`
+	// Problem is why the database cannot be used, created or planned, if
+	// it cannot.
 	Problem string `json:"problem,omitempty"`
+	problem error
 }
+
+// Err is the problem status reports, with its class and hint (nil when
+// there is none).
+func (s Database) Err() error { return s.problem }
+
+func (s *Database) setProblem(err error) {
+	s.problem = err
+	s.Problem = err.Error()
+}
+
+// ErrMissing is a SQLite database file that does not exist: status says
+// so rather than describe an empty database (a mistyped path).
+var ErrMissing = fault.New(fault.Database, "the SQLite database does not exist",
+	"check database.args.database in <config>; to create a new database there: update_database --database-config <config>")
 
 // Of reads the status of every database of a configuration, in the
 // configuration's order.
@@ -73,9 +98,15 @@ func One(ctx context.Context, dbc config.Database) (Database, error) {
 		s.Updates = []schema.PendingUpdate{}
 	}
 	if ro == nil && dbc.IsSQLite() {
-		if err := db.CheckCreatable(dbc.SQLitePath()); err != nil {
-			s.Problem = err.Error()
+		s.Kind = "missing"
+		path := dbc.SQLitePath()
+		err := fmt.Errorf("%w: %q", ErrMissing, path)
+		if st, serr := os.Stat(filepath.Dir(path)); serr != nil || !st.IsDir() {
+			err = fault.Wrap(fault.Database, fmt.Errorf("%w: %q (its directory does not exist either)", ErrMissing, path),
+				"check database.args.database in <config>: a mistyped path?")
 		}
+		s.setProblem(err)
+		return s, nil
 	}
 	s.versions(st)
 	if st.Kind == schema.KindEngine || st.Kind == schema.KindEmpty {
@@ -93,9 +124,13 @@ func (s *Database) versions(st *schema.State) {
 	if n := len(st.Applied); n > 0 {
 		s.NewestApplied = st.Applied[n-1]
 	}
-	if st.Mark != nil {
-		s.CreatedVersion = st.Mark.CreatedVersion
-		s.CreatedAt = time.UnixMilli(st.Mark.CreatedTS).UTC().Format(time.RFC3339)
+	if m := st.Mark; m != nil {
+		s.CreatedVersion = m.CreatedVersion
+		s.CreatedAt = time.UnixMilli(m.CreatedTS).UTC().Format(time.RFC3339)
+		if m.RolledBackFrom > 0 && m.RolledBackTo == st.Version {
+			s.RolledBackFrom = m.RolledBackFrom
+			s.RolledBackAt = time.UnixMilli(m.RolledBackTS).UTC().Format(time.RFC3339)
+		}
 	}
 	if !st.HasVersion {
 		return
@@ -117,8 +152,11 @@ func (s *Database) versions(st *schema.State) {
 func (s *Database) pending(st *schema.State, dbc config.Database) {
 	plan, err := engine.Schema().Plan(st, inspect.EngineOf(dbc), schema.Options{Stores: dbc.DataStores, Worker: false})
 	if err != nil {
-		s.Problem = err.Error()
+		s.setProblem(err)
 		return
+	}
+	if plan.Note != "" && st.Version > engine.Schema().Version {
+		s.Note = plan.Note
 	}
 	s.PendingTarget = plan.Target
 	for _, step := range plan.Steps {

@@ -150,8 +150,11 @@ func fromDatabase(st *schema.State) inferred {
 		return inferred{}
 	}
 	if matching := runningOn(st); len(matching) > 0 {
-		how := fmt.Sprintf("inferred from the database (schema %d, compat %d): one of %s; the oldest is assumed, so notes may include ones already applied",
-			st.Version, st.Compat, releases.Series(matching))
+		how := fmt.Sprintf("inferred from the database (schema %d, compat %d): %s", st.Version, st.Compat, matching[0].Tag())
+		if len(matching) > 1 {
+			how = fmt.Sprintf("inferred from the database (schema %d, compat %d): one of %s; the oldest is assumed, so notes may include ones already applied",
+				st.Version, st.Compat, releases.Series(matching))
+		}
 		return inferred{version: matching[0].Version, how: how, like: releases.Series(matching)}
 	}
 	return inferred{how: fmt.Sprintf("no release hsops knows runs on the database (schema %d, compat %d)", st.Version, st.Compat)}

@@ -173,8 +173,8 @@ func Run(ctx context.Context, d *Deployment, inst Installation, to *semver.Versi
 		return r.Findings[j].Note.SemVer().LessThan(r.Findings[i].Note.SemVer())
 	})
 	c := r.Counts()
-	r.Summary = fmt.Sprintf("%d blockers, %d actions needed, %d ok, %d to read (not checkable), %d not applicable",
-		c[Blocker], c[Action], c[OK], c[NotCheckable], c[NotApplicable])
+	r.Summary = fmt.Sprintf("%s, %s, %d ok, %d to read (not checkable), %d not applicable",
+		plural(c[Blocker], "blocker", "blockers"), plural(c[Action], "action needed", "actions needed"), c[OK], c[NotCheckable], c[NotApplicable])
 	return r
 }
 
@@ -287,4 +287,12 @@ func audience(d *Deployment, applies []string) (present, known bool) {
 		}
 	}
 	return false, known
+}
+
+// plural says n of something, in the singular for one.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

@@ -5,13 +5,14 @@ import (
 	"database/sql"
 	"fmt"
 	"sort"
+	"strings"
 
 	"hsops/internal/db"
 )
 
 // Store reads and writes the bookkeeping rows of databases of one engine.
 // The engine only decides how query arguments are written, so the zero
-// Store serves the reads that take none (Version, Compat, Applied, Mark,
+// Store serves the reads that take none (Version, Compat, Applied,
 // Updates); everything else needs New.
 type Store struct {
 	engine db.Engine
@@ -27,6 +28,10 @@ type Mark struct {
 	Engine         string
 	CreatedVersion int
 	CreatedTS      int64
+	// RolledBackFrom and RolledBackTo are the versions of the last
+	// rollback (0 when none is recorded), RolledBackTS when it ran.
+	RolledBackFrom, RolledBackTo int
+	RolledBackTS                 int64
 }
 
 // Update is a row of background_updates: a pending background update.
@@ -106,7 +111,65 @@ func (s Store) Mark(ctx context.Context, q db.Querier) (*Mark, error) {
 	case err != nil:
 		return nil, fmt.Errorf("read hsops_engine: %w", err)
 	}
+	// Marks written before rollbacks were recorded lack the columns.
+	has, err := s.hasColumn(ctx, q, "hsops_engine", "rolled_back_from")
+	if err != nil || !has {
+		return &m, err
+	}
+	var from, to, ts sql.NullInt64
+	if err := q.QueryRowContext(ctx, "SELECT rolled_back_from, rolled_back_to, rolled_back_ts FROM hsops_engine").Scan(&from, &to, &ts); err != nil {
+		return nil, fmt.Errorf("read hsops_engine: %w", err)
+	}
+	m.RolledBackFrom, m.RolledBackTo, m.RolledBackTS = int(from.Int64), int(to.Int64), ts.Int64
 	return &m, nil
+}
+
+// RecordRollback records on the mark a rollback from one version to
+// another at ts (Unix milliseconds), adding the columns to a mark written
+// before they existed.
+func (s Store) RecordRollback(ctx context.Context, q db.Querier, from, to int, ts int64) error {
+	has, err := s.hasColumn(ctx, q, "hsops_engine", "rolled_back_from")
+	if err != nil {
+		return err
+	}
+	if !has {
+		for _, col := range []string{"rolled_back_from INTEGER", "rolled_back_to INTEGER", "rolled_back_ts BIGINT"} {
+			if _, err := q.ExecContext(ctx, "ALTER TABLE hsops_engine ADD COLUMN "+col); err != nil {
+				return fmt.Errorf("update hsops_engine: %w", err)
+			}
+		}
+	}
+	if _, err := q.ExecContext(ctx, s.rebind("UPDATE hsops_engine SET rolled_back_from = ?, rolled_back_to = ?, rolled_back_ts = ?"), from, to, ts); err != nil {
+		return fmt.Errorf("update hsops_engine: %w", err)
+	}
+	return nil
+}
+
+// hasColumn reports whether a table has a column, from the catalog (a
+// SELECT * would leave PostgreSQL a cached plan that a new column breaks).
+// Names are written in the query, which then needs no argument: the zero
+// Store asks PostgreSQL's catalog first, then SQLite's.
+func (s Store) hasColumn(ctx context.Context, q db.Querier, table, column string) (bool, error) {
+	lit := func(v string) string { return "'" + strings.ReplaceAll(v, "'", "''") + "'" }
+	pg := "SELECT count(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = " + lit(table) + " AND column_name = " + lit(column)
+	lite := "SELECT count(*) FROM pragma_table_info(" + lit(table) + ") WHERE name = " + lit(column)
+	var queries []string
+	switch s.engine {
+	case db.Postgres:
+		queries = []string{pg}
+	case db.SQLite:
+		queries = []string{lite}
+	default:
+		queries = []string{pg, lite}
+	}
+	var err error
+	for _, query := range queries {
+		var n int
+		if err = q.QueryRowContext(ctx, query).Scan(&n); err == nil {
+			return n > 0, nil
+		}
+	}
+	return false, fmt.Errorf("read the columns of %s: %w", table, err)
 }
 
 // Updates lists the pending background updates in the order the scheduler
