@@ -56,21 +56,21 @@ func printRepair(g *globals, r *repair.EdgesReport, dryRun bool) {
 	}
 	res := r.Result
 	if res.Pairs == 0 {
-		fmt.Fprintf(g.stdout, "%s: no duplicate state_group_edges rows (%d rows); nothing to do\n", r.Database, res.Remaining)
+		fmt.Fprintf(g.stdout, "%s: no duplicate state_group_edges rows (%s); nothing to do\n", r.Database, plural(int(res.Remaining), "row"))
 		return
 	}
-	fmt.Fprintf(g.stdout, "%s: %d duplicated (state_group, prev_state_group) pairs, %d extra rows\n", r.Database, res.Pairs, res.Removed)
+	fmt.Fprintf(g.stdout, "%s: %s, %s\n", r.Database, plural(int(res.Pairs), "duplicated (state_group, prev_state_group) pair"), plural(int(res.Removed), "extra row"))
 	for _, e := range r.Duplicates {
 		fmt.Fprintf(g.stdout, "  state_group %d -> prev_state_group %d: %d copies\n", e.StateGroup, e.PrevStateGroup, e.Count)
 	}
 	if n := r.More(); n > 0 {
-		fmt.Fprintf(g.stdout, "  ... and %d more pairs\n", n)
+		fmt.Fprintf(g.stdout, "  ... and %d more\n", n)
 	}
 	if dryRun {
-		fmt.Fprintf(g.stdout, "would remove %d rows, keeping one of each pair; nothing was changed (--dry-run)\n", res.Removed)
+		fmt.Fprintf(g.stdout, "would remove %s, keeping one of each pair; nothing was changed (--dry-run)\n", plural(int(res.Removed), "row"))
 		return
 	}
-	fmt.Fprintf(g.stdout, "removed %d rows in one transaction; %d rows remain, each pair once\n", res.Removed, res.Remaining)
+	fmt.Fprintf(g.stdout, "removed %s in one transaction; %s remain, each pair once\n", plural(int(res.Removed), "row"), plural(int(res.Remaining), "row"))
 	if r.Engine {
 		fmt.Fprintf(g.stdout, "next: update_database --database-config %s --run-background-updates\n", g.configArg())
 	} else {

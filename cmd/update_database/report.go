@@ -67,9 +67,9 @@ func (r *reporter) schemaResult(desc string, res *schema.Result) {
 	case p.Create && len(p.Steps) == 0:
 		r.line("%s: created at schema %d in %s", desc, res.Version, round(res.Duration))
 	case p.Create:
-		r.line("%s: created at schema %d and upgraded to %d (%d deltas) in %s", desc, p.Snapshot, res.Version, len(res.Applied), round(res.Duration))
+		r.line("%s: created at schema %d and upgraded to %d (%s) in %s", desc, p.Snapshot, res.Version, plural(len(res.Applied), "delta"), round(res.Duration))
 	default:
-		r.line("%s: upgraded from schema %d to %d (%d deltas in %d versions) in %s", desc, p.State.Version, res.Version, len(res.Applied), len(p.Steps), round(res.Duration))
+		r.line("%s: upgraded from schema %d to %d (%s in %s) in %s", desc, p.State.Version, res.Version, plural(len(res.Applied), "delta"), plural(len(p.Steps), "version"), round(res.Duration))
 	}
 }
 
