@@ -13,19 +13,17 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"hsops/internal/config"
 	"hsops/internal/db"
 	"hsops/internal/dbtest"
+	"hsops/internal/usertest"
 	"hsops/schema"
 	"hsops/schema/engine"
 )
@@ -44,37 +42,6 @@ func runTool(t *testing.T, cmd *exec.Cmd) (stdout, stderr string, code int) {
 		t.Fatalf("%s: %v", cmd.Path, err)
 	}
 	return out.String(), errOut.String(), code
-}
-
-// nobody is the credential of the user nobody, for running the tool as a
-// user who does not own the database; the test needs root to switch.
-func nobody(t *testing.T) *syscall.Credential {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("running the tool as another user needs root")
-	}
-	u, err := user.Lookup("nobody")
-	if err != nil {
-		t.Skipf("no user nobody: %v", err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}
-}
-
-// openDir is a directory everyone can enter (t.TempDir is the owner's
-// only), removed when the test ends.
-func openDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "hsops-perm-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
 }
 
 // listing is the names, modes and contents of the files of a directory.
@@ -104,8 +71,8 @@ func listing(t *testing.T, dir string) string {
 // anything is written, in the permission class (15), naming the user and
 // the owner, and leaves nothing behind (no rollback copy, no lock file).
 func TestNotWritable_RefusedAsPermission(t *testing.T) {
-	cred := nobody(t)
-	dir := openDir(t)
+	nobody := usertest.Nobody(t)
+	dir := usertest.Dir(t)
 	bin := filepath.Join(dir, "update_database")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
@@ -141,15 +108,18 @@ func TestNotWritable_RefusedAsPermission(t *testing.T) {
 		name    string
 		setup   func() error
 		message string
+		hint    string
 	}{
 		{"a file of root's in a writable directory", func() error { return os.Chmod(data, 0o777) },
-			fmt.Sprintf(`update_database: error: SQLite database %q is not writable by user nobody \(owner root\)`, path)},
+			fmt.Sprintf(`update_database: error: SQLite database %q is not writable by user nobody \(uid %d\): it belongs to root \(uid 0\), mode 0644`, path, nobody.UID),
+			fmt.Sprintf(`hint: nothing was changed: run it as root (the owner), or let nobody write there (e.g. chown nobody %q)`, path)},
 		{"its own file in a directory of root's", func() error {
 			if err := os.Chmod(data, 0o755); err != nil {
 				return err
 			}
-			return os.Chown(path, int(cred.Uid), int(cred.Gid))
-		}, fmt.Sprintf(`update_database: error: the directory %q of SQLite database %q is not writable by user nobody \(owner root\): the lock file and SQLite's journal are written there`, data, path)},
+			return os.Chown(path, nobody.UID, nobody.GID)
+		}, fmt.Sprintf(`update_database: error: the directory %q of SQLite database %q is not writable by user nobody \(uid %d\): it belongs to root \(uid 0\), mode 0755; the lock file, SQLite's journal and a rollback's copy are written there`, data, path, nobody.UID),
+			fmt.Sprintf(`hint: nothing was changed: run it as root (the owner), or let nobody write there (e.g. chown nobody %q)`, data)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.setup(); err != nil {
@@ -157,8 +127,7 @@ func TestNotWritable_RefusedAsPermission(t *testing.T) {
 			}
 			before := listing(t, data)
 			for _, args := range commands {
-				cmd := exec.Command(bin, args...)
-				cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+				cmd := nobody.Command(bin, args...)
 				_, stderr, code := runTool(t, cmd)
 				if code != 15 {
 					t.Errorf("%s: exit %d, want 15 (permission)\n%s", args[0], code, stderr)
@@ -166,8 +135,8 @@ func TestNotWritable_RefusedAsPermission(t *testing.T) {
 				if !regexp.MustCompile(`(?m)^` + tc.message + `$`).MatchString(stderr) {
 					t.Errorf("%s: stderr does not say %q:\n%s", args[0], tc.message, stderr)
 				}
-				if !strings.Contains(stderr, "hint: nothing was changed: run it as the homeserver's user, e.g. sudo -u root followed by the same command") {
-					t.Errorf("%s: no hint to run it as the homeserver's user:\n%s", args[0], stderr)
+				if !strings.Contains(stderr, tc.hint) {
+					t.Errorf("%s: no hint %q:\n%s", args[0], tc.hint, stderr)
 				}
 				if after := listing(t, data); after != before {
 					t.Errorf("%s changed the directory:\nbefore:\n%s\nafter:\n%s", args[0], before, after)

@@ -36,8 +36,9 @@ func databaseFacts(ctx context.Context, d *Deployment, to *semver.Version, check
 	var out []Finding
 	if newest := releases.NewestFact(); d.State.Version > newest.Schema || d.State.Compat > newest.Schema {
 		out = append(out, fact("newer-than-known", "The database is newer than any release hsops knows",
-			blocker(fmt.Sprintf("the database is at schema %d/compat %d; hsops's release facts end at %s (schema %d): a later release wrote it, and what it needs is unknown here",
-				d.State.Version, d.State.Compat, newest.Tag(), newest.Schema), "use an hsops version whose release facts cover this database")))
+			blocker(fmt.Sprintf("the database is newer than what hsops knows: it is at schema %d/compat %d, and hsops's release facts end at %s (schema %d): a later release wrote it, and what it needs is unknown here",
+				d.State.Version, d.State.Compat, newest.Tag(), newest.Schema),
+				"use the release that wrote it: it runs on the database, and its own rollback (if it documents one) takes the database back to a schema hsops knows")))
 	}
 	if !checked["state_group_edges_duplicates"] {
 		out = append(out, fact("state-group-edges", "Duplicated state_group_edges rows", checkEdges(ctx, d, releases.Note{}, to)))
