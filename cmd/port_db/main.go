@@ -91,7 +91,8 @@ PostgreSQL and start. Killing it at any moment and running it again is safe.
 (a complete Synapse config loads; only the database section and server_name
 are used). An hsops engine database is ported into a schema created for it at
 the source's schema version; a Synapse database into a schema Synapse prepared
-(update_synapse_database --database-config homeserver-postgres.yaml).
+by the Synapse release at the source's schema version (update_synapse_database
+--database-config with this config; the refusal names the release).
 
 It is compatible with Synapse's synapse_port_db: a port begun by either can be
 finished by the other (the progress is in port_from_sqlite3).
@@ -141,8 +142,15 @@ func runPort(ctx context.Context, o *options) error {
 	if !target.IsPostgres() {
 		return fault.Errorf(fault.NotPostgres, "set database.name to psycopg2 in "+o.pgConfig, "database must use the 'psycopg2' connector")
 	}
+	if cfg.ServerName == "" {
+		// Synapse's porter loads the config as a homeserver does, which
+		// requires it; it checks the source's users against it.
+		return fault.Errorf(fault.Config, fmt.Sprintf("add server_name: <the homeserver's name, the one the SQLite database was created with> to %s; nothing was changed", o.pgConfig),
+			"%s has no server_name: port_db checks that every user in the SQLite database belongs to it, as Synapse's synapse_port_db does", o.pgConfig)
+	}
 	out := newProgress(o)
 	res, err := porter.Run(ctx, porter.Options{
+		ConfigPath: o.pgConfig,
 		SQLitePath: o.sqlitePath, Target: target, ServerName: cfg.ServerName, BatchSize: o.batchSize, Jobs: o.jobs,
 		Verify: o.verify, DryRun: o.dryRun, AllowInUse: o.allowInUse, Progress: out.event,
 	})

@@ -17,6 +17,7 @@ import (
 	"hsops/internal/db"
 	"hsops/internal/fault"
 	"hsops/internal/proc"
+	"hsops/internal/releases"
 	"hsops/schema"
 	"hsops/schema/engine"
 )
@@ -37,6 +38,9 @@ var (
 type Options struct {
 	SQLitePath string
 	Target     config.Database
+	// ConfigPath is the target's config file as the operator named it,
+	// for the commands the messages give ("" says <config>).
+	ConfigPath string
 	// ServerName is the target config's server_name; users of another
 	// server in the source are refused, as Synapse does.
 	ServerName string
@@ -432,15 +436,46 @@ func (p *porter) checkIntegrity(ctx context.Context) error {
 	return nil
 }
 
+// prepareWithSynapse says how to prepare a target for a Synapse source:
+// with the Synapse release that runs at the source's versions (from the
+// release facts), on the operator's own config.
+func (p *porter) prepareWithSynapse() string {
+	cfg := p.opts.ConfigPath
+	if cfg == "" {
+		cfg = "<config>"
+	}
+	release := fmt.Sprintf("the Synapse release at schema %d", p.srcSt.Version)
+	if fs := releases.Matching(p.srcSt.Version, p.srcSt.Compat); len(fs) > 0 {
+		release = "Synapse " + minorSeries(fs)
+		if len(fs) > 1 {
+			release = "one of Synapse " + minorSeries(fs)
+		}
+		release += fmt.Sprintf(" (schema %d)", p.srcSt.Version)
+	}
+	return fmt.Sprintf("nothing was written: prepare it with %s: update_synapse_database --database-config %s, then run the same command again (or port with that release's own synapse_port_db)",
+		release, cfg)
+}
+
+// minorSeries names releases by their minor series: "v1.98.x",
+// "v1.96.x to v1.97.x".
+func minorSeries(fs []releases.SchemaFact) string {
+	minor := func(f releases.SchemaFact) string {
+		return fmt.Sprintf("v%d.%d.x", f.Version.Major(), f.Version.Minor())
+	}
+	if len(fs) == 1 {
+		return minor(fs[0])
+	}
+	return minor(fs[0]) + " to " + minor(fs[len(fs)-1])
+}
+
 // checkTarget decides whether the target can receive this source.
 func (p *porter) checkTarget(ctx context.Context) error {
 	src, tgt := p.srcSt, p.tgtSt
 	switch tgt.Kind {
 	case schema.KindEmpty:
 		if p.mode == "synapse" {
-			return targetErr("%s is empty, and the source is a Synapse database, whose schema hsops does not create: "+
-				"prepare the target with Synapse first, at the source's schema version %d: "+
-				"update_synapse_database --database-config homeserver-postgres.yaml", p.tgt.Desc, src.Version)
+			return fault.Wrap(fault.Target, targetErr("%s is empty, and the source is a Synapse database (schema %d, compat %d), whose schema hsops does not create",
+				p.tgt.Desc, src.Version, src.Compat), p.prepareWithSynapse())
 		}
 		return nil
 	case schema.KindUnknown:

@@ -13,6 +13,7 @@ import (
 	"hsops/internal/config"
 	"hsops/internal/db"
 	"hsops/internal/dbtest"
+	"hsops/internal/fault"
 	"hsops/internal/gen"
 	"hsops/internal/pgtest"
 	"hsops/internal/sequences"
@@ -180,9 +181,10 @@ func TestPort_SynapseFixtureNeedsAPreparedTarget(t *testing.T) {
 		t.Fatal(err)
 	}
 	tgt := pgtest.NewDatabase(t)
-	_, err = port(t, src, tgt.Config, func(o *Options) { o.ServerName = "localhost" })
-	if !errors.Is(err, ErrTarget) || !strings.Contains(err.Error(), "update_synapse_database --database-config") {
-		t.Fatalf("got %v, want the target refused with the Synapse hint", err)
+	_, err = port(t, src, tgt.Config, func(o *Options) { o.ServerName = "localhost"; o.ConfigPath = "/etc/pg.yaml" })
+	want := "nothing was written: prepare it with Synapse v1.98.x (schema 83): update_synapse_database --database-config /etc/pg.yaml, then run the same command again (or port with that release's own synapse_port_db)"
+	if !errors.Is(err, ErrTarget) || fault.HintOf(err) != want {
+		t.Fatalf("got %v (hint %q), want the target refused with the Synapse hint", err, fault.HintOf(err))
 	}
 	if strings.Contains(err.Error(), "source refused") {
 		t.Fatalf("the source checks failed: %v", err)
