@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -217,4 +219,64 @@ func openTarget(t *testing.T, tgt pgtest.Database) *db.DB {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// TestInterrupt_SaysWhatIsCommitted stops a port with Ctrl-C (SIGINT) after
+// its first committed batch: it exits 130 with one line saying what the
+// copy kept and to run the same command again (never a raw "context
+// canceled"), and the same command then finishes the port.
+func TestInterrupt_SaysWhatIsCommitted(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "port_db")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	src := filepath.Join(dir, "homeserver.db")
+	if err := makeSource(src, gen.Params{Users: 20, Rooms: 3, Messages: 2000, Backfilled: 2, Seed: 3}); err != nil {
+		t.Fatal(err)
+	}
+	tgt := pgtest.NewDatabase(t)
+	cfg := filepath.Join(dir, "pg.yaml")
+	if err := os.WriteFile(cfg, []byte("server_name: example.org\n"+tgt.YAML()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--sqlite-database", src, "--postgres-config", cfg, "--batch-size", "20", "--jobs", "1"}
+	cmd := exec.Command(bin, append(args, "--json")...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 1<<16), 1<<22)
+	signalled := false
+	for sc.Scan() {
+		var ev porter.Event
+		if !signalled && json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Type == "batch" {
+			if err := cmd.Process.Signal(os.Interrupt); err != nil {
+				t.Fatal(err)
+			}
+			signalled = true
+		}
+	}
+	err = cmd.Wait()
+	if !signalled {
+		t.Fatalf("no batch was reported: %v\n%s", err, stderr.String())
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
+		t.Fatalf("interrupted port: %v, want exit 130\n%s", err, stderr.String())
+	}
+	want := regexp.MustCompile(`^port_db: interrupted: \d+ of \d+ tables copied by this run(; the one being copied keeps its committed batches|; the \d+ being copied keep their committed batches)?, run the same command again\n$`)
+	t.Logf("%s", stderr.String())
+	if got := stderr.String(); !want.MatchString(got) || strings.Contains(got, "context canceled") {
+		t.Errorf("an interrupted port says:\n%s", got)
+	}
+	if out, err := exec.Command(bin, append(args, "--verify")...).CombinedOutput(); err != nil {
+		t.Fatalf("the same command again: %v\n%s", err, out)
+	}
 }

@@ -30,6 +30,8 @@ type progress struct {
 	// copy began (the "plan" event).
 	base      int64
 	copyStart time.Time
+	// closing: the last redraw, after the copy.
+	closing bool
 }
 
 type tableProgress struct {
@@ -46,13 +48,14 @@ func newProgress(o *options) *progress {
 func (p *progress) event(ev porter.Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.track(ev)
 	if p.o.json {
+		// The bookkeeping above still says what an interruption kept.
 		p.jsonl.Emit(ev)
 		return
 	}
 	switch ev.Type {
 	case "state":
-		p.state = ev.State
 		if p.tty {
 			p.redraw(true)
 		} else {
@@ -71,10 +74,32 @@ func (p *progress) event(ev porter.Event) {
 		}
 		p.redraw(true)
 	case "plan":
-		p.base, p.copyStart = ev.Done, time.Now()
 		if !p.tty {
 			fmt.Fprintf(p.o.stdout, "%d rows to copy (%d already ported)\n", ev.Total-ev.Done, ev.Done)
 		}
+	case "table", "batch", "table_done":
+		t := p.tables[ev.Table]
+		if p.tty {
+			p.redraw(ev.Type == "table_done")
+			return
+		}
+		now := time.Now()
+		if ev.Type == "table_done" || p.o.verbose || now.Sub(t.lastLine) >= 3*time.Second {
+			if t.total > 0 && (ev.Type != "table" || p.o.verbose) {
+				fmt.Fprintf(p.o.stdout, "%s: %d%% (%d/%d)\n", ev.Table, t.done*100/t.total, t.done, t.total)
+			}
+			t.lastLine = now
+		}
+	}
+}
+
+// track keeps the state, the plan and each table's progress.
+func (p *progress) track(ev porter.Event) {
+	switch ev.Type {
+	case "state":
+		p.state = ev.State
+	case "plan":
+		p.base, p.copyStart = ev.Done, time.Now()
 	case "pending":
 		p.tables[ev.Table] = &tableProgress{done: ev.Done, total: ev.Total}
 	case "table", "batch", "table_done":
@@ -89,17 +114,6 @@ func (p *progress) event(ev porter.Event) {
 			t.finished = true
 		}
 		p.bytes += ev.Bytes
-		if p.tty {
-			p.redraw(ev.Type == "table_done")
-			return
-		}
-		now := time.Now()
-		if ev.Type == "table_done" || p.o.verbose || now.Sub(t.lastLine) >= 3*time.Second {
-			if t.total > 0 && (ev.Type != "table" || p.o.verbose) {
-				fmt.Fprintf(p.o.stdout, "%s: %d%% (%d/%d)\n", ev.Table, t.done*100/t.total, t.done, t.total)
-			}
-			t.lastLine = now
-		}
 	}
 }
 
@@ -129,6 +143,25 @@ func (p *progress) committed() string {
 		msg += fmt.Sprintf("; the %d being copied keep their committed batches", started)
 	}
 	return msg
+}
+
+// rateWindow is how long the copy runs before its rates are shown: the
+// first batches land within milliseconds of the start (and bytes before
+// rows), so a rate over them says nothing (it was millions of rows/s).
+const rateWindow = 2 * time.Second
+
+// speed says the copy's rates and the time left, from what this run copied
+// (rows, bytes) in elapsed, with left rows to go; "measuring" until
+// rateWindow has passed and a row was copied (final: the copy is over, its
+// rates are what they are).
+func speed(rows, left, bytes int64, elapsed time.Duration, final bool) string {
+	if (elapsed < rateWindow && !final) || rows <= 0 || elapsed <= 0 {
+		return "rate: measuring"
+	}
+	secs := elapsed.Seconds()
+	rate := float64(rows) / secs
+	eta := time.Duration(float64(left) / rate * float64(time.Second)).Round(time.Second)
+	return fmt.Sprintf("%.0f rows/s  %.1f MB/s  ETA %s", rate, float64(bytes)/1e6/secs, eta)
 }
 
 func bar(done, total int64, width int) string {
@@ -175,20 +208,12 @@ func (p *progress) redraw(force bool) {
 	if since.IsZero() {
 		since = p.start
 	}
-	elapsed := time.Since(since).Seconds()
+	elapsed := time.Since(since)
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s...\n", p.state)
 	if total > 0 {
-		rate := float64(0)
-		if elapsed > 0 {
-			rate = float64(done-p.base) / elapsed
-		}
-		eta := "?"
-		if rate > 0 {
-			eta = (time.Duration(float64(total-done)/rate) * time.Second).Round(time.Second).String()
-		}
-		fmt.Fprintf(&b, "%s %3d%% %d/%d rows  %.0f rows/s  %.1f MB/s  ETA %s  (%d tables done)\n",
-			bar(done, total, 30), done*100/total, done, total, rate, float64(p.bytes)/1e6/max(elapsed, 0.001), eta, finished)
+		fmt.Fprintf(&b, "%s %3d%% %d/%d rows  %s  (%d tables done)\n",
+			bar(done, total, 30), done*100/total, done, total, speed(done-p.base, total-done, p.bytes, elapsed, p.closing), finished)
 	}
 	for i, name := range active {
 		if i == 8 {
@@ -211,6 +236,7 @@ func (p *progress) close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.tty {
+		p.closing = true
 		p.redraw(true)
 	}
 }
