@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -146,6 +147,10 @@ func TestPort_RefusesBadTargets(t *testing.T) {
 		_, err := port(t, other, tgt.Config)
 		if !errors.Is(err, ErrTarget) || !strings.Contains(err.Error(), "holds a port of a different database") {
 			t.Fatalf("got %v", err)
+		}
+		// The identities' creation times are dates, not Unix milliseconds.
+		if regexp.MustCompile(`created \d{10,}`).MatchString(err.Error()) || !regexp.MustCompile(`created \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC`).MatchString(err.Error()) {
+			t.Errorf("the identities are not readable: %v", err)
 		}
 	})
 	t.Run("rowids moved between runs", func(t *testing.T) {
