@@ -2,8 +2,12 @@ package schema
 
 import (
 	"context"
+	"database/sql"
+	"errors"
+	"fmt"
 
 	"hsops/internal/db"
+	"hsops/internal/fault"
 	"hsops/schema/bookkeeping"
 )
 
@@ -71,6 +75,9 @@ func (s *State) IsApplied(key string) bool { return s.applied[key] }
 
 // ReadState reads a database's schema bookkeeping without writing anything.
 func ReadState(ctx context.Context, d *db.DB, q db.Querier) (*State, error) {
+	if err := checkReadable(ctx, d, q); err != nil {
+		return nil, err
+	}
 	tables, err := d.Tables(ctx, q)
 	if err != nil {
 		return nil, err
@@ -139,4 +146,42 @@ var bookkeepingTables = map[string]bool{"schema_version": true, "schema_compat_v
 // on both engines, so the zero Store reads it.
 func ReadUpdates(ctx context.Context, q db.Querier) ([]PendingUpdate, error) {
 	return bookkeeping.Store{}.Updates(ctx, q)
+}
+
+// UnreadableError is a PostgreSQL database whose bookkeeping the session's
+// user may not read: the tables belong to a role it is not a member of.
+// (information_schema hides such tables, which made the database look like
+// it had no schema_version.)
+type UnreadableError struct {
+	Database, User, Table, Owner string
+}
+
+func (e *UnreadableError) Error() string {
+	return fmt.Sprintf("%s is not readable by user %s: table %s is owned by role %s", e.Database, e.User, e.Table, e.Owner)
+}
+
+// Class is fault.Permission.
+func (e *UnreadableError) Class() fault.Class { return fault.Permission }
+
+// Hint says whom to run it as.
+func (e *UnreadableError) Hint() string {
+	return fmt.Sprintf("nothing was changed: run it with the homeserver's database user (the database args of <config>), which owns the tables (%s)", e.Owner)
+}
+
+// checkReadable refuses a PostgreSQL schema_version the user may not read.
+func checkReadable(ctx context.Context, d *db.DB, q db.Querier) error {
+	if d.Engine != db.Postgres {
+		return nil
+	}
+	var user, owner string
+	err := q.QueryRowContext(ctx, `SELECT current_user, tableowner FROM pg_tables
+		WHERE schemaname = current_schema() AND tablename = 'schema_version'
+		  AND NOT has_table_privilege(quote_ident(schemaname) || '.' || quote_ident(tablename), 'SELECT')`).Scan(&user, &owner)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("ask %s whether schema_version is readable: %w", d.Desc, err)
+	}
+	return &UnreadableError{Database: d.Desc, User: user, Table: "schema_version", Owner: owner}
 }

@@ -65,6 +65,9 @@ func Open(ctx context.Context, cfg *config.Config, dbc config.Database, opts Opt
 	if d.Engine == db.Postgres {
 		err := schema.CheckLock(ctx, d)
 		if err == nil {
+			err = db.CheckWritable(ctx, d)
+		}
+		if err == nil {
 			err = checkPostgres(ctx, d, opts.Alters, opts.Writes)
 		}
 		if err == nil && !opts.Force {
