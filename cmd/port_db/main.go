@@ -38,6 +38,7 @@ var tool = cli.Tool{
 		{Class: fault.Version, Meaning: "refused: versions (a database newer than hsops knows, PostgreSQL too old, wrong encoding or locale)"},
 		{Class: fault.Locked, Meaning: "another process is changing the target's schema"},
 		{Class: fault.InUse, Meaning: "the SQLite database is open in another process (--allow-in-use to port anyway)"},
+		{Class: fault.Permission, Meaning: "refused: the --postgres-config user may not read the target's tables (they belong to another role)"},
 		{Class: fault.Source, Meaning: "the SQLite database was refused (corrupt, auto_vacuum on, pending background updates,\nrowids moved since the last run, older than what was already ported, tables or columns the target schema lacks)"},
 		{Class: fault.Target, Meaning: "the PostgreSQL database was refused (a port of a different source, written to by the homeserver\nsince the last port, a schema at another version or not prepared)"},
 		{Class: fault.Verify, Meaning: "--verify found differences between the two databases"},

@@ -38,7 +38,7 @@ var tool = cli.Tool{
 		{Class: fault.InUse, Meaning: "refused: the homeserver is running on the database (stop it first)"},
 		{Class: fault.Backup, Meaning: "rollback: the copy of the database made first failed (nothing was changed)"},
 		{Class: fault.NotConfirmed, Meaning: "rollback: not confirmed (nothing was changed; see --yes)"},
-		{Class: fault.Permission, Meaning: "refused: this user cannot write the database, its directory or its lock file (run it as the homeserver's user)"},
+		{Class: fault.Permission, Meaning: "refused: this user cannot write (or read) the database, its directory or its lock file (run it as the homeserver's user), or the PostgreSQL session is read-only (a replica)"},
 		{Class: fault.Down, Meaning: "background enabled: the homeserver cannot be reached"},
 		{Class: fault.Rejected, Meaning: "background enabled: the homeserver refused the request (not an admin's token)"},
 		{Class: fault.Internal, Meaning: "internal error"},
