@@ -117,20 +117,24 @@ func (c *bgController) loop() {
 	defer close(c.done)
 	for {
 		busy := false
-		if c.isEnabled() {
-			for _, d := range c.s.dbs {
-				select {
-				case <-c.stopCh:
-					return
-				default:
-				}
-				done, err := c.step(d)
-				if err != nil {
-					c.s.log.Errorf("%s: %v", d.Desc, err)
-					continue
-				}
-				busy = busy || !done
+		for _, d := range c.s.dbs {
+			select {
+			case <-c.stopCh:
+				return
+			default:
 			}
+			// Checked before every batch: a job queued just after the
+			// updates were disabled waits for them to be enabled again.
+			if !c.isEnabled() {
+				busy = false
+				break
+			}
+			done, err := c.step(d)
+			if err != nil {
+				c.s.log.Errorf("%s: %v", d.Desc, err)
+				continue
+			}
+			busy = busy || !done
 		}
 		if busy {
 			continue
