@@ -104,6 +104,10 @@ func (s *Set) Execute(ctx context.Context, d *db.DB, plan *Plan, opts Options) (
 			}
 			for _, dl := range step.Deltas {
 				t0 := time.Now()
+				var c0 int64
+				if opts.CountRows {
+					c0 = RowChanges(ctx, tx, d.Engine)
+				}
 				if err := runDelta(ctx, tx, dl, env); err != nil {
 					return &DeltaError{Version: dl.Version, File: dl.Name, Err: err}
 				}
@@ -111,7 +115,11 @@ func (s *Set) Execute(ctx context.Context, d *db.DB, plan *Plan, opts Options) (
 					return &DeltaError{Version: dl.Version, File: dl.Name, Err: err}
 				}
 				applied = append(applied, dl.Key())
-				emit(Event{Type: "delta", Version: dl.Version, File: dl.Name, Millis: time.Since(t0).Milliseconds()})
+				ev := Event{Type: "delta", Version: dl.Version, File: dl.Name, Millis: time.Since(t0).Milliseconds()}
+				if opts.CountRows {
+					ev.Rows = RowChanges(ctx, tx, d.Engine) - c0
+				}
+				emit(ev)
 			}
 			return nil
 		})
@@ -156,6 +164,22 @@ func runDelta(ctx context.Context, tx *sql.Tx, d Delta, env Env) error {
 		return d.Go.Upgrade(ctx, tx, env)
 	}
 	return nil
+}
+
+// RowChanges counts the rows inserted, updated and deleted so far: by the
+// connection on SQLite (total_changes), by the transaction on PostgreSQL
+// (pg_stat_xact_user_tables). The difference around a statement is what it
+// touched; -1 when it cannot be read.
+func RowChanges(ctx context.Context, q db.Querier, e db.Engine) int64 {
+	query := "SELECT total_changes()"
+	if e == db.Postgres {
+		query = "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint FROM pg_stat_xact_user_tables"
+	}
+	var n int64
+	if err := q.QueryRowContext(ctx, query).Scan(&n); err != nil {
+		return -1
+	}
+	return n
 }
 
 // execBookkeeping creates the bookkeeping tables if they are missing.

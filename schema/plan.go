@@ -28,6 +28,8 @@ type Options struct {
 	Holder string
 	// Progress, when set, receives an event per step.
 	Progress func(Event)
+	// CountRows fills Event.Rows for each delta (a rehearsal's measure).
+	CountRows bool
 }
 
 // Event reports progress while applying.
@@ -38,6 +40,9 @@ type Event struct {
 	File    string `json:"file,omitempty"`
 	// Millis is how long the step took, for "delta" and "snapshot".
 	Millis int64 `json:"ms,omitempty"`
+	// Rows is the number of rows a delta inserted, updated or deleted
+	// (with Options.CountRows).
+	Rows int64 `json:"rows,omitempty"`
 }
 
 // DeltaKind says how a delta runs.

@@ -26,7 +26,7 @@ var tool = cli.Tool{
 	Exits: []cli.Exit{
 		{Class: fault.Actions, Meaning: "upgrade-check: actions are needed before upgrading"},
 		{Class: fault.Usage, Meaning: "usage error (unknown flag, missing argument)"},
-		{Class: fault.Blockers, Meaning: "upgrade-check: something blocks the upgrade"},
+		{Class: fault.Blockers, Meaning: "upgrade-check: something blocks the upgrade; rehearse: the upgrade failed on the copy"},
 		{Class: fault.Config, Meaning: "configuration error (missing, unreadable or invalid homeserver.yaml)"},
 		{Class: fault.Database, Meaning: "the database cannot be opened (missing file, not a database, server unreachable)"},
 		{Class: fault.NotOurs, Meaning: "refused: not a database this tool may change (a Synapse database, or not a homeserver database)"},
@@ -36,7 +36,7 @@ var tool = cli.Tool{
 		{Class: fault.Update, Meaning: "a background update failed (its last batch was rolled back)"},
 		{Class: fault.DataLoss, Meaning: "refused: the operation would lose data or cannot be undone (see --allow-data-loss)"},
 		{Class: fault.InUse, Meaning: "refused: the homeserver is running on the database (stop it first)"},
-		{Class: fault.Backup, Meaning: "rollback: the copy of the database made first failed (nothing was changed)"},
+		{Class: fault.Backup, Meaning: "rollback: the copy of the database made first failed (nothing was changed); rehearse: the scratch copy cannot be made"},
 		{Class: fault.NotConfirmed, Meaning: "rollback: not confirmed (nothing was changed; see --yes)"},
 		{Class: fault.Permission, Meaning: "refused: this user cannot write (or read) the database, its directory or its lock file (run it as the homeserver's user), or the PostgreSQL session is read-only (a replica)"},
 		{Class: fault.Down, Meaning: "background enabled: the homeserver cannot be reached"},
@@ -108,7 +108,7 @@ repairs and rollbacks Synapse's upgrade notes prescribe.
 	f.BoolVar(&opts.runBackground, "run-background-updates", false, "after the schema upgrade, run every pending background update to completion")
 	f.BoolVar(&opts.dryRun, "dry-run", false, "print the plan and change nothing")
 	f.IntVar(&opts.target, "to-version", 0, "stop at this schema version (default: the newest, 83)")
-	root.AddCommand(newStatusCmd(g), newBackgroundCmd(g), newRepairCmd(g), newUpgradeCheckCmd(g), newNotesCmd(g), newRollbackCmd(g))
+	root.AddCommand(newStatusCmd(g), newBackgroundCmd(g), newRepairCmd(g), newUpgradeCheckCmd(g), newNotesCmd(g), newRollbackCmd(g), newRehearseCmd(g))
 	addCompletion(root)
 	return root
 }

@@ -1,0 +1,299 @@
+package rehearse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"hsops/internal/config"
+	"hsops/internal/db"
+	"hsops/internal/synapse"
+	"hsops/internal/upgradecheck"
+	"hsops/schema"
+)
+
+func engineOf(dbc config.Database) db.Engine {
+	if dbc.IsPostgres() {
+		return db.Postgres
+	}
+	return db.SQLite
+}
+
+// upgradeEngine runs the engine's upgrade on the copies for real: every
+// database's deltas (the blocking phase: the engine applies them at
+// start-up, before it serves), then their background updates (the
+// background phase: the engine runs them while it serves), each step timed
+// and measured.
+func (r *rehearsal) upgradeEngine(ctx context.Context) error {
+	set := schema.Engine()
+	tuning := r.o.Config.BackgroundUpdates
+	r.emit(Event{Type: "phase", Name: "schema"})
+	t0 := time.Now()
+	for _, s := range r.sources {
+		label := s.dbc.Label
+		opts := schema.Options{Target: r.target.schema, Stores: s.dbc.DataStores, ServerName: r.o.Config.ServerName,
+			Holder: "update_database rehearse", CountRows: true,
+			Progress: func(ev schema.Event) {
+				if ev.Type != "delta" {
+					return
+				}
+				st := Step{Name: fmt.Sprintf("%d/%s", ev.Version, ev.File), Millis: ev.Millis, Rows: ev.Rows, Ran: true, OK: true}
+				s.rep.Deltas = append(s.rep.Deltas, st)
+				r.emit(Event{Type: "delta", Database: label, Name: st.Name, Millis: st.Millis, Rows: st.Rows})
+			}}
+		started := time.Now()
+		_, err := set.Apply(ctx, s.copy, opts)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			var de *schema.DeltaError
+			if !errors.As(err, &de) {
+				return err
+			}
+			// The version's deltas that reported success were rolled back
+			// with it: the version is one transaction.
+			name := fmt.Sprintf("%d/%s", de.Version, de.File)
+			for i := range s.rep.Deltas {
+				if strings.HasPrefix(s.rep.Deltas[i].Name, fmt.Sprintf("%d/", de.Version)) {
+					s.rep.Deltas[i].OK = false
+					s.rep.Deltas[i].Error = "rolled back with schema version " + fmt.Sprint(de.Version)
+				}
+			}
+			s.rep.Deltas = append(s.rep.Deltas, Step{Name: name, Millis: time.Since(started).Milliseconds(), Rows: -1, Ran: true, Error: de.Err.Error()})
+			r.fail(&Failure{Database: label, Phase: "schema", Step: name, Cause: de.Err.Error(), Fix: de.Hint()})
+			r.report.BlockingMillis = time.Since(t0).Milliseconds()
+			return nil
+		}
+	}
+	r.report.BlockingMillis = time.Since(t0).Milliseconds()
+
+	r.emit(Event{Type: "phase", Name: "background"})
+	t1 := time.Now()
+	for _, s := range r.sources {
+		label := s.dbc.Label
+		var cur *Step
+		var curStart time.Time
+		runner := &schema.Runner{DB: s.copy, Registry: set.Updates, Env: schema.Env{Engine: s.copy.Engine, ServerName: r.o.Config.ServerName},
+			Tuning: tuning,
+			OnEvent: func(ev schema.UpdateEvent) {
+				switch ev.Type {
+				case "start":
+					s.rep.Updates = append(s.rep.Updates, Step{Name: ev.Update, Ran: true})
+					cur = &s.rep.Updates[len(s.rep.Updates)-1]
+					curStart = time.Now()
+					r.emit(Event{Type: "update_start", Database: label, Name: ev.Update, Total: ev.Left})
+				case "batch":
+					if cur != nil {
+						cur.Rows += int64(ev.Items)
+						cur.Batches++
+					}
+					r.report.Batches++
+					r.emit(Event{Type: "update_batch", Database: label, Name: ev.Update, Rows: int64(ev.Items), Done: ev.Done, Total: ev.Left})
+				case "done", "failed":
+					if cur != nil {
+						cur.Millis = time.Since(curStart).Milliseconds()
+						cur.OK = ev.Type == "done"
+						cur.Error = ev.Error
+						typ := "update_done"
+						if !cur.OK {
+							typ = "update_failed"
+						}
+						r.emit(Event{Type: typ, Database: label, Name: ev.Update, Rows: cur.Rows, Millis: cur.Millis, Message: ev.Error})
+					}
+				}
+			}}
+		// Note the pending updates first: those a failure leaves are
+		// listed as not run.
+		pending, err := schema.ReadUpdates(ctx, s.copy)
+		if err != nil {
+			return err
+		}
+		err = runner.RunAll(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			var ue *schema.UpdateError
+			if !errors.As(err, &ue) {
+				return err
+			}
+			cause := ue.Err.Error()
+			if cur == nil || cur.Name != ue.Update {
+				s.rep.Updates = append(s.rep.Updates, Step{Name: ue.Update, Rows: -1, Ran: true, Error: cause})
+			}
+			r.fail(&Failure{Database: label, Phase: "background", Step: ue.Update, Cause: cause, Fix: updateFix(ue)})
+		}
+		ran := map[string]bool{}
+		for _, u := range s.rep.Updates {
+			ran[u.Name] = true
+		}
+		left, _ := schema.ReadUpdates(ctx, s.copy)
+		for _, u := range append(pending, left...) {
+			if !ran[u.Name] {
+				ran[u.Name] = true
+				s.rep.Updates = append(s.rep.Updates, Step{Name: u.Name, Millis: -1, Rows: -1, Error: "an earlier update failed"})
+			}
+		}
+		if r.report.Failure != nil {
+			break
+		}
+	}
+	r.report.BackgroundMillis = time.Since(t1).Milliseconds()
+	r.report.PacedMillis = paced(r.report.BackgroundMillis, r.report.Batches, tuning)
+	return nil
+}
+
+// updateFix is the fix of a failed background update: the repair for
+// duplicated edges, else what the update's error says.
+func updateFix(ue *schema.UpdateError) string {
+	var dup *schema.DuplicateEdgesError
+	if errors.As(ue, &dup) {
+		return schema.RepairEdgesCommand
+	}
+	return ue.Hint()
+}
+
+// paced estimates the background phase at the homeserver's pace: the
+// same batches (sized for the same target duration) with its sleep before
+// each.
+func paced(flat int64, batches int, t config.BackgroundUpdates) int64 {
+	if t.DurationMS == 0 {
+		t = config.DefaultBackgroundUpdates()
+	}
+	if !t.SleepEnabled {
+		return flat
+	}
+	return flat + int64(batches)*int64(t.SleepDurationMS)
+}
+
+// upgradeSynapse runs the Synapse release's update_synapse_database on the
+// copies, with --run-background-updates.
+func (r *rehearsal) upgradeSynapse(ctx context.Context) error {
+	edit := synapse.ConfigEdit{Args: map[string]map[string]any{}, Set: map[string]any{"report_stats": false}}
+	var dbs []*db.DB
+	for _, s := range r.sources {
+		if s.dbc.IsSQLite() {
+			edit.Args[s.dbc.Label] = map[string]any{"database": s.scratch}
+		} else {
+			edit.Args[s.dbc.Label] = map[string]any{"database": nil, "dbname": s.scratch}
+		}
+		dbs = append(dbs, s.copy)
+	}
+	// The config holds secrets: a private directory, removed at the end.
+	dir, err := os.MkdirTemp("", "hsops-rehearse-config-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "homeserver.json")
+	if err := synapse.WriteConfig(path, r.o.Config, edit); err != nil {
+		return err
+	}
+	r.emit(Event{Type: "phase", Name: "schema"})
+	inBackground := false
+	res, err := synapse.Run(ctx, synapse.Options{
+		Python: r.o.Python, Config: path, RunBackgroundUpdates: true, Databases: dbs, Dir: dir,
+		AbortGrace: r.o.AbortGrace, Log: r.o.SynapseLog,
+		OnEvent: func(ev synapse.Event) {
+			switch ev.Type {
+			case "delta":
+				r.emit(Event{Type: "delta", Database: ev.Database, Name: ev.Delta})
+			case "schema_done":
+				inBackground = true
+				r.emit(Event{Type: "phase", Name: "background"})
+			case "update_start":
+				if !inBackground {
+					inBackground = true
+					r.emit(Event{Type: "phase", Name: "background"})
+				}
+				r.emit(Event{Type: "update_start", Database: ev.Database, Name: ev.Update})
+			case "update_batch":
+				r.emit(Event{Type: "update_batch", Database: ev.Database, Name: ev.Update, Rows: ev.Items})
+				r.report.Batches++
+			case "update_done":
+				r.emit(Event{Type: "update_done", Database: ev.Database, Name: ev.Update, Rows: ev.Items, Millis: ev.Millis})
+			case "update_error":
+				r.emit(Event{Type: "note", Database: ev.Database, Name: ev.Update, Message: "attempt failed: " + ev.Error})
+			case "aborted":
+				r.emit(Event{Type: "update_failed", Database: ev.Database, Name: ev.Update, Message: ev.Error})
+			case "stopping":
+				r.emit(Event{Type: "note", Message: "stopping update_synapse_database: " + ev.Error})
+			}
+		},
+	})
+	var f *synapse.Failure
+	if err != nil && !errors.As(err, &f) {
+		return err
+	}
+	r.report.BlockingMillis = res.SchemaMillis
+	r.report.BackgroundMillis = res.BackgroundMillis
+	r.report.Batches = res.Batches
+	r.report.PacedMillis = paced(res.BackgroundMillis, res.Batches, r.o.Config.BackgroundUpdates)
+	for _, s := range r.sources {
+		for _, d := range res.Deltas {
+			if d.Database != "" && d.Database != s.dbc.Label {
+				continue
+			}
+			st := Step{Name: d.Key, Millis: d.Millis, Rows: -1, Ran: true, OK: d.Applied}
+			if !d.Applied && f != nil {
+				st.Error = f.Cause
+			}
+			s.rep.Deltas = append(s.rep.Deltas, st)
+		}
+		seen := map[string]bool{}
+		for _, u := range res.Updates {
+			if u.Database != s.dbc.Label {
+				continue
+			}
+			seen[u.Name] = true
+			st := Step{Name: u.Name, Millis: u.Millis, Rows: u.Items, Batches: u.Batches, Ran: true, OK: u.Done, Error: u.Error}
+			if !u.Done {
+				st.Millis = -1
+			}
+			s.rep.Updates = append(s.rep.Updates, st)
+		}
+		for _, after := range res.After {
+			if after.Label != s.dbc.Label {
+				continue
+			}
+			for _, u := range after.Pending {
+				if !seen[u.Name] {
+					s.rep.Updates = append(s.rep.Updates, Step{Name: u.Name, Millis: -1, Rows: -1, Error: "not run"})
+				}
+			}
+		}
+	}
+	if f != nil {
+		step := f.Delta
+		if f.Phase == "background" {
+			step = f.Update
+		}
+		if step == "" {
+			step = "update_synapse_database"
+		}
+		r.fail(&Failure{Database: f.Database, Phase: f.Phase, Step: step, Cause: f.Cause, Fix: f.Fix})
+	}
+	return nil
+}
+
+// check runs upgrade-check's database checks on an upgraded copy. A
+// blocker fails the rehearsal.
+func (r *rehearsal) check(ctx context.Context, s *source) error {
+	st, err := schema.ReadState(ctx, s.copy, s.copy)
+	if err != nil {
+		return err
+	}
+	d := &upgradecheck.Deployment{Config: r.o.Config, ConfigArg: r.o.ConfigArg, DB: s.copy, State: st}
+	s.rep.Checks = upgradecheck.DatabaseChecks(ctx, d, r.target.release)
+	for _, f := range s.rep.Checks {
+		if f.Status == upgradecheck.Blocker {
+			r.fail(&Failure{Database: s.dbc.Label, Phase: "checks", Step: f.Note.Title, Cause: f.Detail, Fix: f.Command})
+		}
+	}
+	return nil
+}
