@@ -95,11 +95,11 @@ type Update struct {
 	Name     string `json:"update"`
 	// Millis is from its start (its first batch, or the end of the one
 	// before) to its row's disappearance.
-	Millis   int64 `json:"ms"`
-	Batches  int   `json:"batches"`
-	Items    int64 `json:"items"`
-	Done     bool  `json:"done"`
-	Failures int   `json:"failures,omitempty"`
+	Millis   int64  `json:"ms"`
+	Batches  int    `json:"batches"`
+	Items    int64  `json:"items"`
+	Done     bool   `json:"done"`
+	Failures int    `json:"failures,omitempty"`
 	Error    string `json:"error,omitempty"`
 
 	started time.Time
