@@ -65,7 +65,9 @@ func copyPostgres(ctx context.Context, maint *pgx.Conn, dbc config.Database, scr
 	c := Copy{Scratch: scratch}
 	if !o.ForceSnapshot {
 		var others int
-		if err := maint.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", src).Scan(&others); err != nil {
+		// Our own inspection's session may still be closing: it is not
+		// another session.
+		if err := maint.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND application_name <> $2", src, inspectApp).Scan(&others); err != nil {
 			return c, fmt.Errorf("count the sessions on %s: %w", src, err)
 		}
 		if others == 0 {
@@ -225,7 +227,7 @@ func snapshotCopy(ctx context.Context, maint *pgx.Conn, dbc config.Database, scr
 			return err
 		}
 	}
-	post := append([]string{}, s.Triggers...)
+	post := append(append([]string{}, s.Triggers...), s.ColumnOptions...)
 	for _, sq := range s.Sequences {
 		if sq.OwnedBy != "" {
 			post = append(post, fmt.Sprintf("ALTER SEQUENCE %s OWNED BY %s", qi(sq.Name), sq.OwnedBy))

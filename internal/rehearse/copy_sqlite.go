@@ -18,7 +18,7 @@ import (
 // pagesPerStep is how much of a SQLite database one backup step copies
 // (with 4 KiB pages, 16 MiB): small enough for progress, large enough that
 // steps cost nothing.
-const pagesPerStep = 4096
+var pagesPerStep int32 = 4096
 
 // unlockedAttempts is how many times a copy of a rollback-journal database
 // is restarted by the homeserver's writes before it is finished under a

@@ -40,8 +40,8 @@
 //
 // Copies are named hsops-rehearse-<file>-<time>-<pid> (a SQLite scratch
 // directory, locked while in use) and hsops_rehearse_<db>_<time>_<pid> (a
-// PostgreSQL database, whose sessions carry the application_name "hsops
-// rehearse <name>"). A copy is dropped at the end, also when the upgrade
+// PostgreSQL database, whose sessions carry its name as their
+// application_name). A copy is dropped at the end, also when the upgrade
 // fails or the run is interrupted; a killed run leaves at most its copy,
 // which the next rehearsal of the same database (or Clean) removes once no
 // running rehearsal holds it. --keep renames the copy hsops-rehearsed-...,

@@ -29,6 +29,8 @@ type pgSchema struct {
 	Keys, Checks, Foreign []string
 	Indexes               []string
 	Triggers              []string
+	// ColumnOptions are per-column planner options (n_distinct ...).
+	ColumnOptions []string
 	// Skipped are the invalid indexes (a failed CREATE INDEX
 	// CONCURRENTLY) that are not copied.
 	Skipped []string
@@ -137,9 +139,12 @@ func readPGSchema(ctx context.Context, q *sql.Conn) (*pgSchema, error) {
 	}
 	for i := range s.Tables {
 		t := &s.Tables[i]
-		cols, defs, err := tableColumns(ctx, q, meta[i].oid)
+		cols, defs, opts, err := tableColumns(ctx, q, meta[i].oid)
 		if err != nil {
 			return nil, fmt.Errorf("read the columns of %s: %w", t.Name, err)
+		}
+		for col, o := range opts {
+			s.ColumnOptions = append(s.ColumnOptions, fmt.Sprintf("ALTER TABLE %s ALTER COLUMN %s SET (%s)", qi(t.Name), qi(col), o))
 		}
 		t.Columns = cols
 		kind := "TABLE"
@@ -240,23 +245,27 @@ func readPGSchema(ctx context.Context, q *sql.Conn) (*pgSchema, error) {
 }
 
 // tableColumns renders a table's column definitions and lists its names.
-func tableColumns(ctx context.Context, q *sql.Conn, oid uint32) (names, defs []string, err error) {
+func tableColumns(ctx context.Context, q *sql.Conn, oid uint32) (names, defs []string, options map[string]string, err error) {
 	rows, err := q.QueryContext(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
-		coalesce(pg_get_expr(d.adbin, d.adrelid), ''),
+		coalesce(pg_get_expr(d.adbin, d.adrelid), ''), coalesce(array_to_string(a.attoptions, ', '), ''),
 		CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation THEN quote_ident(co.collname) ELSE '' END
 		FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
 		LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 		LEFT JOIN pg_collation co ON co.oid = a.attcollation
 		WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`, oid)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer rows.Close()
+	options = map[string]string{}
 	for rows.Next() {
-		var name, typ, def, coll string
+		var name, typ, def, opts, coll string
 		var notNull bool
-		if err := rows.Scan(&name, &typ, &notNull, &def, &coll); err != nil {
-			return nil, nil, err
+		if err := rows.Scan(&name, &typ, &notNull, &def, &opts, &coll); err != nil {
+			return nil, nil, nil, err
+		}
+		if opts != "" {
+			options[name] = opts
 		}
 		d := qi(name) + " " + typ
 		if coll != "" {
@@ -271,7 +280,7 @@ func tableColumns(ctx context.Context, q *sql.Conn, oid uint32) (names, defs []s
 		names = append(names, name)
 		defs = append(defs, d)
 	}
-	return names, defs, rows.Err()
+	return names, defs, options, rows.Err()
 }
 
 // refuseUnsupported lists what the snapshot copy does not rebuild: other

@@ -81,7 +81,7 @@ type Event struct {
 // Errors of the rehearsal's own.
 var (
 	// ErrNeedPython means a Synapse database was given without --python.
-	ErrNeedPython = fault.New(fault.NotOurs, "a Synapse database is rehearsed with the Synapse release to upgrade to",
+	ErrNeedPython = fault.New(fault.NotOurs, "rehearsing a Synapse database needs the Synapse release to upgrade to",
 		"name that release's Python: update_database rehearse --database-config <config> --python /path/to/venv/bin/python")
 	// ErrNothingToCopy means the database is empty or not a homeserver's.
 	ErrNothingToCopy = fault.New(fault.NotOurs, "nothing to rehearse",
@@ -90,6 +90,10 @@ var (
 	ErrWorkerConfig = fault.New(fault.Config, "this is a worker's config",
 		"rehearse with the main process's config: workers never upgrade the database")
 )
+
+// inspectApp is the application_name of the session that reads the
+// source's bookkeeping.
+const inspectApp = "hsops update_database rehearse"
 
 // target is what the upgrade aims at.
 type target struct {
@@ -227,7 +231,7 @@ func inspectSource(ctx context.Context, dbc config.Database) (*source, error) {
 		s.size = sqliteSize(path)
 	} else {
 		var err error
-		d, err = db.Open(ctx, dbc, db.Options{ReadOnly: true, AppName: "hsops update_database rehearse", MaxConns: 1})
+		d, err = db.Open(ctx, dbc, db.Options{ReadOnly: true, AppName: inspectApp, MaxConns: 1})
 		if err != nil {
 			return nil, err
 		}
@@ -321,7 +325,7 @@ func (r *rehearsal) planSynapse(ctx context.Context) error {
 	r.report.Kind = "synapse"
 	if r.o.Python == "" {
 		s := r.sources[0].state
-		return fmt.Errorf("%w: %s is a Synapse database (schema %d, compat %d); hsops applies only the engine's deltas, so the rehearsal runs Synapse's own update_synapse_database",
+		return fmt.Errorf("%w: %s is Synapse's (schema %d, compat %d), and its upgrade is that release's update_synapse_database",
 			ErrNeedPython, r.sources[0].desc, s.Version, s.Compat)
 	}
 	rel, err := synapse.Probe(ctx, r.o.Python)
@@ -509,11 +513,36 @@ func (r *rehearsal) copyAll(ctx context.Context) error {
 	return nil
 }
 
-// countRows counts the rows of every table.
+// countRows counts the rows of every table. SQLite's virtual tables (FTS)
+// are left out: their rows are in their shadow tables, which are counted,
+// and their module may not be in this build.
 func countRows(ctx context.Context, d *db.DB) (map[string]int64, error) {
 	tables, err := d.Tables(ctx, d)
 	if err != nil {
 		return nil, err
+	}
+	if d.Engine == db.SQLite {
+		virtual := map[string]bool{}
+		rows, err := d.QueryContext(ctx, "SELECT name FROM sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%'")
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var n string
+			if err := rows.Scan(&n); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			virtual[n] = true
+		}
+		rows.Close()
+		kept := tables[:0]
+		for _, t := range tables {
+			if !virtual[t] {
+				kept = append(kept, t)
+			}
+		}
+		tables = kept
 	}
 	out := make(map[string]int64, len(tables))
 	for _, t := range tables {

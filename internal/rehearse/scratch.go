@@ -27,7 +27,7 @@ import (
 // A kept copy (--keep) is renamed hsops-rehearsed-... / hsops_rehearsed_...,
 // which only `rehearse --clean` removes. A SQLite scratch directory in use
 // holds a lock (flock on its .lock file); a PostgreSQL scratch database in
-// use has a session whose application_name is "hsops rehearse <name>".
+// use has a session whose application_name is its name.
 const (
 	sqlitePrefix = "hsops-rehearse-"
 	sqliteKept   = "hsops-rehearsed-"
@@ -73,8 +73,9 @@ func pgScratchName(dbname, st string) string {
 }
 
 // appName marks every session of a rehearsal, so that its scratch database
-// is seen in use.
-func appName(scratch string) string { return "hsops rehearse " + scratch }
+// is seen in use: the application_name is the scratch database's name
+// (both fit PostgreSQL's 63 characters).
+func appName(scratch string) string { return scratch }
 
 // sqliteLock is a held scratch-directory lock.
 type sqliteLock struct{ f *os.File }
@@ -175,6 +176,7 @@ func maintenance(ctx context.Context, dbc config.Database, app string) (*pgx.Con
 		if cc.ConnectTimeout == 0 {
 			cc.ConnectTimeout = 10 * time.Second
 		}
+		cc.RuntimeParams["application_name"] = app // even over the config's own
 		conn, err := pgx.ConnectConfig(ctx, cc)
 		if err == nil {
 			return conn, nil
@@ -208,7 +210,7 @@ func cleanPostgres(ctx context.Context, conn *pgx.Conn, dbname string, all bool)
 		prefixes = append(prefixes, pgKept+pgBase(dbname)+"_")
 	}
 	rows, err := conn.Query(ctx, `SELECT d.datname,
-		EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname OR a.application_name = 'hsops rehearse ' || d.datname)
+		EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname OR a.application_name = d.datname)
 		FROM pg_database d WHERE d.datname LIKE 'hsops\_rehearse%' ORDER BY 1`)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list scratch databases: %w", err)

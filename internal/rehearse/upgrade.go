@@ -263,10 +263,17 @@ func (r *rehearsal) upgradeSynapse(ctx context.Context) error {
 			}
 			for _, u := range after.Pending {
 				if !seen[u.Name] {
-					s.rep.Updates = append(s.rep.Updates, Step{Name: u.Name, Millis: -1, Rows: -1, Error: "not run"})
+					why := "update_synapse_database did not start it"
+					if f != nil {
+						why = "an earlier update failed"
+					}
+					s.rep.Updates = append(s.rep.Updates, Step{Name: u.Name, Millis: -1, Rows: -1, Error: why})
 				}
 			}
 		}
+	}
+	if f != nil && f.Stopped {
+		r.note(fmt.Sprintf("Synapse logged \"5 back-to-back background update failures; aborting.\" and kept running with nothing to do (a known quirk of update_synapse_database): it was stopped after %s without progress", r.abortGrace()))
 	}
 	if f != nil {
 		step := f.Delta
@@ -279,6 +286,13 @@ func (r *rehearsal) upgradeSynapse(ctx context.Context) error {
 		r.fail(&Failure{Database: f.Database, Phase: f.Phase, Step: step, Cause: f.Cause, Fix: f.Fix})
 	}
 	return nil
+}
+
+func (r *rehearsal) abortGrace() time.Duration {
+	if r.o.AbortGrace > 0 {
+		return r.o.AbortGrace
+	}
+	return 2 * time.Second
 }
 
 // check runs upgrade-check's database checks on an upgraded copy. A

@@ -423,6 +423,9 @@ func (w *watcher) line(l line) {
 			w.emit(Event{Type: "update_error", Database: u.Database, Update: u.Name, Error: m[1]})
 		}
 	case reNoMore.MatchString(text):
+		for label, u := range w.current {
+			w.doneUpdate(label, u.Name, l.at)
+		}
 		w.poll(context.Background())
 	}
 	if reAbort.MatchString(text) && w.aborted.IsZero() {
@@ -454,9 +457,9 @@ func (w *watcher) startUpdate(name string, at time.Time) *Update {
 	}
 	label := w.databaseOf(name)
 	if prev := w.current[label]; prev != nil && prev.Name != name {
-		// A new update on this database: the previous one ended, even if
-		// no poll saw its row go yet.
-		w.poll(context.Background())
+		// Synapse moves to another update only once the current one has
+		// ended (its row deleted), even if no poll saw the row go.
+		w.doneUpdate(label, prev.Name, at)
 	}
 	started := at
 	if !w.lastEnd.IsZero() && w.lastEnd.Before(at) {
@@ -526,7 +529,7 @@ func (w *watcher) poll(ctx context.Context) {
 				if _, still := now[name]; still {
 					continue
 				}
-				w.doneUpdate(d.Label, name)
+				w.doneUpdate(d.Label, name, time.Now())
 			}
 		}
 		w.progress[d.Label] = now
@@ -534,8 +537,7 @@ func (w *watcher) poll(ctx context.Context) {
 }
 
 // doneUpdate records an update's end.
-func (w *watcher) doneUpdate(label, name string) {
-	at := time.Now()
+func (w *watcher) doneUpdate(label, name string, at time.Time) {
 	var u *Update
 	for _, x := range w.updates {
 		if x.Name == name && x.Database == label {
@@ -657,6 +659,19 @@ func (w *watcher) finish() {
 		failedDelta = w.deltaOrder[n-1]
 		if len(r.After) == 1 {
 			failedDB = r.After[0].Label
+		}
+	}
+	// An update whose row is gone ended, even if the process exited
+	// before a poll saw it go.
+	pending := map[string]bool{}
+	for _, st := range r.After {
+		for _, u := range st.Pending {
+			pending[st.Label+"\x00"+u.Name] = true
+		}
+	}
+	for _, u := range w.updates {
+		if !u.Done && !pending[u.Database+"\x00"+u.Name] {
+			w.doneUpdate(u.Database, u.Name, w.end)
 		}
 	}
 	for _, u := range w.updates {

@@ -1,0 +1,281 @@
+package rehearse
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"hsops/internal/config"
+	"hsops/internal/db"
+	"hsops/internal/fault"
+	"hsops/schema"
+)
+
+// TestBackupSQLite_ConsistentWhileWritten copies a file another connection
+// keeps writing, in both journal modes: the copy is one consistent
+// snapshot (its rows a gap-free prefix of what was written, its pages
+// sound), whatever the writes did meanwhile.
+func TestBackupSQLite_ConsistentWhileWritten(t *testing.T) {
+	old := pagesPerStep
+	pagesPerStep = 16 // many steps, so that writes land between them
+	t.Cleanup(func() { pagesPerStep = old })
+	for _, mode := range []string{"wal", "delete"} {
+		t.Run(mode, func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			src := filepath.Join(dir, "live.db")
+			w, err := db.OpenSQLite(ctx, src, db.Options{Create: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			for _, s := range []string{"PRAGMA journal_mode = " + mode, "CREATE TABLE t (id INTEGER PRIMARY KEY, pad BLOB NOT NULL)",
+				"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) INSERT INTO t SELECT i, randomblob(1000) FROM n"} {
+				if _, err := w.ExecContext(ctx, s); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var written atomic.Int64
+			written.Store(2000)
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					n := written.Load() + 1
+					if _, err := w.ExecContext(ctx, "INSERT INTO t VALUES (?, randomblob(1000))", n); err != nil {
+						t.Errorf("the writer failed: %v", err)
+						return
+					}
+					written.Store(n)
+				}
+			}()
+			var steps int
+			c, err := backupSQLite(ctx, src, filepath.Join(dir, "copy.db"), func(done, total int64) { steps++ })
+			close(stop)
+			wg.Wait()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Method != "backup" || c.Bytes == 0 || steps < 2 {
+				t.Errorf("copy %+v in %d steps", c, steps)
+			}
+			cp, err := db.OpenSQLite(ctx, filepath.Join(dir, "copy.db"), db.Options{ReadOnly: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cp.Close()
+			var check string
+			if err := cp.QueryRowContext(ctx, "PRAGMA integrity_check").Scan(&check); err != nil || check != "ok" {
+				t.Fatalf("integrity_check: %q %v", check, err)
+			}
+			var n, maxID int64
+			if err := cp.QueryRowContext(ctx, "SELECT count(*), max(id) FROM t").Scan(&n, &maxID); err != nil {
+				t.Fatal(err)
+			}
+			if n != maxID || n < 2000 || n > written.Load() {
+				t.Errorf("the copy has %d rows up to id %d; %d were written", n, maxID, written.Load())
+			}
+			t.Logf("%s: copied %d of %d rows; writers waited %d ms", mode, n, written.Load(), c.WritersWaitedMillis)
+		})
+	}
+}
+
+// copyFixture copies the schema-69 fixture with duplicated edges into a
+// fresh directory.
+func copyFixture(t *testing.T) (config.Database, string) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(repoDir(), "testdata", "fixtures", "schema69-duplicate-edges.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "old.db")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return config.Database{Label: "master", Name: config.EngineSQLite, Args: map[string]string{"database": path}, DataStores: []string{"main", "state"}}, path
+}
+
+func TestRun_SQLiteDuplicatedEdges_FailsThenPassesAfterRepair(t *testing.T) {
+	ctx := context.Background()
+	dbc, path := copyFixture(t)
+	cfg := configFor(t, "example.org", dbc)
+	before, _ := os.ReadFile(path)
+	rep, err := Run(ctx, Options{Config: cfg, ConfigArg: "hs.yaml"})
+	var f *Failure
+	if !errors.As(err, &f) || fault.ClassOf(err) != fault.Blockers {
+		t.Fatalf("want a failed rehearsal, got %v", err)
+	}
+	if f.Phase != "background" || f.Step != "state_group_edges_unique_idx" || f.Fix != schema.RepairEdgesCommand {
+		t.Errorf("failure %+v", f)
+	}
+	if rep.Passed || rep.Databases[0].Copy.Method != "backup" || len(rep.Databases[0].Deltas) == 0 {
+		t.Errorf("report %+v", rep)
+	}
+	after, _ := os.ReadFile(path)
+	if !bytes.Equal(before, after) {
+		t.Fatal("the original changed")
+	}
+	if left := scratchLeft(t, dbc); len(left) > 0 {
+		t.Fatalf("scratch left: %v", left)
+	}
+
+	d, err := db.OpenSQLite(ctx, path, db.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := schema.RepairEdges(ctx, d, false); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	repaired, _ := os.ReadFile(path)
+	rep, err = Run(ctx, Options{Config: cfg, ConfigArg: "hs.yaml"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rep.Databases[0]
+	if !rep.Passed || r.Before.Schema != 69 || r.After.Schema != 83 || len(r.Updates) == 0 || rep.BlockingMillis <= 0 {
+		t.Errorf("report %+v", rep)
+	}
+	for _, u := range r.Updates {
+		if !u.OK || !u.Ran || u.Rows < 1 {
+			t.Errorf("update %+v", u)
+		}
+	}
+	for _, c := range r.Checks {
+		if c.Status != "ok" {
+			t.Errorf("check %+v", c)
+		}
+	}
+	after, _ = os.ReadFile(path)
+	if !bytes.Equal(repaired, after) {
+		t.Fatal("the original changed")
+	}
+	if left := scratchLeft(t, dbc); len(left) > 0 {
+		t.Fatalf("scratch left: %v", left)
+	}
+}
+
+func TestRun_KeepAndClean(t *testing.T) {
+	ctx := context.Background()
+	dbc, path := copyFixture(t)
+	cfg := configFor(t, "example.org", dbc)
+	rep, err := Run(ctx, Options{Config: cfg, ToSchema: 75, Keep: true})
+	if err == nil {
+		t.Fatal("want the duplicated edges to fail the rehearsal")
+	}
+	kept := rep.Databases[0].Copy.Kept
+	if !strings.Contains(kept, "hsops-rehearsed-old.db-") {
+		t.Fatalf("kept %q", kept)
+	}
+	cp, err := db.OpenSQLite(ctx, kept, db.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := schema.ReadState(ctx, cp, cp)
+	cp.Close()
+	if err != nil || st.Version != 75 {
+		t.Fatalf("the kept copy is at %d (%v)", st.Version, err)
+	}
+	// A stale copy (a killed rehearsal) and one in use.
+	dir := filepath.Dir(path)
+	stale := filepath.Join(dir, "hsops-rehearse-old.db-20200101-000000-1")
+	if err := os.MkdirAll(stale, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	busy, err := lockDir(filepath.Join(dir, "hsops-rehearse-old.db-20200101-000000-2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.release()
+	// The next rehearsal removes the stale copy only.
+	rep, _ = Run(ctx, Options{Config: cfg, ToSchema: 70})
+	if len(rep.Cleaned) != 1 || rep.Cleaned[0] != stale {
+		t.Errorf("cleaned %v", rep.Cleaned)
+	}
+	if _, err := os.Stat(filepath.Dir(kept)); err != nil {
+		t.Errorf("the kept copy was removed: %v", err)
+	}
+	removed, inUse, err := Clean(ctx, cfg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(removed) != 1 || len(inUse) != 1 || !strings.Contains(removed[0], "hsops-rehearsed-") {
+		t.Errorf("removed %v, in use %v", removed, inUse)
+	}
+	busy.release()
+	if removed, _, _ := Clean(ctx, cfg, ""); len(removed) != 1 {
+		t.Errorf("removed %v", removed)
+	}
+	if left := scratchLeft(t, dbc); len(left) > 0 {
+		t.Fatalf("scratch left: %v", left)
+	}
+}
+
+func TestRun_InterruptedDropsTheCopy(t *testing.T) {
+	dbc, _ := copyFixture(t)
+	cfg := configFor(t, "example.org", dbc)
+	ctx, cancel := context.WithCancel(context.Background())
+	_, err := Run(ctx, Options{Config: cfg, OnEvent: func(ev Event) {
+		if ev.Type == "delta" {
+			cancel()
+		}
+	}})
+	if !fault.IsInterrupted(err) {
+		t.Fatalf("want an interruption, got %v", err)
+	}
+	if left := scratchLeft(t, dbc); len(left) > 0 {
+		t.Fatalf("scratch left: %v", left)
+	}
+}
+
+func TestRun_Refusals(t *testing.T) {
+	ctx := context.Background()
+	dbc, _ := copyFixture(t)
+	cfg := configFor(t, "example.org", dbc)
+	for _, c := range []struct {
+		name  string
+		o     Options
+		class fault.Class
+	}{
+		{"both targets", Options{ToSchema: 80, ToRelease: "1.90.0"}, fault.Usage},
+		{"a target below the database", Options{ToSchema: 68}, fault.Version},
+		{"a release the engine does not reach", Options{ToRelease: "1.20.0"}, fault.Version},
+	} {
+		c.o.Config = cfg
+		_, err := Run(ctx, c.o)
+		if fault.ClassOf(err) != c.class {
+			t.Errorf("%s: %v (class %v), want class %v", c.name, err, fault.ClassOf(err), c.class)
+		}
+	}
+	// An empty database, and a config that points nowhere.
+	empty := filepath.Join(t.TempDir(), "empty.db")
+	if d, err := db.OpenSQLite(ctx, empty, db.Options{Create: true}); err == nil {
+		d.Close()
+	}
+	_, err := Run(ctx, Options{Config: configFor(t, "x", config.Database{Label: "master", Name: config.EngineSQLite, Args: map[string]string{"database": empty}})})
+	if !errors.Is(err, ErrNothingToCopy) {
+		t.Errorf("empty database: %v", err)
+	}
+	_, err = Run(ctx, Options{Config: configFor(t, "x", config.Database{Label: "master", Name: config.EngineSQLite, Args: map[string]string{"database": empty + ".missing"}})})
+	if !errors.Is(err, db.ErrNotFound) {
+		t.Errorf("missing database: %v", err)
+	}
+	// Nothing to do: at the target, nothing pending.
+	rep, err := Run(ctx, Options{Config: cfg, ToSchema: 69})
+	if err != nil || !rep.Passed || rep.Nothing == "" {
+		t.Errorf("nothing to do: %+v %v", rep, err)
+	}
+}
