@@ -342,11 +342,13 @@ func (r *rehearsal) planSynapse(ctx context.Context) error {
 		}
 		have, err := releases.ParseVersion(rel.Version)
 		if err != nil || !want.Equal(have) {
-			return fault.Usagef("--to-release %s, but the Synapse at --python %s is %s: name the Python of v%s", r.o.ToRelease, r.o.Python, rel.Version, want)
+			return fault.Errorf(fault.Usage, "name the Python of v"+want.String()+", or leave --to-release out to rehearse the release at --python",
+				"--to-release %s, but the Synapse at --python %s is %s", r.o.ToRelease, r.o.Python, rel.Version)
 		}
 	}
 	if r.o.ToSchema != 0 && r.o.ToSchema != rel.Schema {
-		return fault.Usagef("--to-schema %d, but the Synapse at --python %s (%s) upgrades to schema %d", r.o.ToSchema, r.o.Python, rel.Version, rel.Schema)
+		return fault.Errorf(fault.Usage, "a Synapse release decides its schema: leave --to-schema out",
+			"--to-schema %d, but the Synapse at --python %s (%s) upgrades to schema %d", r.o.ToSchema, r.o.Python, rel.Version, rel.Schema)
 	}
 	if v, err := releases.ParseVersion(rel.Version); err == nil {
 		r.target = target{schema: rel.Schema, release: v}

@@ -15,7 +15,8 @@
 //	exits CODE PROG [ARG...]         run PROG like exec and assert its exit code (stdout and stderr kept for the next assertions)
 //
 // Variables: $FIXTURE is the real Synapse v1.98 SQLite database (read-only:
-// copy it first), $PGDB the script's PostgreSQL database name.
+// copy it first), $PGDB the script's PostgreSQL database name,
+// $FAKE_SYNAPSE_PYTHON the stand-in Synapse's Python (testdata/fakesynapse).
 //
 // Golden files: a script compares a command's output with a file of its
 // archive (cmp stdout want.txt); Run with -update rewrites those files in
@@ -132,6 +133,7 @@ const pgKey = "hsops-pg-database"
 func setup(env *testscript.Env) error {
 	env.Setenv("FIXTURE", Fixture())
 	env.Setenv("FIXTURES", Fixtures())
+	env.Setenv("FAKE_SYNAPSE_PYTHON", filepath.Join(Fixtures(), "..", "fakesynapse", "python"))
 	if _, err := pgtest.Admin(); err != nil {
 		if os.Getenv("CI") == "true" {
 			return fmt.Errorf("no PostgreSQL for the scripts: %w", err)

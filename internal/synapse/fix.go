@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"hsops/schema"
 )
 
 // Causes whose fix is known. Hints say <config> where the operator's config
@@ -25,7 +27,9 @@ func FixFor(f *Failure) string {
 	c := f.Cause
 	switch {
 	case f.Update == "state_group_edges_unique_idx" && (reUniqueSQLite.MatchString(c) || reUniquePostgres.MatchString(c) || strings.Contains(c, "UniqueViolation") || strings.Contains(c, "IntegrityError")):
-		return "state_group_edges has duplicated (state_group, prev_state_group) rows (a restored dump, typically); remove them, then upgrade:\n  update_database repair state-group-edges --database-config <config>"
+		// Duplicated (state_group, prev_state_group) rows, typically from a
+		// dump restored twice (spec section 5).
+		return schema.RepairEdgesCommand
 	case reUniqueSQLite.MatchString(c) || reUniquePostgres.MatchString(c) || reDuplicateKey.MatchString(c):
 		table := ""
 		if m := reUniqueSQLite.FindStringSubmatch(c); m != nil {
