@@ -53,7 +53,7 @@ func newRootCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
 			return cli.Usagef("name a subcommand: generate, http, check or bench-port")
 		},
 	}
-	root.AddCommand(newGenerateCmd(ctx, stdout), newHTTPCmd(ctx, stdout), newCheckCmd(ctx, stdout), newBenchPortCmd(ctx, stdout, stderr))
+	root.AddCommand(newGenerateCmd(ctx, stdout), newHTTPCmd(ctx, stdout), newCheckCmd(ctx, stdout), newBenchPortCmd(ctx, stdout, stderr), newBenchRehearseCmd(ctx, stdout, stderr))
 	addCompletion(root)
 	return root
 }

@@ -35,7 +35,7 @@ func openSourceSQLite(ctx context.Context, path string) (*sql.DB, error) {
 	q := url.Values{}
 	q.Set("mode", "ro")
 	q.Add("_pragma", "busy_timeout(10000)")
-	dsn := "file:" + strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path) + "?" + q.Encode()
+	dsn := "file:" + escapeURI(path) + "?" + q.Encode()
 	sdb, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, err
@@ -46,6 +46,20 @@ func openSourceSQLite(ctx context.Context, path string) (*sql.DB, error) {
 		return nil, fmt.Errorf("%w: %q: %v", db.ErrNotDatabase, path, err)
 	}
 	return sdb, nil
+}
+
+// escapeURI makes a file path safe inside a file: URI.
+func escapeURI(p string) string {
+	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(p)
+}
+
+func syncFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }
 
 // sqliteSize is a database's size on disk: the file and its WAL.
@@ -122,7 +136,9 @@ func backupSQLite(ctx context.Context, src, dst string, progress func(done, tota
 		if !ok {
 			return fmt.Errorf("the SQLite driver has no backup API")
 		}
-		b, err := bk.NewBackup(dst)
+		// The copy is scratch: no journal and no syncs while it is written
+		// (a killed copy is discarded whole); it is synced once at the end.
+		b, err := bk.NewBackup("file:" + escapeURI(dst) + "?_pragma=journal_mode(off)&_pragma=synchronous(off)")
 		if err != nil {
 			return fmt.Errorf("%w: create %q: %v", ErrScratch, dst, err)
 		}
@@ -169,6 +185,9 @@ func backupSQLite(ctx context.Context, src, dst string, progress func(done, tota
 	}
 	if !lockedAt.IsZero() {
 		c.WritersWaitedMillis = time.Since(lockedAt).Milliseconds()
+	}
+	if err := syncFile(dst); err != nil {
+		return c, fmt.Errorf("%w: %v", ErrScratch, err)
 	}
 	c.Bytes = sqliteSize(dst)
 	c.Millis = time.Since(t0).Milliseconds()

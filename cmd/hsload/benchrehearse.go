@@ -1,0 +1,361 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/spf13/cobra"
+
+	"hsops/internal/cli"
+	"hsops/internal/config"
+	"hsops/internal/gen"
+	"hsops/internal/pgtest"
+)
+
+func newBenchRehearseCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
+	var (
+		events, version           int
+		work, pgURL, updateDB, on string
+	)
+	cmd := &cobra.Command{
+		Use:   "bench-rehearse [--events 1000000] [--schema-version 69] [--engine sqlite|postgres|both] [--postgres-url URL] [--work DIR]",
+		Short: "Measure update_database rehearse on a generated database against a plain copy and the real upgrade",
+		Long: `bench-rehearse generates (or reuses, in --work) an engine database at an older
+schema version with the given number of messages, then, in the same run:
+
+  - copies it the plain way, the reference: the file with its fsync (SQLite),
+    CREATE DATABASE ... TEMPLATE (PostgreSQL);
+  - rehearses the upgrade with the update_database binary (next to hsload, or
+    on PATH): its copy time against the reference (the ratio), its predicted
+    downtime and background time (PostgreSQL: the template copy and, with
+    --snapshot-copy, the copy made from a snapshot while others are connected);
+  - runs the real upgrade on a plain copy with the same binary, timed: its
+    schema phase (update_database) and its background updates (background run).
+
+--postgres-url is a role that may create databases; without it a throwaway
+cluster is started from the initdb and pg_ctl on the machine.`,
+		Args: cli.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			bin, err := findBinary("update_database", updateDB)
+			if err != nil {
+				return cli.Usagef("update_database not found: build it next to hsload (go build -o bin/ ./cmd/...) or pass --update-database")
+			}
+			b := &rehearseBench{ctx: ctx, out: stdout, errw: stderr, bin: bin, events: events, version: version, work: work}
+			if err := os.MkdirAll(work, 0o755); err != nil {
+				return err
+			}
+			if on == "sqlite" || on == "both" {
+				if err := b.sqlite(); err != nil {
+					return err
+				}
+			}
+			if on == "postgres" || on == "both" {
+				if pgURL == "" {
+					if pgURL, err = pgtest.Admin(); err != nil {
+						return fmt.Errorf("no PostgreSQL: pass --postgres-url or install initdb/pg_ctl: %w", err)
+					}
+					defer pgtest.Stop()
+				}
+				if err := b.postgres(pgURL); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&events, "events", 1000000, "messages in the generated database")
+	f.IntVar(&version, "schema-version", 69, "the schema version the generated database is at (the upgrade goes to 83)")
+	f.StringVar(&on, "engine", "both", "sqlite, postgres or both")
+	f.StringVar(&work, "work", filepath.Join(os.TempDir(), "hsops-bench-rehearse"), "directory for the generated database (reused across runs)")
+	f.StringVar(&pgURL, "postgres-url", os.Getenv(pgtest.EnvURL), "PostgreSQL admin URL")
+	f.StringVar(&updateDB, "update-database", "", "the update_database binary (default: next to hsload, then PATH)")
+	return cmd
+}
+
+type rehearseBench struct {
+	ctx             context.Context
+	out, errw       io.Writer
+	bin             string
+	events, version int
+	work            string
+}
+
+// rehearsalResult is what the bench reads of rehearse --json.
+type rehearsalResult struct {
+	Report struct {
+		Databases []struct {
+			Copy struct {
+				Method string `json:"method"`
+				Bytes  int64  `json:"bytes"`
+				Ms     int64  `json:"ms"`
+				Tables int    `json:"tables"`
+				Rows   int64  `json:"rows"`
+			} `json:"copy"`
+		} `json:"databases"`
+		BlockingMs   int64 `json:"blocking_ms"`
+		BackgroundMs int64 `json:"background_ms"`
+		PacedMs      int64 `json:"background_paced_ms"`
+		Batches      int   `json:"background_batches"`
+		Ms           int64 `json:"ms"`
+		Passed       bool  `json:"passed"`
+	} `json:"report"`
+}
+
+func (b *rehearseBench) params() gen.Params {
+	return gen.Params{ServerName: "example.org", Users: max(b.events/1000, 50), Rooms: max(b.events/5000, 10), Messages: b.events, MembersPerRoom: 20, Backfilled: 10, Seed: 1}
+}
+
+// rehearse runs update_database rehearse --json and reads its report.
+func (b *rehearseBench) rehearse(cfg string, extra ...string) (rehearsalResult, float64, error) {
+	var res rehearsalResult
+	args := append([]string{"rehearse", "--database-config", cfg, "--json"}, extra...)
+	cmd := exec.CommandContext(b.ctx, b.bin, args...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return res, 0, err
+	}
+	cmd.Stderr = b.errw
+	t0 := time.Now()
+	if err := cmd.Start(); err != nil {
+		return res, 0, err
+	}
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	found := false
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), `"event":"rehearsal"`) {
+			if err := json.Unmarshal(sc.Bytes(), &res); err != nil {
+				return res, 0, fmt.Errorf("rehearse's report: %w", err)
+			}
+			found = true
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		return res, 0, fmt.Errorf("update_database rehearse: %w", err)
+	}
+	if !found || !res.Report.Passed || len(res.Report.Databases) == 0 {
+		return res, 0, fmt.Errorf("update_database rehearse printed no passing report")
+	}
+	return res, time.Since(t0).Seconds(), nil
+}
+
+// upgrade runs the real upgrade with the binary: the schema phase, then
+// the background updates, each timed.
+func (b *rehearseBench) upgrade(cfg string) (schemaSecs, bgSecs float64, err error) {
+	run := func(args ...string) (float64, error) {
+		cmd := exec.CommandContext(b.ctx, b.bin, args...)
+		cmd.Stdout, cmd.Stderr = io.Discard, b.errw
+		t0 := time.Now()
+		if err := cmd.Run(); err != nil {
+			return 0, fmt.Errorf("update_database %s: %w", strings.Join(args, " "), err)
+		}
+		return time.Since(t0).Seconds(), nil
+	}
+	if schemaSecs, err = run("--database-config", cfg); err != nil {
+		return 0, 0, err
+	}
+	bgSecs, err = run("background", "run", "--database-config", cfg)
+	return schemaSecs, bgSecs, err
+}
+
+func (b *rehearseBench) report(engine, reference string, refSecs float64, r rehearsalResult, wall float64, schemaSecs, bgSecs float64) {
+	rep := r.Report
+	c := rep.Databases[0].Copy
+	copySecs := float64(c.Ms) / 1000
+	fmt.Fprintf(b.out, "\n%s, %d messages at schema %d, %.0f MB\n", engine, b.events, b.version, float64(c.Bytes)/1e6)
+	fmt.Fprintf(b.out, "  %-40s %8.2f s\n", reference+" (reference)", refSecs)
+	fmt.Fprintf(b.out, "  %-40s %8.2f s   ratio %.2f\n", "rehearsal's copy ("+c.Method+")", copySecs, copySecs/refSecs)
+	fmt.Fprintf(b.out, "  %-40s %8.2f s   (real schema phase %.2f s, ratio %.2f)\n", "predicted downtime", float64(rep.BlockingMs)/1000, schemaSecs, float64(rep.BlockingMs)/1000/schemaSecs)
+	fmt.Fprintf(b.out, "  %-40s %8.2f s   (real background run %.2f s, ratio %.2f); paced %.0f s in %d batches\n", "background, flat out",
+		float64(rep.BackgroundMs)/1000, bgSecs, float64(rep.BackgroundMs)/1000/bgSecs, float64(rep.PacedMs)/1000, rep.Batches)
+	fmt.Fprintf(b.out, "  %-40s %8.2f s\n", "whole rehearsal (wall)", wall)
+	data, _ := json.Marshal(map[string]any{"engine": engine, "events": b.events, "schema_version": b.version, "bytes": c.Bytes,
+		"reference": reference, "reference_s": refSecs, "copy_method": c.Method, "copy_s": copySecs, "copy_ratio": copySecs / refSecs,
+		"predicted_downtime_s": float64(rep.BlockingMs) / 1000, "real_schema_s": schemaSecs,
+		"predicted_background_s": float64(rep.BackgroundMs) / 1000, "real_background_s": bgSecs, "paced_background_s": float64(rep.PacedMs) / 1000,
+		"rehearsal_wall_s": wall})
+	fmt.Fprintln(b.out, string(data))
+}
+
+func sqliteConfig(path, dbPath string) error {
+	return os.WriteFile(path, []byte(fmt.Sprintf("server_name: example.org\ndatabase:\n  name: sqlite3\n  args:\n    database: %s\n", dbPath)), 0o600)
+}
+
+func (b *rehearseBench) sqlite() error {
+	src := filepath.Join(b.work, fmt.Sprintf("source-%d-v%d.db", b.events, b.version))
+	if _, err := os.Stat(src); err != nil {
+		fmt.Fprintf(b.out, "generating %s (%d messages at schema %d)...\n", src, b.events, b.version)
+		tmp := src + ".tmp"
+		_ = os.Remove(tmp)
+		if _, err := generate(b.ctx, config.Database{Name: config.EngineSQLite, Args: map[string]string{"database": tmp}}, b.params(), b.version, nil); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, src); err != nil {
+			return err
+		}
+	}
+	plain := filepath.Join(b.work, "plain-copy.db")
+	defer os.Remove(plain)
+	fmt.Fprintln(b.out, "SQLite: plain copy of the file...")
+	t0 := time.Now()
+	if err := copyFile(src, plain); err != nil {
+		return err
+	}
+	refSecs := time.Since(t0).Seconds()
+
+	cfg := filepath.Join(b.work, "source.yaml")
+	if err := sqliteConfig(cfg, src); err != nil {
+		return err
+	}
+	fmt.Fprintln(b.out, "SQLite: rehearsal...")
+	r, wall, err := b.rehearse(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(b.out, "SQLite: the real upgrade of a plain copy...")
+	realCfg := filepath.Join(b.work, "real.yaml")
+	if err := sqliteConfig(realCfg, plain); err != nil {
+		return err
+	}
+	schemaSecs, bgSecs, err := b.upgrade(realCfg)
+	if err != nil {
+		return err
+	}
+	b.report("SQLite", "file copy + fsync", refSecs, r, wall, schemaSecs, bgSecs)
+	return nil
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+func (b *rehearseBench) postgres(pgURL string) error {
+	ctx := b.ctx
+	admin, err := pgx.Connect(ctx, pgURL)
+	if err != nil {
+		return err
+	}
+	defer admin.Close(ctx)
+	u, _ := url.Parse(pgURL)
+	writeConfig := func(name string) (string, config.Database, error) {
+		u2 := *u
+		u2.Path = "/" + name
+		cc, err := pgx.ParseConfig(u2.String())
+		if err != nil {
+			return "", config.Database{}, err
+		}
+		args := map[string]string{"host": cc.Host, "port": fmt.Sprint(cc.Port), "user": cc.User, "dbname": name, "sslmode": "disable"}
+		if cc.Password != "" {
+			args["password"] = cc.Password
+		}
+		var y strings.Builder
+		y.WriteString("server_name: example.org\ndatabase:\n  name: psycopg2\n  args:\n")
+		for _, k := range []string{"host", "port", "user", "password", "dbname", "sslmode"} {
+			if v, ok := args[k]; ok {
+				fmt.Fprintf(&y, "    %s: %q\n", k, v)
+			}
+		}
+		path := filepath.Join(b.work, name+".yaml")
+		return path, config.Database{Label: "master", Name: config.EnginePostgres, Args: args, DataStores: []string{"main", "state"}}, os.WriteFile(path, []byte(y.String()), 0o600)
+	}
+	// The source is kept across runs on a server that outlives them.
+	src := fmt.Sprintf("hsops_bench_rehearse_%d_v%d", b.events, b.version)
+	var exists bool
+	if err := admin.QueryRow(ctx, "SELECT count(*) > 0 FROM pg_database WHERE datname = $1", src).Scan(&exists); err != nil {
+		return err
+	}
+	srcCfg, _, err := writeConfig(src)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		fmt.Fprintf(b.out, "generating database %s (%d messages at schema %d)...\n", src, b.events, b.version)
+		tmp := src + "_tmp"
+		_, _ = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+tmp+" WITH (FORCE)")
+		if _, err := admin.Exec(ctx, "CREATE DATABASE "+tmp+" ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"); err != nil {
+			return err
+		}
+		_, tmpDB, err := writeConfig(tmp)
+		if err != nil {
+			return err
+		}
+		if _, err := generate(ctx, tmpDB, b.params(), b.version, nil); err != nil {
+			return err
+		}
+		if _, err := admin.Exec(ctx, "ALTER DATABASE "+tmp+" RENAME TO "+src); err != nil {
+			return err
+		}
+		if _, err := admin.Exec(ctx, "VACUUM"); err != nil {
+			return err
+		}
+	}
+	template := func(name string) (float64, error) {
+		_, _ = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+		t0 := time.Now()
+		if _, err := admin.Exec(ctx, "CREATE DATABASE "+name+" TEMPLATE "+src); err != nil {
+			return 0, err
+		}
+		return time.Since(t0).Seconds(), nil
+	}
+	fmt.Fprintln(b.out, "PostgreSQL: CREATE DATABASE ... TEMPLATE...")
+	refSecs, err := template("hsops_bench_rehearse_ref")
+	if err != nil {
+		return err
+	}
+	_, _ = admin.Exec(ctx, "DROP DATABASE IF EXISTS hsops_bench_rehearse_ref")
+
+	fmt.Fprintln(b.out, "PostgreSQL: rehearsal (nothing connected: the template copy)...")
+	rTemplate, wallTemplate, err := b.rehearse(srcCfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(b.out, "PostgreSQL: rehearsal with --snapshot-copy (as when the homeserver is connected)...")
+	rSnap, wallSnap, err := b.rehearse(srcCfg, "--snapshot-copy")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(b.out, "PostgreSQL: the real upgrade of a template copy...")
+	if _, err := template("hsops_bench_rehearse_real"); err != nil {
+		return err
+	}
+	defer admin.Exec(context.WithoutCancel(ctx), "DROP DATABASE IF EXISTS hsops_bench_rehearse_real WITH (FORCE)")
+	realCfg, _, err := writeConfig("hsops_bench_rehearse_real")
+	if err != nil {
+		return err
+	}
+	schemaSecs, bgSecs, err := b.upgrade(realCfg)
+	if err != nil {
+		return err
+	}
+	b.report("PostgreSQL", "CREATE DATABASE ... TEMPLATE", refSecs, rTemplate, wallTemplate, schemaSecs, bgSecs)
+	b.report("PostgreSQL", "CREATE DATABASE ... TEMPLATE", refSecs, rSnap, wallSnap, schemaSecs, bgSecs)
+	return nil
+}
