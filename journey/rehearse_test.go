@@ -92,6 +92,9 @@ func TestJourney_RehearseWhileServing(t *testing.T) {
 // included: the original is never changed, at most the scratch copy is
 // left, with its recognisable name, and the next rehearsal removes it.
 func TestJourney_RehearseKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills rehearsals at each step (-short)")
+	}
 	o := newOperator(t)
 	o.generate()
 	o.run(0, "hsload", "generate", "-c", o.config, "--schema-version", "72", "--users", "20", "--rooms", "4", "--members", "10", "--messages", "3000")
@@ -230,6 +233,9 @@ func waitNoSynapse(t *testing.T, mark string) {
 // scratch database is left under its recognisable name, and the next
 // rehearsal drops it.
 func TestJourney_RehearseKilled_Postgres(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills rehearsals at each step (-short)")
+	}
 	pg := pgtest.NewDatabase(t)
 	o := newOperator(t)
 	o.generate()

@@ -16,7 +16,6 @@ var (
 	reBgStart      = regexp.MustCompile(`Starting background schema updates for database (\S+)`)
 	reBatchStart   = regexp.MustCompile(`Starting update batch on background update '([^']+)'`)
 	reBatchDone    = regexp.MustCompile(`Running background update '?([^'.\s]+)'?\. Processed (\d+) items in (\d+)ms`)
-	reAddingIndex  = regexp.MustCompile(`Adding index (\S+) to (\S+)`)
 	reUpdateError  = regexp.MustCompile(`Error doing update(?::\s*(.*))?$`)
 	reAbort        = regexp.MustCompile(`5 back-to-back background update failures; aborting`)
 	reNoMore       = regexp.MustCompile(`No more background updates to do`)

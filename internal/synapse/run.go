@@ -524,13 +524,11 @@ func (w *watcher) poll(ctx context.Context) {
 				w.emit(Event{Type: "update_progress", Database: d.Label, Update: name, Progress: p, Items: u.Items})
 			}
 		}
-		if before != nil {
-			for name := range before {
-				if _, still := now[name]; still {
-					continue
-				}
-				w.doneUpdate(d.Label, name, time.Now())
+		for name := range before {
+			if _, still := now[name]; still {
+				continue
 			}
+			w.doneUpdate(d.Label, name, time.Now())
 		}
 		w.progress[d.Label] = now
 	}
