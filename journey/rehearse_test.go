@@ -21,71 +21,89 @@ import (
 	"hsops/internal/pgtest"
 )
 
-// TestJourney_RehearseWhileServing rehearses the upgrade of a SQLite
-// database the engine is serving while hsload writes to it through the
-// client API: every rehearsal passes, and the load sees no error.
+// TestJourney_RehearseWhileServing rehearses the upgrade of the database
+// the engine is serving while hsload writes to it through the client API:
+// every rehearsal passes, and the load sees no error. On PostgreSQL the
+// homeserver is connected, so the copy is made from a snapshot, and checked
+// against the source at that snapshot table by table (checksums).
 func TestJourney_RehearseWhileServing(t *testing.T) {
-	o := newOperator(t)
-	o.generate()
-	o.run(0, "hsload", "generate", "-c", o.config, "--users", "20", "--rooms", "4", "--members", "10", "--messages", "3000")
-	o.run(0, "synctl", "start", o.config)
-	// The engine's background updates are paused (admin API), so the job
-	// queued below is still pending for the rehearsals to run on the copy.
-	cfg, err := config.Load(o.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	server := config.BaseURL(cfg.Listeners)
-	token := o.must(o.run(0, "homeserver", "register-user", "-c", o.config, "--user", "ops", "--password", "ops-password", "--admin"), `access token: (\S+)`)
-	o.run(0, "update_database", "background", "enabled", "off", "--server", server, "--access-token", token)
-	o.run(0, "update_database", "background", "start-job", "populate_stats_process_rooms", "-c", o.config)
-
-	load := exec.Command(filepath.Join(binDir, "hsload"), "http", "-c", o.config, "--users", "8", "--rooms", "2", "--members", "8",
-		"--messages", "1500", "--reads", "200", "--searches", "20", "--concurrency", "8", "--prefix", "live")
-	load.Dir = o.dir
-	var loadOut bytes.Buffer
-	load.Stdout, load.Stderr = &loadOut, &loadOut
-	if err := load.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- load.Wait() }()
-
-	// Rehearsals one after another while the load runs (three are enough).
-	var during, rehearsals int
-	var loadErr error
-	running := true
-	for running && during < 3 {
-		out := o.run(0, "update_database", "rehearse", "-c", o.config)
-		o.must(out, `copy: SQLite online backup`)
-		o.must(out, `populate_stats_process_rooms +ok`)
-		o.must(out, `result: passed`)
-		rehearsals++
-		select {
-		case loadErr = <-exited:
-			running = false
-		default:
-			during++ // the load was still running when this rehearsal ended
+	dbtest.Engines(t, func(t *testing.T, e db.Engine) {
+		var pg pgtest.Database
+		if e == db.Postgres {
+			pg = pgtest.NewDatabase(t) // before the operator: its cleanup stops the homeserver first
 		}
-	}
-	if running {
-		loadErr = <-exited
-	}
-	if loadErr != nil {
-		t.Fatalf("hsload http failed while the rehearsals ran: %v\n%s", loadErr, loadOut.String())
-	}
-	if during == 0 {
-		t.Fatalf("no rehearsal ran while the load was writing (%d rehearsals)", rehearsals)
-	}
-	o.must(loadOut.String(), `send +1500 +0 `)
-	o.script.WriteString("$ hsload http ... (meanwhile)\n" + loadOut.String() + "\n")
-	t.Logf("%d rehearsals, %d while the load ran", rehearsals, during)
-	o.run(0, "update_database", "background", "enabled", "on", "--server", server, "--access-token", token)
-	o.run(0, "synctl", "stop", o.config)
-	left, _ := filepath.Glob(filepath.Join(o.dir, "hs", "hsops-rehearse*"))
-	if len(left) > 0 {
-		t.Fatalf("scratch copies left: %v", left)
-	}
+		o := newOperator(t)
+		o.generate()
+		rehearse := []string{"rehearse", "-c", o.config}
+		copied := `copy: SQLite online backup`
+		if e == db.Postgres {
+			o.usePostgres(pg)
+			rehearse = append(rehearse, "--verify-copy")
+			copied = `copy: COPY from one exported snapshot, .* every table checked against the source\)`
+		}
+		o.run(0, "hsload", "generate", "-c", o.config, "--users", "20", "--rooms", "4", "--members", "10", "--messages", "3000")
+		o.run(0, "synctl", "start", o.config)
+		// The engine's background updates are paused (admin API), so the job
+		// queued below is still pending for the rehearsals to run on the copy.
+		cfg, err := config.Load(o.config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		server := config.BaseURL(cfg.Listeners)
+		token := o.must(o.run(0, "homeserver", "register-user", "-c", o.config, "--user", "ops", "--password", "ops-password", "--admin"), `access token: (\S+)`)
+		o.run(0, "update_database", "background", "enabled", "off", "--server", server, "--access-token", token)
+		o.run(0, "update_database", "background", "start-job", "populate_stats_process_rooms", "-c", o.config)
+
+		load := exec.Command(filepath.Join(binDir, "hsload"), "http", "-c", o.config, "--users", "8", "--rooms", "2", "--members", "8",
+			"--messages", "1500", "--reads", "200", "--searches", "20", "--concurrency", "8", "--prefix", "live")
+		load.Dir = o.dir
+		var loadOut bytes.Buffer
+		load.Stdout, load.Stderr = &loadOut, &loadOut
+		if err := load.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- load.Wait() }()
+
+		// Rehearsals one after another while the load runs (three are enough).
+		var during, rehearsals int
+		var loadErr error
+		running := true
+		for running && during < 3 {
+			out := o.run(0, "update_database", rehearse...)
+			o.must(out, copied)
+			o.must(out, `populate_stats_process_rooms +ok`)
+			o.must(out, `result: passed`)
+			rehearsals++
+			select {
+			case loadErr = <-exited:
+				running = false
+			default:
+				during++ // the load was still running when this rehearsal ended
+			}
+		}
+		if running {
+			loadErr = <-exited
+		}
+		if loadErr != nil {
+			t.Fatalf("hsload http failed while the rehearsals ran: %v\n%s", loadErr, loadOut.String())
+		}
+		if during == 0 {
+			t.Fatalf("no rehearsal ran while the load was writing (%d rehearsals)", rehearsals)
+		}
+		o.must(loadOut.String(), `send +1500 +0 `)
+		o.script.WriteString("$ hsload http ... (meanwhile)\n" + loadOut.String() + "\n")
+		t.Logf("%d rehearsals, %d while the load ran", rehearsals, during)
+		o.run(0, "update_database", "background", "enabled", "on", "--server", server, "--access-token", token)
+		o.run(0, "synctl", "stop", o.config)
+		left, _ := filepath.Glob(filepath.Join(o.dir, "hs", "hsops-rehearse*"))
+		if len(left) > 0 {
+			t.Fatalf("scratch copies left: %v", left)
+		}
+		if e == db.Postgres {
+			o.must(o.run(0, "update_database", "rehearse", "-c", o.config, "--clean"), `no scratch copy to remove`)
+		}
+	})
 }
 
 // TestJourney_RehearseKilled kills rehearsals at several points, Synapse's
