@@ -145,6 +145,10 @@ func snapshotCopy(ctx context.Context, maint *pgx.Conn, dbc config.Database, scr
 		return fmt.Errorf("%w: %s: %v", db.ErrUnreachable, dbc, err)
 	}
 	defer exp.Close()
+	// A server's own limits must not end the snapshot half-way.
+	for _, s := range []string{"SET statement_timeout = 0", "SET idle_in_transaction_session_timeout = 0"} {
+		_, _ = exp.ExecContext(ctx, s)
+	}
 	if _, err := exp.ExecContext(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); err != nil {
 		return fmt.Errorf("start the snapshot: %w", err)
 	}
@@ -263,7 +267,7 @@ func connectTarget(ctx context.Context, cc *pgx.ConnConfig, schemaName string) (
 	if err != nil {
 		return nil, fmt.Errorf("%w: connect to the scratch database: %v", ErrScratch, err)
 	}
-	stmts := []string{"SET check_function_bodies = off", "SET maintenance_work_mem = '256MB'"}
+	stmts := []string{"SET check_function_bodies = off", "SET statement_timeout = 0", "SET maintenance_work_mem = '256MB'"}
 	if schemaName != "public" {
 		stmts = append([]string{"CREATE SCHEMA IF NOT EXISTS " + qi(schemaName)}, stmts...)
 	}
@@ -285,6 +289,7 @@ func copyTable(ctx context.Context, srcCC, dstCC *pgx.ConnConfig, schemaName, sn
 		return 0, fmt.Errorf("%w: %v", db.ErrUnreachable, err)
 	}
 	defer src.Close(context.WithoutCancel(ctx))
+	_, _ = src.Exec(ctx, "SET statement_timeout = 0")
 	for _, s := range []string{"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "SET TRANSACTION SNAPSHOT " + quoteLiteral(snap)} {
 		if _, err := src.Exec(ctx, s); err != nil {
 			return 0, fmt.Errorf("join the snapshot: %w", err)
