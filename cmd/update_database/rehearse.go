@@ -208,7 +208,11 @@ func (r *rehearseReporter) event(ev rehearse.Event) {
 	case "update_start":
 		r.finishBar()
 		if r.tty {
-			r.bar = progressbar.NewOptions64(max(ev.Total, -1), progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(ev.Name),
+			total := ev.Total
+			if total <= 0 {
+				total = -1 // a spinner
+			}
+			r.bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(ev.Name),
 				progressbar.OptionShowCount(), progressbar.OptionSetItsString("items"), progressbar.OptionShowIts(), progressbar.OptionThrottle(100*time.Millisecond))
 		} else {
 			fmt.Fprintf(w, "  %s\n", ev.Name)
