@@ -301,3 +301,20 @@ RuntimeError: 5 back-to-back background update failures; aborting.`, "\n")
 		t.Errorf("chained: %q", got)
 	}
 }
+
+func TestFixFor(t *testing.T) {
+	for _, c := range []struct {
+		f    Failure
+		want string
+	}{
+		{Failure{Phase: "background", Update: "state_group_edges_unique_idx", Cause: `psycopg2.errors.UniqueViolation: could not create unique index "state_group_edges_unique_idx"`}, "update_database repair state-group-edges --database-config <config>"},
+		{Failure{Phase: "background", Update: "receipts_linearized_unique_index", Cause: "sqlite3.IntegrityError: UNIQUE constraint failed: receipts_linearized.room_id"}, "duplicated rows in receipts_linearized"},
+		{Failure{Phase: "schema", Cause: "ValueError: Cannot use this database as it is too new for the server to understand"}, "upgraded by a newer release"},
+		{Failure{Phase: "schema", Cause: "Expected database schema version 84 but got 83: run the main synapse process to upgrade the database schema before starting worker processes."}, "main process's config"},
+		{Failure{Phase: "schema", Delta: "84/01_x.sql", Cause: "sqlite3.OperationalError: near \"x\": syntax error"}, "nothing of delta 84/01_x.sql was kept"},
+	} {
+		if got := FixFor(&c.f); !strings.Contains(got, c.want) {
+			t.Errorf("%+v: fix %q, want %q in it", c.f, got, c.want)
+		}
+	}
+}
