@@ -24,7 +24,7 @@ import (
 
 func newBenchRehearseCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
 	var (
-		events, version           int
+		events, version, rounds   int
 		work, pgURL, updateDB, on string
 	)
 	cmd := &cobra.Command{
@@ -50,7 +50,7 @@ cluster is started from the initdb and pg_ctl on the machine.`,
 			if err != nil {
 				return cli.Usagef("update_database not found: build it next to hsload (go build -o bin/ ./cmd/...) or pass --update-database")
 			}
-			b := &rehearseBench{ctx: ctx, out: stdout, errw: stderr, bin: bin, events: events, version: version, work: work}
+			b := &rehearseBench{ctx: ctx, out: stdout, errw: stderr, bin: bin, events: events, version: version, work: work, rounds: max(rounds, 1)}
 			if err := os.MkdirAll(work, 0o755); err != nil {
 				return err
 			}
@@ -77,6 +77,7 @@ cluster is started from the initdb and pg_ctl on the machine.`,
 	f.IntVar(&events, "events", 1000000, "messages in the generated database")
 	f.IntVar(&version, "schema-version", 69, "the schema version the generated database is at (the upgrade goes to 83)")
 	f.StringVar(&on, "engine", "both", "sqlite, postgres or both")
+	f.IntVar(&rounds, "rounds", 1, "measure this many times (each round: reference copy, real upgrade, rehearsal)")
 	f.StringVar(&work, "work", filepath.Join(os.TempDir(), "hsops-bench-rehearse"), "directory for the generated database (reused across runs)")
 	f.StringVar(&pgURL, "postgres-url", os.Getenv(pgtest.EnvURL), "PostgreSQL admin URL")
 	f.StringVar(&updateDB, "update-database", "", "the update_database binary (default: next to hsload, then PATH)")
@@ -84,11 +85,11 @@ cluster is started from the initdb and pg_ctl on the machine.`,
 }
 
 type rehearseBench struct {
-	ctx             context.Context
-	out, errw       io.Writer
-	bin             string
-	events, version int
-	work            string
+	ctx                     context.Context
+	out, errw               io.Writer
+	bin                     string
+	events, version, rounds int
+	work                    string
 }
 
 // rehearsalResult is what the bench reads of rehearse --json.
@@ -180,11 +181,12 @@ func (b *rehearseBench) report(engine, reference string, refSecs float64, r rehe
 	fmt.Fprintf(b.out, "  %-40s %8.2f s   (real background run %.2f s, ratio %.2f); paced %.0f s in %d batches\n", "background, flat out",
 		float64(rep.BackgroundMs)/1000, bgSecs, float64(rep.BackgroundMs)/1000/bgSecs, float64(rep.PacedMs)/1000, rep.Batches)
 	fmt.Fprintf(b.out, "  %-40s %8.2f s\n", "whole rehearsal (wall)", wall)
+	load, _ := os.ReadFile("/proc/loadavg")
 	data, _ := json.Marshal(map[string]any{"engine": engine, "events": b.events, "schema_version": b.version, "bytes": c.Bytes,
 		"reference": reference, "reference_s": refSecs, "copy_method": c.Method, "copy_s": copySecs, "copy_ratio": copySecs / refSecs,
 		"predicted_downtime_s": float64(rep.BlockingMs) / 1000, "real_schema_s": schemaSecs,
 		"predicted_background_s": float64(rep.BackgroundMs) / 1000, "real_background_s": bgSecs, "paced_background_s": float64(rep.PacedMs) / 1000,
-		"rehearsal_wall_s": wall})
+		"rehearsal_wall_s": wall, "loadavg": strings.TrimSpace(string(load))})
 	fmt.Fprintln(b.out, string(data))
 }
 
@@ -207,32 +209,32 @@ func (b *rehearseBench) sqlite() error {
 	}
 	plain := filepath.Join(b.work, "plain-copy.db")
 	defer os.Remove(plain)
-	fmt.Fprintln(b.out, "SQLite: plain copy of the file...")
-	t0 := time.Now()
-	if err := copyFile(src, plain); err != nil {
-		return err
-	}
-	refSecs := time.Since(t0).Seconds()
-
 	cfg := filepath.Join(b.work, "source.yaml")
 	if err := sqliteConfig(cfg, src); err != nil {
 		return err
 	}
-	fmt.Fprintln(b.out, "SQLite: rehearsal...")
-	r, wall, err := b.rehearse(cfg)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(b.out, "SQLite: the real upgrade of a plain copy...")
 	realCfg := filepath.Join(b.work, "real.yaml")
 	if err := sqliteConfig(realCfg, plain); err != nil {
 		return err
 	}
-	schemaSecs, bgSecs, err := b.upgrade(realCfg)
-	if err != nil {
-		return err
+	for round := 1; round <= b.rounds; round++ {
+		fmt.Fprintf(b.out, "SQLite, round %d: plain copy of the file, then the real upgrade of it...\n", round)
+		t0 := time.Now()
+		if err := copyFile(src, plain); err != nil {
+			return err
+		}
+		refSecs := time.Since(t0).Seconds()
+		schemaSecs, bgSecs, err := b.upgrade(realCfg)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(b.out, "SQLite, round %d: rehearsal...\n", round)
+		r, wall, err := b.rehearse(cfg)
+		if err != nil {
+			return err
+		}
+		b.report(fmt.Sprintf("SQLite (round %d)", round), "file copy + fsync", refSecs, r, wall, schemaSecs, bgSecs)
 	}
-	b.report("SQLite", "file copy + fsync", refSecs, r, wall, schemaSecs, bgSecs)
 	return nil
 }
 
@@ -325,37 +327,38 @@ func (b *rehearseBench) postgres(pgURL string) error {
 		}
 		return time.Since(t0).Seconds(), nil
 	}
-	fmt.Fprintln(b.out, "PostgreSQL: CREATE DATABASE ... TEMPLATE...")
-	refSecs, err := template("hsops_bench_rehearse_ref")
+	const realDB = "hsops_bench_rehearse_real"
+	defer admin.Exec(context.WithoutCancel(ctx), "DROP DATABASE IF EXISTS "+realDB+" WITH (FORCE)")
+	realCfg, _, err := writeConfig(realDB)
 	if err != nil {
 		return err
 	}
-	_, _ = admin.Exec(ctx, "DROP DATABASE IF EXISTS hsops_bench_rehearse_ref")
-
-	fmt.Fprintln(b.out, "PostgreSQL: rehearsal (nothing connected: the template copy)...")
-	rTemplate, wallTemplate, err := b.rehearse(srcCfg)
-	if err != nil {
-		return err
+	for round := 1; round <= b.rounds; round++ {
+		fmt.Fprintf(b.out, "PostgreSQL, round %d: CREATE DATABASE ... TEMPLATE, then the real upgrade of it...\n", round)
+		refSecs, err := template(realDB)
+		if err != nil {
+			return err
+		}
+		schemaSecs, bgSecs, err := b.upgrade(realCfg)
+		if err != nil {
+			return err
+		}
+		if _, err := admin.Exec(ctx, "DROP DATABASE "+realDB); err != nil {
+			return err
+		}
+		fmt.Fprintf(b.out, "PostgreSQL, round %d: rehearsal (nothing connected: the template copy)...\n", round)
+		rTemplate, wallTemplate, err := b.rehearse(srcCfg)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(b.out, "PostgreSQL, round %d: rehearsal with --snapshot-copy (as when the homeserver is connected)...\n", round)
+		rSnap, wallSnap, err := b.rehearse(srcCfg, "--snapshot-copy")
+		if err != nil {
+			return err
+		}
+		name := fmt.Sprintf("PostgreSQL (round %d)", round)
+		b.report(name, "CREATE DATABASE ... TEMPLATE", refSecs, rTemplate, wallTemplate, schemaSecs, bgSecs)
+		b.report(name, "CREATE DATABASE ... TEMPLATE", refSecs, rSnap, wallSnap, schemaSecs, bgSecs)
 	}
-	fmt.Fprintln(b.out, "PostgreSQL: rehearsal with --snapshot-copy (as when the homeserver is connected)...")
-	rSnap, wallSnap, err := b.rehearse(srcCfg, "--snapshot-copy")
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(b.out, "PostgreSQL: the real upgrade of a template copy...")
-	if _, err := template("hsops_bench_rehearse_real"); err != nil {
-		return err
-	}
-	defer admin.Exec(context.WithoutCancel(ctx), "DROP DATABASE IF EXISTS hsops_bench_rehearse_real WITH (FORCE)")
-	realCfg, _, err := writeConfig("hsops_bench_rehearse_real")
-	if err != nil {
-		return err
-	}
-	schemaSecs, bgSecs, err := b.upgrade(realCfg)
-	if err != nil {
-		return err
-	}
-	b.report("PostgreSQL", "CREATE DATABASE ... TEMPLATE", refSecs, rTemplate, wallTemplate, schemaSecs, bgSecs)
-	b.report("PostgreSQL", "CREATE DATABASE ... TEMPLATE", refSecs, rSnap, wallSnap, schemaSecs, bgSecs)
 	return nil
 }
