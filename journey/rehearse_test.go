@@ -35,7 +35,7 @@ func TestJourney_RehearseWhileServing(t *testing.T) {
 		o := newOperator(t)
 		o.generate()
 		rehearse := []string{"rehearse", "-c", o.config}
-		copied := `copy: SQLite online backup`
+		copied := `copy: (SQLite online backup|file copy under SQLite's read lock)`
 		if e == db.Postgres {
 			o.usePostgres(pg)
 			rehearse = append(rehearse, "--verify-copy")

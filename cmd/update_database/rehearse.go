@@ -264,6 +264,7 @@ func size(n int64) string {
 
 var copyMethod = map[string]string{
 	"backup":   "SQLite online backup",
+	"locked":   "file copy under SQLite's read lock",
 	"template": "CREATE DATABASE ... TEMPLATE",
 	"snapshot": "COPY from one exported snapshot",
 }

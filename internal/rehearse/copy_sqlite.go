@@ -3,8 +3,8 @@ package rehearse
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"strings"
@@ -13,6 +13,7 @@ import (
 	"modernc.org/sqlite"
 
 	"hsops/internal/db"
+	"hsops/internal/proc"
 )
 
 // pagesPerStep is how much of a SQLite database one backup step copies
@@ -20,9 +21,9 @@ import (
 // steps cost nothing.
 var pagesPerStep int32 = 4096
 
-// unlockedAttempts is how many times a copy of a rollback-journal database
-// is restarted by the homeserver's writes before it is finished under a
-// read lock (which makes those writes wait).
+// unlockedAttempts is how many times the backup of a rollback-journal
+// database another process has open may be restarted by its writes before
+// the file is copied under a read lock (which makes those writes wait).
 const unlockedAttempts = 3
 
 // openSourceSQLite opens a SQLite database strictly read-only: mode=ro
@@ -73,16 +74,21 @@ func sqliteSize(path string) int64 {
 	return n
 }
 
-// backupSQLite copies a live SQLite database to dst with SQLite's online
-// backup API. The copy is one consistent snapshot:
+// backupSQLite copies a live SQLite database to dst. The copy is one
+// consistent snapshot, and the homeserver is kept waiting as little as the
+// journal mode allows:
 //
-//   - in WAL mode the copy runs inside one read transaction: it sees one
-//     snapshot (the WAL's committed frames included) and the homeserver
-//     keeps writing meanwhile;
-//   - in rollback-journal mode a read transaction would make every write
-//     wait, so the copy first runs without one; a write by another process
-//     restarts it (SQLite's rule), and after a few restarts it is finished
-//     under a read lock, the writers waiting for that last pass (reported).
+//   - in WAL mode, SQLite's online backup API inside one read transaction:
+//     it sees one snapshot (the WAL's committed frames included) and the
+//     homeserver keeps writing meanwhile;
+//   - in rollback-journal mode, a read transaction makes every writer wait
+//     (a writer needs the file to itself to commit), but while it is held the
+//     file does not change, so the file is copied as it is, at the speed of a
+//     plain copy. When no other process has the file open, that is what is
+//     done. Otherwise the backup API runs first without a read transaction,
+//     restarted by SQLite whenever another process writes; after a few
+//     restarts the file is copied under the read lock, the homeserver's
+//     writes waiting for that copy (reported).
 func backupSQLite(ctx context.Context, src, dst string, progress func(done, total int64)) (Copy, error) {
 	t0 := time.Now()
 	c := Copy{Method: "backup", Scratch: dst}
@@ -123,12 +129,53 @@ func backupSQLite(ctx context.Context, src, dst string, progress func(done, tota
 			_, _ = conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
 		}
 	}()
-	if wal {
+	// lockedCopy copies the file under the read lock.
+	lockedCopy := func() error {
+		if !inTx {
+			if err := lock(); err != nil {
+				return fmt.Errorf("lock %q for the copy: %w", src, err)
+			}
+		}
+		c.Method = "locked"
+		return copyFileProgress(ctx, src, dst, progress)
+	}
+	switch {
+	case wal:
 		if err := lock(); err != nil {
 			return c, fmt.Errorf("start the snapshot of %q: %w", src, err)
 		}
+		if _, err := backupAPI(ctx, conn, src, dst, pageSize, progress, 0); err != nil {
+			return c, err
+		}
+	case len(proc.Openers(src)) == 0:
+		if err := lockedCopy(); err != nil {
+			return c, err
+		}
+	default:
+		done, err := backupAPI(ctx, conn, src, dst, pageSize, progress, unlockedAttempts)
+		if err != nil {
+			return c, err
+		}
+		if !done {
+			lockedAt := time.Now()
+			if err := lockedCopy(); err != nil {
+				return c, err
+			}
+			c.WritersWaitedMillis = time.Since(lockedAt).Milliseconds()
+		}
 	}
-	var lockedAt time.Time
+	if err := syncFile(dst); err != nil {
+		return c, fmt.Errorf("%w: %v", ErrScratch, err)
+	}
+	c.Bytes = sqliteSize(dst)
+	c.Millis = time.Since(t0).Milliseconds()
+	return c, nil
+}
+
+// backupAPI copies with SQLite's online backup API. With restarts > 0 it
+// gives up (done false, dst removed) once another process's writes have
+// restarted it that many times.
+func backupAPI(ctx context.Context, conn *sql.Conn, src, dst string, pageSize int64, progress func(done, total int64), restarts int) (done bool, err error) {
 	err = conn.Raw(func(dc any) error {
 		bk, ok := dc.(interface {
 			NewBackup(string) (*sqlite.Backup, error)
@@ -142,7 +189,7 @@ func backupSQLite(ctx context.Context, src, dst string, progress func(done, tota
 		if err != nil {
 			return fmt.Errorf("%w: create %q: %v", ErrScratch, dst, err)
 		}
-		restarts := 0
+		seen := 0
 		lastRemaining := -1
 		for {
 			if err := ctx.Err(); err != nil {
@@ -162,55 +209,57 @@ func backupSQLite(ctx context.Context, src, dst string, progress func(done, tota
 				progress(int64(total-remaining)*pageSize, int64(total)*pageSize)
 			}
 			if !more {
-				break
+				done = true
+				return b.Finish()
 			}
-			if !wal && !inTx && lastRemaining >= 0 && remaining > lastRemaining {
+			if restarts > 0 && lastRemaining >= 0 && remaining > lastRemaining {
 				// Another process wrote: SQLite restarted the copy.
-				restarts++
-				if restarts >= unlockedAttempts {
-					if err := lockRaw(ctx, dc); err != nil {
-						_ = b.Finish()
-						return fmt.Errorf("lock %q for the copy: %w", src, err)
-					}
-					inTx = true
-					lockedAt = time.Now()
+				if seen++; seen >= restarts {
+					return b.Finish()
 				}
 			}
 			lastRemaining = remaining
 		}
-		return b.Finish()
 	})
-	if err != nil {
-		return c, err
+	if err == nil && !done {
+		err = os.Remove(dst)
 	}
-	if !lockedAt.IsZero() {
-		c.WritersWaitedMillis = time.Since(lockedAt).Milliseconds()
-	}
-	if err := syncFile(dst); err != nil {
-		return c, fmt.Errorf("%w: %v", ErrScratch, err)
-	}
-	c.Bytes = sqliteSize(dst)
-	c.Millis = time.Since(t0).Milliseconds()
-	return c, nil
+	return done, err
 }
 
-// lockRaw starts a read transaction on a driver connection (inside Raw,
-// where database/sql cannot be used).
-func lockRaw(ctx context.Context, dc any) error {
-	ex, ok1 := dc.(driver.ExecerContext)
-	qc, ok2 := dc.(driver.QueryerContext)
-	if !ok1 || !ok2 {
-		return fmt.Errorf("the SQLite driver cannot run statements here")
+// copyFileProgress copies a file (in the kernel where it can), in chunks
+// that report progress, and cancellable between them.
+func copyFileProgress(ctx context.Context, src, dst string, progress func(done, total int64)) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("copy %q: %w", src, err)
 	}
-	if _, err := ex.ExecContext(ctx, "BEGIN", nil); err != nil {
-		return err
-	}
-	rows, err := qc.QueryContext(ctx, "SELECT count(*) FROM sqlite_master", nil)
+	defer in.Close()
+	st, err := in.Stat()
 	if err != nil {
 		return err
 	}
-	dest := make([]driver.Value, 1)
-	err = rows.Next(dest)
-	rows.Close()
-	return err
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("%w: create %q: %v", ErrScratch, dst, err)
+	}
+	defer out.Close()
+	var done int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, err := io.CopyN(out, in, 64<<20)
+		done += n
+		if progress != nil {
+			progress(done, max(st.Size(), done))
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("%w: copy %q: %v", ErrScratch, src, err)
+		}
+	}
+	return out.Close()
 }

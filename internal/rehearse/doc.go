@@ -6,13 +6,15 @@
 //
 // # The copy
 //
-// The original is only ever read. A SQLite database is copied with SQLite's
-// online backup API into a scratch directory: in WAL mode inside one read
-// transaction (one consistent snapshot, the WAL's committed frames
-// included, and the homeserver keeps writing); in rollback-journal mode
-// without one at first, because a read transaction makes every writer wait,
-// restarting when another process writes, and finishing under a read lock
-// after a few restarts (how long writers waited is reported). A PostgreSQL
+// The original is only ever read. A SQLite database in WAL mode (Synapse's)
+// is copied with SQLite's online backup API inside one read transaction:
+// one consistent snapshot, the WAL's committed frames included, and the
+// homeserver keeps writing. In rollback-journal mode (the engine's) a read
+// transaction makes every writer wait but also freezes the file, so the
+// file is copied as it is under it, at the speed of a plain copy; when
+// another process has the file open, the backup API is tried first without
+// the lock (SQLite restarts it when that process writes), and after a few
+// restarts the locked copy is made (how long writers waited is reported). A PostgreSQL
 // database is copied on its own server: with CREATE DATABASE ... TEMPLATE
 // when no other session is connected to it (an exact copy), otherwise from
 // one exported snapshot (REPEATABLE READ, pg_export_snapshot): the schema

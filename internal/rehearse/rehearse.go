@@ -476,7 +476,7 @@ func (r *rehearsal) copyAll(ctx context.Context) error {
 		var c Copy
 		var err error
 		if s.dbc.IsSQLite() {
-			r.emit(Event{Type: "copy_start", Database: label, Method: "backup", Total: s.size, Name: s.scratch})
+			r.emit(Event{Type: "copy_start", Database: label, Total: s.size, Name: s.scratch})
 			if s.lock, err = lockDir(s.dir); err != nil {
 				return err
 			}
@@ -485,7 +485,7 @@ func (r *rehearsal) copyAll(ctx context.Context) error {
 				return err
 			}
 			if c.WritersWaitedMillis > 0 {
-				r.note(fmt.Sprintf("%s is in rollback-journal mode and kept being written: the end of its copy held a read lock, and the homeserver's writes waited up to %d ms (WAL mode avoids this)", s.desc, c.WritersWaitedMillis))
+				r.note(fmt.Sprintf("%s is in rollback-journal mode and kept being written: it was copied under its read lock in the end, and the homeserver's writes waited up to %d ms for it (in WAL mode they never wait)", s.desc, c.WritersWaitedMillis))
 			}
 			s.copy, err = db.OpenSQLite(ctx, s.scratch, db.Options{})
 		} else {

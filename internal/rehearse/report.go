@@ -94,8 +94,9 @@ type TableCount struct {
 
 // Copy is how a database was copied.
 type Copy struct {
-	// Method is "backup" (SQLite's online backup), "template" (CREATE
-	// DATABASE ... TEMPLATE) or "snapshot" (COPY from one exported
+	// Method is "backup" (SQLite's online backup API), "locked" (a SQLite
+	// file in rollback-journal mode copied under its read lock), "template"
+	// (CREATE DATABASE ... TEMPLATE) or "snapshot" (COPY from one exported
 	// snapshot).
 	Method string `json:"method"`
 	// Scratch names the copy: a file path or a database name.
@@ -107,8 +108,8 @@ type Copy struct {
 	Tables int   `json:"tables,omitempty"`
 	Rows   int64 `json:"rows,omitempty"`
 	// WritersWaitedMillis is how long the homeserver's writes had to wait
-	// (a SQLite database in rollback-journal mode copied under a read
-	// lock); 0 otherwise.
+	// (a SQLite database in rollback-journal mode that kept being written,
+	// copied under its read lock in the end); 0 otherwise.
 	WritersWaitedMillis int64 `json:"writers_waited_ms,omitempty"`
 	// Verified is set when the copy was compared with the source table by
 	// table (row counts and checksums, at the snapshot).
