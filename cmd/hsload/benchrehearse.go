@@ -18,6 +18,7 @@ import (
 
 	"hsops/internal/cli"
 	"hsops/internal/config"
+	"hsops/internal/db"
 	"hsops/internal/gen"
 	"hsops/internal/pgtest"
 )
@@ -26,6 +27,7 @@ func newBenchRehearseCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.C
 	var (
 		events, version, rounds   int
 		work, pgURL, updateDB, on string
+		wal                       bool
 	)
 	cmd := &cobra.Command{
 		Use:   "bench-rehearse [--events 1000000] [--schema-version 69] [--engine sqlite|postgres|both] [--postgres-url URL] [--work DIR]",
@@ -50,7 +52,7 @@ cluster is started from the initdb and pg_ctl on the machine.`,
 			if err != nil {
 				return cli.Usagef("update_database not found: build it next to hsload (go build -o bin/ ./cmd/...) or pass --update-database")
 			}
-			b := &rehearseBench{ctx: ctx, out: stdout, errw: stderr, bin: bin, events: events, version: version, work: work, rounds: max(rounds, 1)}
+			b := &rehearseBench{ctx: ctx, out: stdout, errw: stderr, bin: bin, events: events, version: version, work: work, rounds: max(rounds, 1), wal: wal}
 			if err := os.MkdirAll(work, 0o755); err != nil {
 				return err
 			}
@@ -78,6 +80,7 @@ cluster is started from the initdb and pg_ctl on the machine.`,
 	f.IntVar(&version, "schema-version", 69, "the schema version the generated database is at (the upgrade goes to 83)")
 	f.StringVar(&on, "engine", "both", "sqlite, postgres or both")
 	f.IntVar(&rounds, "rounds", 1, "measure this many times (each round: reference copy, real upgrade, rehearsal)")
+	f.BoolVar(&wal, "sqlite-wal", false, "SQLite: the database in WAL mode, as Synapse's (copied with the backup API)")
 	f.StringVar(&work, "work", filepath.Join(os.TempDir(), "hsops-bench-rehearse"), "directory for the generated database (reused across runs)")
 	f.StringVar(&pgURL, "postgres-url", os.Getenv(pgtest.EnvURL), "PostgreSQL admin URL")
 	f.StringVar(&updateDB, "update-database", "", "the update_database binary (default: next to hsload, then PATH)")
@@ -90,6 +93,7 @@ type rehearseBench struct {
 	bin                     string
 	events, version, rounds int
 	work                    string
+	wal                     bool
 }
 
 // rehearsalResult is what the bench reads of rehearse --json.
@@ -207,6 +211,30 @@ func (b *rehearseBench) sqlite() error {
 			return err
 		}
 	}
+	engine := "SQLite"
+	if b.wal {
+		engine = "SQLite in WAL mode"
+		walSrc := strings.TrimSuffix(src, ".db") + "-wal.db"
+		if _, err := os.Stat(walSrc); err != nil {
+			tmp := walSrc + ".tmp"
+			if err := copyFile(src, tmp); err != nil {
+				return err
+			}
+			d, err := db.OpenSQLite(b.ctx, tmp, db.Options{})
+			if err != nil {
+				return err
+			}
+			_, err = d.ExecContext(b.ctx, "PRAGMA journal_mode = WAL")
+			d.Close()
+			if err != nil {
+				return err
+			}
+			if err := os.Rename(tmp, walSrc); err != nil {
+				return err
+			}
+		}
+		src = walSrc
+	}
 	plain := filepath.Join(b.work, "plain-copy.db")
 	defer os.Remove(plain)
 	cfg := filepath.Join(b.work, "source.yaml")
@@ -218,7 +246,7 @@ func (b *rehearseBench) sqlite() error {
 		return err
 	}
 	for round := 1; round <= b.rounds; round++ {
-		fmt.Fprintf(b.out, "SQLite, round %d: plain copy of the file, then the real upgrade of it...\n", round)
+		fmt.Fprintf(b.out, "%s, round %d: plain copy of the file, then the real upgrade of it...\n", engine, round)
 		t0 := time.Now()
 		if err := copyFile(src, plain); err != nil {
 			return err
@@ -228,12 +256,12 @@ func (b *rehearseBench) sqlite() error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(b.out, "SQLite, round %d: rehearsal...\n", round)
+		fmt.Fprintf(b.out, "%s, round %d: rehearsal...\n", engine, round)
 		r, wall, err := b.rehearse(cfg)
 		if err != nil {
 			return err
 		}
-		b.report(fmt.Sprintf("SQLite (round %d)", round), "file copy + fsync", refSecs, r, wall, schemaSecs, bgSecs)
+		b.report(fmt.Sprintf("%s (round %d)", engine, round), "file copy + fsync", refSecs, r, wall, schemaSecs, bgSecs)
 	}
 	return nil
 }
