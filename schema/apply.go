@@ -117,7 +117,10 @@ func (s *Set) Execute(ctx context.Context, d *db.DB, plan *Plan, opts Options) (
 				applied = append(applied, dl.Key())
 				ev := Event{Type: "delta", Version: dl.Version, File: dl.Name, Millis: time.Since(t0).Milliseconds()}
 				if opts.CountRows {
-					ev.Rows = RowChanges(ctx, tx, d.Engine) - c0
+					ev.Rows = -1
+					if c1 := RowChanges(ctx, tx, d.Engine); c0 >= 0 && c1 >= 0 {
+						ev.Rows = c1 - c0
+					}
 				}
 				emit(ev)
 			}

@@ -41,7 +41,7 @@ type Event struct {
 	// Millis is how long the step took, for "delta" and "snapshot".
 	Millis int64 `json:"ms,omitempty"`
 	// Rows is the number of rows a delta inserted, updated or deleted
-	// (with Options.CountRows).
+	// (with Options.CountRows; -1 when it could not be counted).
 	Rows int64 `json:"rows,omitempty"`
 }
 
