@@ -287,7 +287,7 @@ func printRehearsal(w io.Writer, rep *rehearse.Report, verbose bool) {
 		c := d.Copy
 		line := fmt.Sprintf("  copy: %s, %s in %s", copyMethod[c.Method], size(c.Bytes), ms(c.Millis))
 		if c.Tables > 0 {
-			line += fmt.Sprintf(" (%d tables, %d rows", c.Tables, c.Rows)
+			line += fmt.Sprintf(" (%d tables, %d rows; data %s, keys and indexes %s", c.Tables, c.Rows, ms(c.DataMillis), ms(c.RebuildMillis))
 			if c.Verified {
 				line += ", every table checked against the source"
 			}

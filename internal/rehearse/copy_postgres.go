@@ -202,6 +202,7 @@ func snapshotCopy(ctx context.Context, maint *pgx.Conn, dbc config.Database, scr
 	}
 	tables := append([]pgTable(nil), s.Tables...)
 	sortBySize(tables)
+	tData := time.Now()
 	err = parallel(ctx, o.jobs(), len(tables), func(ctx context.Context, i int) error {
 		n, err := copyTable(ctx, srcCC, dstCC, s.Schema, snap, tables[i], func(b int64) { done.Add(b); report() })
 		rows.Add(n)
@@ -212,18 +213,53 @@ func snapshotCopy(ctx context.Context, maint *pgx.Conn, dbc config.Database, scr
 	}
 	report()
 	c.Tables, c.Rows = len(s.Tables), rows.Load()
+	c.DataMillis = time.Since(tData).Milliseconds()
 
-	// Keys and indexes, then foreign keys, then the rest.
-	phases := [][]string{append(append(append([]string{}, s.Keys...), s.Indexes...), s.Checks...), s.Foreign}
-	for _, stmts := range phases {
-		err := parallel(ctx, o.jobs(), len(stmts), func(ctx context.Context, i int) error {
+	// Keys, then indexes, then checks, then foreign keys. ALTER TABLE
+	// locks its table whole, so a table's ALTERs run one after the other
+	// on one session while other tables' run beside them; CREATE INDEX
+	// statements run side by side, on one table too.
+	tRebuild := time.Now()
+	size := map[string]int64{}
+	for _, t := range s.Tables {
+		size[t.Name] = t.Bytes
+	}
+	byTable := func(stmts []pgStmt) [][]string {
+		groups := map[string][]string{}
+		var order []string
+		for _, st := range stmts {
+			if _, ok := groups[st.Table]; !ok {
+				order = append(order, st.Table)
+			}
+			groups[st.Table] = append(groups[st.Table], st.SQL)
+		}
+		sort.SliceStable(order, func(i, j int) bool { return size[order[i]] > size[order[j]] })
+		out := make([][]string, 0, len(order))
+		for _, t := range order {
+			out = append(out, groups[t])
+		}
+		return out
+	}
+	each := func(stmts []pgStmt) [][]string {
+		sorted := append([]pgStmt(nil), stmts...)
+		sort.SliceStable(sorted, func(i, j int) bool { return size[sorted[i].Table] > size[sorted[j].Table] })
+		out := make([][]string, len(sorted))
+		for i, st := range sorted {
+			out[i] = []string{st.SQL}
+		}
+		return out
+	}
+	for _, jobs := range [][][]string{byTable(s.Keys), each(s.Indexes), byTable(s.Checks), byTable(s.Foreign)} {
+		err := parallel(ctx, o.jobs(), len(jobs), func(ctx context.Context, i int) error {
 			conn, err := connectTarget(ctx, dstCC, s.Schema)
 			if err != nil {
 				return err
 			}
 			defer conn.Close(context.WithoutCancel(ctx))
-			if _, err := conn.Exec(ctx, stmts[i]); err != nil {
-				return fmt.Errorf("rebuild %s in %s: %w", firstLine(stmts[i]), scratch, err)
+			for _, stmt := range jobs[i] {
+				if _, err := conn.Exec(ctx, stmt); err != nil {
+					return fmt.Errorf("rebuild %s in %s: %w", firstLine(stmt), scratch, err)
+				}
 			}
 			return nil
 		})
@@ -238,12 +274,15 @@ func snapshotCopy(ctx context.Context, maint *pgx.Conn, dbc config.Database, scr
 		}
 		post = append(post, fmt.Sprintf("SELECT setval(%s, %d, %t)", quoteLiteral(qi(sq.Name)), sq.LastValue, sq.IsCalled))
 	}
+	// The planner's statistics, as the source has them, so that the
+	// upgrade's queries run the same plans.
 	post = append(post, "ANALYZE")
 	for _, stmt := range post {
 		if _, err := dst.Exec(ctx, stmt); err != nil {
 			return fmt.Errorf("finish the copy %s: %s: %w", scratch, firstLine(stmt), err)
 		}
 	}
+	c.RebuildMillis = time.Since(tRebuild).Milliseconds()
 	if o.Verify {
 		if err := verifyCopy(ctx, exp, dstCC, s); err != nil {
 			return err

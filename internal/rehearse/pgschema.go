@@ -25,15 +25,20 @@ type pgSchema struct {
 	Tables    []pgTable
 	Views     []string
 	// Keys are primary keys, unique and exclusion constraints; Checks are
-	// check constraints; Foreign are foreign keys (after Keys).
-	Keys, Checks, Foreign []string
-	Indexes               []string
-	Triggers              []string
+	// check constraints; Foreign are foreign keys (after Keys); Indexes
+	// the indexes no constraint owns.
+	Keys, Checks, Foreign, Indexes []pgStmt
+	Triggers                       []string
 	// ColumnOptions are per-column planner options (n_distinct ...).
 	ColumnOptions []string
 	// Skipped are the invalid indexes (a failed CREATE INDEX
 	// CONCURRENTLY) that are not copied.
 	Skipped []string
+}
+
+// pgStmt is a statement and the table it changes.
+type pgStmt struct {
+	Table, SQL string
 }
 
 type pgSequence struct {
@@ -186,7 +191,7 @@ func readPGSchema(ctx context.Context, q *sql.Conn) (*pgSchema, error) {
 			rows.Close()
 			return nil, err
 		}
-		stmt := fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", qi(table), qi(name), def)
+		stmt := pgStmt{Table: table, SQL: fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", qi(table), qi(name), def)}
 		switch typ {
 		case "f":
 			s.Foreign = append(s.Foreign, stmt)
@@ -199,7 +204,7 @@ func readPGSchema(ctx context.Context, q *sql.Conn) (*pgSchema, error) {
 	rows.Close()
 
 	// Indexes that no constraint owns.
-	rows, err = q.QueryContext(ctx, `SELECT ic.relname, pg_get_indexdef(i.indexrelid), i.indisvalid
+	rows, err = q.QueryContext(ctx, `SELECT t.relname, ic.relname, pg_get_indexdef(i.indexrelid), i.indisvalid
 		FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid
 		WHERE t.relkind = 'r' AND t.relnamespace = `+ns+`
 		  AND NOT EXISTS (SELECT 1 FROM pg_constraint con WHERE con.conindid = i.indexrelid AND con.conrelid = i.indrelid AND con.contype IN ('p', 'u', 'x'))
@@ -208,9 +213,9 @@ func readPGSchema(ctx context.Context, q *sql.Conn) (*pgSchema, error) {
 		return nil, fmt.Errorf("read indexes: %w", err)
 	}
 	for rows.Next() {
-		var name, def string
+		var table, name, def string
 		var valid bool
-		if err := rows.Scan(&name, &def, &valid); err != nil {
+		if err := rows.Scan(&table, &name, &def, &valid); err != nil {
 			rows.Close()
 			return nil, err
 		}
@@ -218,7 +223,7 @@ func readPGSchema(ctx context.Context, q *sql.Conn) (*pgSchema, error) {
 			s.Skipped = append(s.Skipped, name)
 			continue
 		}
-		s.Indexes = append(s.Indexes, def)
+		s.Indexes = append(s.Indexes, pgStmt{Table: table, SQL: def})
 	}
 	rows.Close()
 

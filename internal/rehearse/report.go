@@ -104,9 +104,13 @@ type Copy struct {
 	// Bytes is the size copied.
 	Bytes  int64 `json:"bytes"`
 	Millis int64 `json:"ms"`
-	// Tables and Rows are counted by the snapshot copy.
-	Tables int   `json:"tables,omitempty"`
-	Rows   int64 `json:"rows,omitempty"`
+	// Tables and Rows are counted by the snapshot copy; DataMillis is its
+	// COPY of the rows, RebuildMillis the keys, indexes, foreign keys,
+	// triggers and statistics after them.
+	Tables        int   `json:"tables,omitempty"`
+	Rows          int64 `json:"rows,omitempty"`
+	DataMillis    int64 `json:"data_ms,omitempty"`
+	RebuildMillis int64 `json:"rebuild_ms,omitempty"`
 	// WritersWaitedMillis is how long the homeserver's writes had to wait
 	// (a SQLite database in rollback-journal mode that kept being written,
 	// copied under its read lock in the end); 0 otherwise.
