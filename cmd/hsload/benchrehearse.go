@@ -101,11 +101,13 @@ type rehearsalResult struct {
 	Report struct {
 		Databases []struct {
 			Copy struct {
-				Method string `json:"method"`
-				Bytes  int64  `json:"bytes"`
-				Ms     int64  `json:"ms"`
-				Tables int    `json:"tables"`
-				Rows   int64  `json:"rows"`
+				Method    string `json:"method"`
+				Bytes     int64  `json:"bytes"`
+				Ms        int64  `json:"ms"`
+				Tables    int    `json:"tables"`
+				Rows      int64  `json:"rows"`
+				DataMs    int64  `json:"data_ms"`
+				RebuildMs int64  `json:"rebuild_ms"`
 			} `json:"copy"`
 		} `json:"databases"`
 		BlockingMs   int64 `json:"blocking_ms"`
@@ -387,6 +389,54 @@ func (b *rehearseBench) postgres(pgURL string) error {
 		name := fmt.Sprintf("PostgreSQL (round %d)", round)
 		b.report(name, "CREATE DATABASE ... TEMPLATE", refSecs, rTemplate, wallTemplate, schemaSecs, bgSecs)
 		b.report(name, "CREATE DATABASE ... TEMPLATE", refSecs, rSnap, wallSnap, schemaSecs, bgSecs)
+		if c := rSnap.Report.Databases[0].Copy; c.DataMs > 0 {
+			fmt.Fprintf(b.out, "  the snapshot copy: data %.2f s, keys and indexes %.2f s\n", float64(c.DataMs)/1000, float64(c.RebuildMs)/1000)
+		}
+		if secs, err := b.dumpRestore(srcCfg, src, admin); err == nil {
+			fmt.Fprintf(b.out, "  pg_dump -Fd -j 4 | pg_restore -j 4, the same data (another reference): %.2f s; the snapshot copy's ratio to it %.2f\n",
+				secs, float64(rSnap.Report.Databases[0].Copy.Ms)/1000/secs)
+		} else {
+			fmt.Fprintf(b.out, "  (pg_dump | pg_restore not measured: %v)\n", err)
+		}
 	}
 	return nil
+}
+
+// dumpRestore times pg_dump in directory format and pg_restore, both with
+// four jobs, into a new database: what a DBA would run to copy a database
+// others are connected to.
+func (b *rehearseBench) dumpRestore(_ string, src string, admin *pgx.Conn) (float64, error) {
+	dump, err := exec.LookPath("pg_dump")
+	if err != nil {
+		return 0, err
+	}
+	restore, err := exec.LookPath("pg_restore")
+	if err != nil {
+		return 0, err
+	}
+	ctx := b.ctx
+	const target = "hsops_bench_rehearse_restored"
+	_, _ = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+target+" WITH (FORCE)")
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+target+" TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"); err != nil {
+		return 0, err
+	}
+	defer admin.Exec(context.WithoutCancel(ctx), "DROP DATABASE IF EXISTS "+target+" WITH (FORCE)")
+	dir := filepath.Join(b.work, "pg_dump")
+	_ = os.RemoveAll(dir)
+	defer os.RemoveAll(dir)
+	cfg := admin.Config()
+	conn := func(name string) string {
+		return fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable", cfg.Host, cfg.Port, cfg.User, name)
+	}
+	t0 := time.Now()
+	for _, args := range [][]string{
+		{dump, "-Fd", "-j", "4", "-f", dir, "-d", conn(src)},
+		{restore, "-j", "4", "-d", conn(target), dir},
+	} {
+		cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return 0, fmt.Errorf("%s: %v: %s", filepath.Base(args[0]), err, out)
+		}
+	}
+	return time.Since(t0).Seconds(), nil
 }
