@@ -32,7 +32,7 @@ type rehearseOptions struct {
 	clean      bool
 }
 
-func newRehearseCmd(ctx context.Context, g *globals) *cobra.Command {
+func newRehearseCmd(g *globals) *cobra.Command {
 	o := &rehearseOptions{globals: g}
 	cmd := &cobra.Command{
 		Use:   "rehearse --database-config homeserver.yaml [--to-schema N | --to-release X] [--python PY] [--keep] [--json] [--junit FILE]",
@@ -60,7 +60,7 @@ rehearse of the database removes, as does rehearse --clean (kept copies too).
 Exit: 0 the upgrade passed on the copy, 2 it failed (or a check found a
 blocker); other codes are errors (see update_database --help).`,
 		Args: cli.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runRehearse(ctx, o) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return runRehearse(cmd.Context(), o) },
 	}
 	f := cmd.Flags()
 	f.IntVar(&o.toSchema, "to-schema", 0, "engine databases: the schema version to upgrade to (default: the newest)")
@@ -320,7 +320,7 @@ func printRehearsal(w io.Writer, rep *rehearse.Report, verbose bool) {
 		}
 		fmt.Fprintln(w, "  checks of the upgraded copy:")
 		for _, f := range d.Checks {
-			fmt.Fprintf(w, "    %-8s %s: %s\n", statusLabel[f.Status], f.Note.Title, f.Detail)
+			fmt.Fprintf(w, "    %-8s %s: %s\n", f.Status.Label(), f.Note.Title, f.Detail)
 		}
 		if c.Kept != "" {
 			fmt.Fprintf(w, "  the upgraded copy is kept: %s\n", c.Kept)
@@ -414,11 +414,11 @@ type rehearsalSuite struct {
 }
 
 type rehearsalCase struct {
-	Class   string        `xml:"classname,attr"`
-	Name    string        `xml:"name,attr"`
-	Time    string        `xml:"time,attr,omitempty"`
-	Failure *junitMessage `xml:"failure,omitempty"`
-	Skipped *junitMessage `xml:"skipped,omitempty"`
+	Class   string            `xml:"classname,attr"`
+	Name    string            `xml:"name,attr"`
+	Time    string            `xml:"time,attr,omitempty"`
+	Failure *rehearsalMessage `xml:"failure,omitempty"`
+	Skipped *rehearsalMessage `xml:"skipped,omitempty"`
 }
 
 // writeRehearsalJUnit writes one test case per delta and per background
@@ -434,10 +434,10 @@ func writeRehearsalJUnit(path string, rep *rehearse.Report) error {
 			}
 			switch {
 			case failure != "":
-				c.Failure = &junitMessage{Message: failure, Text: failure}
+				c.Failure = &rehearsalMessage{Message: failure, Text: failure}
 				s.Failures++
 			case skipped != "":
-				c.Skipped = &junitMessage{Message: skipped}
+				c.Skipped = &rehearsalMessage{Message: skipped}
 				s.Skipped++
 			}
 			s.Cases = append(s.Cases, c)
@@ -483,4 +483,9 @@ func writeRehearsalJUnit(path string, rep *rehearse.Report) error {
 		return err
 	}
 	return os.WriteFile(path, append([]byte(xml.Header), append(data, '\n')...), 0o644)
+}
+
+type rehearsalMessage struct {
+	Message string `xml:"message,attr"`
+	Text    string `xml:",chardata"`
 }

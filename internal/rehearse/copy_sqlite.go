@@ -147,7 +147,7 @@ func backupSQLite(ctx context.Context, src, dst string, progress func(done, tota
 		if _, err := backupAPI(ctx, conn, src, dst, pageSize, progress, 0); err != nil {
 			return c, err
 		}
-	case len(proc.Openers(src)) == 0:
+	case !proc.HomeserverRunning(proc.Target{SQLite: []string{src}}).Running():
 		if err := lockedCopy(); err != nil {
 			return c, err
 		}

@@ -18,6 +18,7 @@ import (
 	"hsops/internal/gen"
 	"hsops/internal/pgtest"
 	"hsops/schema"
+	"hsops/schema/engine"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -57,11 +58,10 @@ func engineDB(t *testing.T, e db.Engine, version int, duplicates, synapse bool) 
 	ctx := context.Background()
 	tg := dbtest.New(t, e)
 	d := tg.Open(t)
-	if _, err := schema.Engine().Apply(ctx, d, schema.Options{Target: version, ServerName: "example.org"}); err != nil {
+	if _, err := engine.Schema().Apply(ctx, d, schema.Options{Target: version, ServerName: "example.org"}); err != nil {
 		t.Fatal(err)
 	}
-	p := gen.Params{ServerName: "example.org", Users: 5, Rooms: 4, MembersPerRoom: 4, Messages: 60, Backfilled: 1, Seed: 1, TxSize: 1000,
-		Older: version < schema.Engine().Version}
+	p := gen.Params{ServerName: "example.org", Users: 5, Rooms: 4, MembersPerRoom: 4, Messages: 60, Backfilled: 1, Seed: 1, TxSize: 1000}
 	if _, err := gen.Generate(ctx, d, p); err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"hsops/internal/db"
 	"hsops/internal/dbtest"
 	"hsops/internal/fault"
+	"hsops/internal/repair"
 	"hsops/internal/rowsum"
 	"hsops/schema"
 )
@@ -211,7 +212,7 @@ func TestRun_PostgresWithAConnectedHomeserver(t *testing.T) {
 	}
 	rep, err := Run(ctx, Options{Config: pgConfig(t, dbc), ConfigArg: "hs.yaml", VerifyCopy: true, Jobs: 2})
 	var f *Failure
-	if !errors.As(err, &f) || f.Step != "state_group_edges_unique_idx" || f.Fix != schema.RepairEdgesCommand {
+	if !errors.As(err, &f) || f.Step != "state_group_edges_unique_idx" || f.Fix != repair.RepairEdgesCommand {
 		t.Fatalf("want the duplicated edges to fail the rehearsal, got %v", err)
 	}
 	r := rep.Databases[0]

@@ -21,6 +21,7 @@ import (
 	"hsops/internal/releases"
 	"hsops/internal/synapse"
 	"hsops/schema"
+	"hsops/schema/engine"
 )
 
 // Options describe a rehearsal.
@@ -176,7 +177,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	if err := r.copyAll(ctx); err != nil {
-		return nil, err
+		return nil, copyFailed(err)
 	}
 	before := map[*source]map[string]int64{}
 	for _, s := range r.sources {
@@ -237,7 +238,7 @@ func inspectSource(ctx context.Context, dbc config.Database) (*source, error) {
 		}
 		if err := d.QueryRowContext(ctx, "SELECT pg_database_size(current_database())").Scan(&s.size); err != nil {
 			d.Close()
-			return nil, fmt.Errorf("read the size of %s: %w", d.Desc, err)
+			return nil, fault.Wrap(fault.Database, fmt.Errorf("read the size of %s: %w", d.Desc, err), "")
 		}
 	}
 	defer d.Close()
@@ -277,7 +278,7 @@ func (r *rehearsal) plan(ctx context.Context) error {
 }
 
 func (r *rehearsal) planEngine() error {
-	set := schema.Engine()
+	set := engine.Schema()
 	r.report.Kind = "engine"
 	t := target{schema: r.o.ToSchema}
 	if r.o.ToRelease != "" {
@@ -513,6 +514,15 @@ func (r *rehearsal) copyAll(ctx context.Context) error {
 	}
 	r.report.CopyMillis = time.Since(t0).Milliseconds()
 	return nil
+}
+
+// copyFailed classifies a failed copy: an error of no class of its own
+// (an I/O or driver error) is the scratch copy's (fault.Backup).
+func copyFailed(err error) error {
+	if fault.ClassOf(err) != fault.Internal {
+		return err
+	}
+	return fault.Wrap(fault.Backup, err, "the original database was not written: fix what the error names (space, permissions of the scratch directory or the PostgreSQL role) and rehearse again")
 }
 
 // countRows counts the rows of every table. SQLite's virtual tables (FTS)

@@ -16,6 +16,7 @@ import (
 	"hsops/internal/config"
 	"hsops/internal/db"
 	"hsops/internal/fault"
+	"hsops/internal/repair"
 	"hsops/schema"
 )
 
@@ -132,7 +133,7 @@ func TestRun_SQLiteDuplicatedEdges_FailsThenPassesAfterRepair(t *testing.T) {
 	if !errors.As(err, &f) || fault.ClassOf(err) != fault.Blockers {
 		t.Fatalf("want a failed rehearsal, got %v", err)
 	}
-	if f.Phase != "background" || f.Step != "state_group_edges_unique_idx" || f.Fix != schema.RepairEdgesCommand {
+	if f.Phase != "background" || f.Step != "state_group_edges_unique_idx" || f.Fix != repair.RepairEdgesCommand {
 		t.Errorf("failure %+v", f)
 	}
 	if rep.Passed || rep.Databases[0].Copy.Method != "locked" || len(rep.Databases[0].Deltas) == 0 {
@@ -150,7 +151,7 @@ func TestRun_SQLiteDuplicatedEdges_FailsThenPassesAfterRepair(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := schema.RepairEdges(ctx, d, false); err != nil {
+	if _, err := repair.RepairEdges(ctx, d, false); err != nil {
 		t.Fatal(err)
 	}
 	d.Close()

@@ -11,9 +11,11 @@ import (
 
 	"hsops/internal/config"
 	"hsops/internal/db"
+	"hsops/internal/repair"
 	"hsops/internal/synapse"
 	"hsops/internal/upgradecheck"
 	"hsops/schema"
+	"hsops/schema/engine"
 )
 
 func engineOf(dbc config.Database) db.Engine {
@@ -29,7 +31,7 @@ func engineOf(dbc config.Database) db.Engine {
 // background phase: the engine runs them while it serves), each step timed
 // and measured.
 func (r *rehearsal) upgradeEngine(ctx context.Context) error {
-	set := schema.Engine()
+	set := engine.Schema()
 	tuning := r.o.Config.BackgroundUpdates
 	r.emit(Event{Type: "phase", Name: "schema"})
 	t0 := time.Now()
@@ -79,7 +81,7 @@ func (r *rehearsal) upgradeEngine(ctx context.Context) error {
 		var cur *Step
 		var curStart time.Time
 		runner := &schema.Runner{DB: s.copy, Registry: set.Updates, Env: schema.Env{Engine: s.copy.Engine, ServerName: r.o.Config.ServerName},
-			Tuning: tuning,
+			Tuning: schema.Tuning(tuning),
 			OnEvent: func(ev schema.UpdateEvent) {
 				switch ev.Type {
 				case "start":
@@ -151,9 +153,9 @@ func (r *rehearsal) upgradeEngine(ctx context.Context) error {
 // updateFix is the fix of a failed background update: the repair for
 // duplicated edges, else what the update's error says.
 func updateFix(ue *schema.UpdateError) string {
-	var dup *schema.DuplicateEdgesError
+	var dup *repair.DuplicateEdgesError
 	if errors.As(ue, &dup) {
-		return schema.RepairEdgesCommand
+		return repair.RepairEdgesCommand
 	}
 	return ue.Hint()
 }

@@ -2,10 +2,9 @@ package synapse
 
 import (
 	"fmt"
+	"hsops/internal/repair"
 	"regexp"
 	"strings"
-
-	"hsops/schema"
 )
 
 // Causes whose fix is known. Hints say <config> where the operator's config
@@ -29,7 +28,7 @@ func FixFor(f *Failure) string {
 	case f.Update == "state_group_edges_unique_idx" && (reUniqueSQLite.MatchString(c) || reUniquePostgres.MatchString(c) || strings.Contains(c, "UniqueViolation") || strings.Contains(c, "IntegrityError")):
 		// Duplicated (state_group, prev_state_group) rows, typically from a
 		// dump restored twice (spec section 5).
-		return schema.RepairEdgesCommand
+		return repair.RepairEdgesCommand
 	case reUniqueSQLite.MatchString(c) || reUniquePostgres.MatchString(c) || reDuplicateKey.MatchString(c):
 		table := ""
 		if m := reUniqueSQLite.FindStringSubmatch(c); m != nil {

@@ -20,6 +20,7 @@ import (
 	"hsops/internal/gen"
 	"hsops/internal/pgtest"
 	"hsops/schema"
+	"hsops/schema/engine"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -38,10 +39,10 @@ func synapseDB(t *testing.T, e db.Engine, version int, duplicates bool) (*db.DB,
 	ctx := context.Background()
 	tg := dbtest.New(t, e)
 	d := tg.Open(t)
-	if _, err := schema.Engine().Apply(ctx, d, schema.Options{Target: version, ServerName: "example.org"}); err != nil {
+	if _, err := engine.Schema().Apply(ctx, d, schema.Options{Target: version, ServerName: "example.org"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := gen.Generate(ctx, d, gen.Params{ServerName: "example.org", Users: 4, Rooms: 5, MembersPerRoom: 3, Messages: 30, Backfilled: 1, Seed: 1, TxSize: 1000, Older: version < schema.Engine().Version}); err != nil {
+	if _, err := gen.Generate(ctx, d, gen.Params{ServerName: "example.org", Users: 4, Rooms: 5, MembersPerRoom: 3, Messages: 30, Backfilled: 1, Seed: 1, TxSize: 1000}); err != nil {
 		t.Fatal(err)
 	}
 	stmts := []string{"DROP TABLE hsops_engine"}

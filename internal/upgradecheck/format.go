@@ -69,3 +69,6 @@ func (r *Report) Format(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\nresult: %s\n", r.Summary)
 }
+
+// Label is the status as the report prints it (BLOCKER, ACTION, ok, ...).
+func (s Status) Label() string { return statusLabel[s] }
