@@ -3,6 +3,7 @@ package rehearse
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -197,6 +198,21 @@ func backupAPI(ctx context.Context, conn *sql.Conn, src, dst string, pageSize in
 				return err
 			}
 			more, err := b.Step(pagesPerStep)
+			if err != nil && isBusy(err) {
+				// A writer of another process holds the file (the backup
+				// does not wait for its read lock as a query does): it
+				// counts as a restart, and the step is tried again.
+				if restarts > 0 {
+					if seen++; seen >= restarts {
+						return b.Finish()
+					}
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(10 * time.Millisecond):
+				}
+				continue
+			}
 			if err != nil {
 				_ = b.Finish()
 				return fmt.Errorf("copy %q: %w", src, err)
@@ -225,6 +241,17 @@ func backupAPI(ctx context.Context, conn *sql.Conn, src, dst string, pageSize in
 		err = os.Remove(dst)
 	}
 	return done, err
+}
+
+// isBusy reports whether err is SQLite's SQLITE_BUSY or SQLITE_LOCKED
+// (primary codes 5 and 6).
+func isBusy(err error) bool {
+	var se interface{ Code() int }
+	if !errors.As(err, &se) {
+		return false
+	}
+	c := se.Code() & 0xff
+	return c == 5 || c == 6
 }
 
 // copyFileProgress copies a file (in the kernel where it can), in chunks

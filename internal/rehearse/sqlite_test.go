@@ -21,15 +21,17 @@ import (
 )
 
 // sqliteWriter is another process that keeps inserting rows with
-// consecutive ids into t, as a serving homeserver writes.
+// consecutive ids into t, as a serving homeserver writes; it says
+// "writing" once its first 50 rows are committed (in WAL mode, in the WAL).
 const sqliteWriter = `
 import sqlite3, sys
 c = sqlite3.connect(sys.argv[1], timeout=60, isolation_level=None)
 n = int(sys.argv[2])
-print("writing", flush=True)
 while True:
     n += 1
     c.execute("INSERT INTO t VALUES (?, randomblob(1000))", (n,))
+    if n == int(sys.argv[2]) + 50:
+        print("writing", flush=True)
 `
 
 // TestBackupSQLite_ConsistentWhileWritten copies a file another process
@@ -80,9 +82,14 @@ func TestBackupSQLite_ConsistentWhileWritten(t *testing.T) {
 				}
 			}
 			var steps int
+			before := liveMaxID(t, src)
 			cp, err := backupSQLite(ctx, src, filepath.Join(dir, "copy.db"), func(done, total int64) { steps++ })
 			if err != nil {
 				t.Fatal(err)
+			}
+			after := liveMaxID(t, src)
+			if c.writer && after <= before {
+				t.Fatalf("the writer wrote nothing while the copy was made (max id %d before, %d after)", before, after)
 			}
 			if !slices.Contains(c.methods, cp.Method) || cp.Bytes == 0 || steps < 1 {
 				t.Errorf("copy %+v in %d steps", cp, steps)
@@ -100,12 +107,29 @@ func TestBackupSQLite_ConsistentWhileWritten(t *testing.T) {
 			if err := d.QueryRowContext(ctx, "SELECT count(*), max(id) FROM t").Scan(&n, &maxID); err != nil {
 				t.Fatal(err)
 			}
-			if n != maxID || n < 2000 {
-				t.Errorf("the copy has %d rows up to id %d", n, maxID)
+			// One snapshot: every row up to one point of the writer's
+			// sequence, somewhere between the copy's start and end.
+			if n != maxID || n < before || n > after {
+				t.Errorf("the copy has %d rows up to id %d; the live table had up to id %d when the copy started, %d when it ended", n, maxID, before, after)
 			}
 			t.Logf("copied %d rows (%s); writers waited %d ms", n, cp.Method, cp.WritersWaitedMillis)
 		})
 	}
+}
+
+// liveMaxID reads the last id the writer committed to the live file.
+func liveMaxID(t *testing.T, path string) int64 {
+	t.Helper()
+	d, err := db.OpenSQLite(context.Background(), path, db.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var id int64
+	if err := d.QueryRowContext(context.Background(), "SELECT max(id) FROM t").Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
 
 // copyFixture copies the schema-69 fixture with duplicated edges into a
