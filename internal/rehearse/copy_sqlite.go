@@ -110,7 +110,7 @@ func backupSQLite(ctx context.Context, src, dst string, progress func(done, tota
 	wal := strings.EqualFold(mode, "wal")
 	var pageSize int64
 	if err := conn.QueryRowContext(ctx, "PRAGMA page_size").Scan(&pageSize); err != nil {
-		return c, err
+		return c, fmt.Errorf("read the page size of %q: %w", src, err)
 	}
 	inTx := false
 	lock := func() error {

@@ -23,13 +23,17 @@ import (
 // sqliteWriter is another process that keeps inserting rows with
 // consecutive ids into t, as a serving homeserver writes; it says
 // "writing" once its first 50 rows are committed (in WAL mode, in the WAL).
+// It pauses a millisecond between commits, as a homeserver does between
+// requests: in rollback-journal mode a writer that never lets go of the
+// file starves every reader (SQLite's busy handler polls), whoever it is.
 const sqliteWriter = `
-import sqlite3, sys
+import sqlite3, sys, time
 c = sqlite3.connect(sys.argv[1], timeout=60, isolation_level=None)
 n = int(sys.argv[2])
 while True:
     n += 1
     c.execute("INSERT INTO t VALUES (?, randomblob(1000))", (n,))
+    time.sleep(0.001)
     if n == int(sys.argv[2]) + 50:
         print("writing", flush=True)
 `
