@@ -243,11 +243,11 @@ func inspectSource(ctx context.Context, dbc config.Database) (*source, error) {
 	}
 	defer d.Close()
 	s.desc = d.Desc
-	if err := db.CheckServer(ctx, d, dbc.AllowUnsafeLocale, false); err != nil {
-		return nil, err
-	}
 	st, err := schema.ReadState(ctx, d, d)
 	if err != nil {
+		return nil, err
+	}
+	if err := schema.Preflight(ctx, d, st, dbc.AllowUnsafeLocale); err != nil {
 		return nil, err
 	}
 	s.state = st
