@@ -455,6 +455,13 @@ func (w *watcher) startUpdate(name string, at time.Time) *Update {
 			return u
 		}
 	}
+	// A line read after a poll saw the update's row go belongs to that
+	// update (the output and the queue are read apart): it is not a new one.
+	for _, u := range w.updates {
+		if u.Name == name && u.Done {
+			return u
+		}
+	}
 	label := w.databaseOf(name)
 	if prev := w.current[label]; prev != nil && prev.Name != name {
 		// Synapse moves to another update only once the current one has
