@@ -45,12 +45,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func newRootCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
-		Use:   "hsload generate|http|check|bench-port",
+		Use:   "hsload generate|http|check|bench-port|bench-rehearse",
 		Short: "Load generators and benchmarks for the homeserver and its tools",
 		Long:  tool.ExitHelp(),
 		Args:  cli.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			return cli.Usagef("name a subcommand: generate, http, check or bench-port")
+			return cli.Usagef("name a subcommand: generate, http, check, bench-port or bench-rehearse")
 		},
 	}
 	root.AddCommand(newGenerateCmd(ctx, stdout), newHTTPCmd(ctx, stdout), newCheckCmd(ctx, stdout), newBenchPortCmd(ctx, stdout, stderr), newBenchRehearseCmd(ctx, stdout, stderr))

@@ -21,6 +21,8 @@ func addCompletion(root *cobra.Command) {
 			"from":            complete.Releases,
 			"workers":         complete.Dirs,
 			"junit":           complete.Files,
+			"python":          complete.Files,
+			"scratch-dir":     complete.Dirs,
 		},
 		Args: map[string]cobra.CompletionFunc{
 			"background start-job": complete.FirstArg(complete.Jobs),
