@@ -74,6 +74,11 @@ func newOperator(t *testing.T) *operator {
 		if p := os.Getenv("HSOPS_JOURNEY_TRANSCRIPT"); p != "" {
 			_ = os.WriteFile(p+"-"+strings.ReplaceAll(t.Name(), "/", "-")+".txt", []byte(o.script.String()), 0o644)
 		}
+		// A failed journey's transcript stops short: its golden file
+		// would only repeat the failure.
+		if !t.Failed() && !t.Skipped() {
+			checkGolden(t, o.script.String())
+		}
 	})
 	return o
 }

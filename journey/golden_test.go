@@ -1,0 +1,166 @@
+package journey
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/diff"
+
+	"hsops/internal/scripttest"
+)
+
+// Each journey's transcript is compared with a committed golden file,
+// testdata/<TestName>.golden (a subtest's "/" written as "-"), once its
+// volatile parts are masked. go test ./journey -update rewrites the golden
+// files from what the tools print (review them with git diff).
+//
+// What is masked is listed here and nowhere else: masks rewrite what
+// changes from run to run into a fixed placeholder, and unordered blocks
+// sort the lines that parallel work prints in any order. Everything else
+// (counts of rows, users, messages, hits; schema versions; messages and
+// their wording) is compared as printed.
+
+// A mask replaces every match of re with repl; a numbered one with
+// fmt.Sprintf(repl, n), n counting the distinct matches in order of first
+// appearance, so that the golden file still shows which values are equal.
+// A mask with only applies to the tests whose name it matches.
+type mask struct {
+	what     string
+	re       *regexp.Regexp
+	repl     string
+	numbered bool
+	only     *regexp.Regexp
+}
+
+// masks apply in order: a rate before the durations (its "/s" is not a
+// duration), and the columns next to a masked duration after them.
+var masks = []mask{
+	{"loopback ports", regexp.MustCompile(`\b127\.0\.0\.1:\d+`), "127.0.0.1:<port>", false, nil},
+	{"process ids", regexp.MustCompile(`\bpid \d+`), "pid <pid>", false, nil},
+	{"throwaway PostgreSQL database names (internal/pgtest)", regexp.MustCompile(`\bhsops_t_[0-9a-f]+`), "hsops_t_<id>", false, nil},
+	{"the PostgreSQL server's version", regexp.MustCompile(`\bPostgreSQL \d+\.\d+ \([^)]*\)`), "PostgreSQL <version>", false, nil},
+	{"timestamps", regexp.MustCompile(`\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?`), "<time>", false, nil},
+	{"event ids (random)", regexp.MustCompile(`\$[A-Za-z0-9_-]{43}`), "$<event id>", false, nil},
+	{"access tokens (random)", regexp.MustCompile(`\bsyt_[A-Za-z0-9]+_[A-Za-z0-9]{20}_[A-Za-z0-9]{6}\b`), "syt_<token>", false, nil},
+	{"message digests (over random event ids); equal digests keep equal numbers", regexp.MustCompile(`\bdigest [0-9a-f]{16}\b`), "digest <digest %d>", true, nil},
+	{"rates", regexp.MustCompile(`\b\d+(\.\d+)? ?(rows|req|MB)/s\b`), "<rate>", false, nil},
+	{"sizes", regexp.MustCompile(`\b\d+(\.\d+)? ?[KMG]B\b`), "<size>", false, nil},
+	{"durations", regexp.MustCompile(`\b(\d+h)?(\d+m)?\d+(\.\d+)?(ns|µs|us|ms|s)\b|\b\d+ ms\b`), "<dur>", false, nil},
+	{"a table's rate column: a decimal number just before a masked duration (hsload http's req/s)", regexp.MustCompile(`\b\d+\.\d+( +<dur>)`), "<rate>$1", false, nil},
+	{"a table's rate column: a number just after a masked duration (port_db's rows/s)", regexp.MustCompile(`(<dur> +)\d+\b`), "$1<rate>", false, nil},
+	// The engine runs background updates while it serves, a batch a
+	// second: how far it got before synctl stop is timing.
+	{"the background updates still pending in update_database status", regexp.MustCompile(`(?m)^background updates: +\d+ pending\n(?: {8,}\S.*\n)*`), "background updates:  <n> pending (how many the engine left is timing)\n", false, nil},
+	{"the background updates update_database runs after the engine served for seconds", regexp.MustCompile(`(?m)(?:^running background update .*\n(?:^  .*\n)*)+`), "running background update <those the engine left>\n", false, regexp.MustCompile(`^TestJourney_ClientSyncsOn$`)},
+	{"their count", regexp.MustCompile(`\b\d+ background update\(s\) done\b`), "<n> background update(s) done", false, regexp.MustCompile(`^TestJourney_ClientSyncsOn$`)},
+	{"the padding before a placeholder, whose width depended on the value", regexp.MustCompile(` +(<[a-z ]+>)`), " $1", false, nil},
+}
+
+// unordered are lines printed in a nondeterministic order (by copies or
+// checks run in parallel): each run of consecutive lines matching one of
+// these is sorted.
+var unordered = []*regexp.Regexp{
+	// port_db's progress, one line per table as its copy ends.
+	regexp.MustCompile(`^\w+: \d+% \(\d+/\d+\)$`),
+	// port_db's per-table table (table, strategy, already, copied, ...).
+	regexp.MustCompile(`^\w+ {2,}[a-z][a-z-]* {2,}\d+ {2,}\d+ `),
+}
+
+// normalize masks the volatile parts of the transcript of the test named
+// test and orders its unordered blocks.
+func normalize(test, transcript string) string {
+	for _, m := range masks {
+		if m.only != nil && !m.only.MatchString(test) {
+			continue
+		}
+		if !m.numbered {
+			transcript = m.re.ReplaceAllString(transcript, m.repl)
+			continue
+		}
+		seen := map[string]int{}
+		transcript = m.re.ReplaceAllStringFunc(transcript, func(v string) string {
+			if _, ok := seen[v]; !ok {
+				seen[v] = len(seen) + 1
+			}
+			return fmt.Sprintf(m.repl, seen[v])
+		})
+	}
+	lines := strings.SplitAfter(transcript, "\n")
+	for _, re := range unordered {
+		for i := 0; i < len(lines); {
+			j := i
+			for j < len(lines) && re.MatchString(strings.TrimSuffix(lines[j], "\n")) {
+				j++
+			}
+			if j > i+1 {
+				sort.Strings(lines[i:j])
+			}
+			i = max(j, i+1)
+		}
+	}
+	return strings.Join(lines, "")
+}
+
+// goldenPath is the golden file of the test t.
+func goldenPath(t *testing.T) string {
+	return filepath.Join("testdata", strings.ReplaceAll(t.Name(), "/", "-")+".golden")
+}
+
+// updateCommand is the command that regenerates t's golden file.
+func updateCommand(name string) string {
+	parts := strings.Split(name, "/")
+	for i, p := range parts {
+		parts[i] = "^" + regexp.QuoteMeta(p) + "$"
+	}
+	return fmt.Sprintf("go test ./journey -run '%s' -update", strings.Join(parts, "/"))
+}
+
+// maxDiffLines bounds the diff shown when a golden file differs.
+const maxDiffLines = 20
+
+// checkGolden compares the transcript with t's golden file, or with -update
+// writes it.
+func checkGolden(t *testing.T, transcript string) {
+	t.Helper()
+	path := goldenPath(t)
+	got := []byte(normalize(t.Name(), transcript))
+	if scripttest.Update() {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		t.Errorf("journey/%s is missing; write it: %s", path, updateCommand(t.Name()))
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg := goldenDiff("journey/"+path, want, got, updateCommand(t.Name())); msg != "" {
+		t.Error(msg)
+	}
+}
+
+// goldenDiff is empty when got is want, or else says so in a few lines: the
+// start of a unified diff and the command that regenerates the golden file.
+func goldenDiff(path string, want, got []byte, fix string) string {
+	if bytes.Equal(got, want) {
+		return ""
+	}
+	d := strings.Split(strings.TrimSuffix(string(diff.Diff(path, want, "output", got)), "\n"), "\n")
+	if len(d) > maxDiffLines {
+		d = append(d[:maxDiffLines], fmt.Sprintf("... (%d more diff lines)", len(d)-maxDiffLines))
+	}
+	return fmt.Sprintf("the journey's output differs from %s; if the change is intended: %s\n%s", path, fix, strings.Join(d, "\n"))
+}
