@@ -42,7 +42,7 @@ Setting up sequence generators...
 table                                    strategy                already       copied      time       rows/s  verify
 devices                                  re-copy                       0            9 <dur> <rate>  
 event_json                               append-only                 220          109 <dur> <rate>  
-rooms                                    append-only                   0            0 <dur>            -  
+rooms                                    append-only                   0            0 <dur> <rate>  
 
 ported 1372 rows (<size>) in <dur>: <rate>, <rate>
 2 users see 3 rooms and 301 messages (digest <digest 2>)

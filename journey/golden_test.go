@@ -53,7 +53,7 @@ var masks = []mask{
 	{"sizes", regexp.MustCompile(`\b\d+(\.\d+)? ?[KMG]B\b`), "<size>", false, nil},
 	{"durations", regexp.MustCompile(`\b(\d+h)?(\d+m)?\d+(\.\d+)?(ns|µs|us|ms|s)\b|\b\d+ ms\b`), "<dur>", false, nil},
 	{"a table's rate column: a decimal number just before a masked duration (hsload http's req/s)", regexp.MustCompile(`\b\d+\.\d+( +<dur>)`), "<rate>$1", false, nil},
-	{"a table's rate column: a number just after a masked duration (port_db's rows/s)", regexp.MustCompile(`(<dur> +)\d+\b`), "$1<rate>", false, nil},
+	{"a table's rate column: what follows a masked duration (port_db's rows/s: a number, or - when the time rounds to 0)", regexp.MustCompile(`(<dur> +)(?:\d+\b|-)`), "$1<rate>", false, nil},
 	// The engine runs background updates while it serves, a batch a
 	// second: how far it got before synctl stop is timing.
 	{"the background updates still pending in update_database status", regexp.MustCompile(`(?m)^background updates: +\d+ pending\n(?: {8,}\S.*\n)*`), "background updates:  <n> pending (how many the engine left is timing)\n", false, nil},
