@@ -62,7 +62,7 @@ func Fixtures() string {
 }
 
 // update is the -update flag of every package whose tests run scripts.
-var update = flag.Bool("update", false, "rewrite the golden files of the scripts (cmp stdout FILE) with what the commands print, and the generated docs")
+var update = flag.Bool("update", false, "rewrite the golden files of the scripts (cmp stdout FILE) with what the commands print, the generated docs, and the journeys' golden transcripts")
 
 // Update reports whether the tests run with -update: golden files and
 // generated docs are rewritten instead of compared.
