@@ -47,7 +47,7 @@ rooms                                    append-only                   0        
 ported 1372 rows (<size>) in <dur>: <rate>, <rate>
 2 users see 3 rooms and 301 messages (digest <digest 2>)
 2 users see 3 rooms and 300 messages (digest <digest 1>)
-deployment: PostgreSQL database postgresql://postgres@127.0.0.1:<port>/hsops_t_<id> (hsops engine, schema 83, compat 83); no workers
+deployment: PostgreSQL database postgresql://<server>/hsops_t_<id> (hsops engine, schema 83, compat 83); no workers
            it serves the hsops engine database created <time> (schema 83/compat 83)
            PostgreSQL <version>; v1.98.0 requires 11 or newer (since v1.72.0)
 sent $<event id>

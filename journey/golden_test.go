@@ -41,6 +41,7 @@ type mask struct {
 // masks apply in order: a rate before the durations (its "/s" is not a
 // duration), and the columns next to a masked duration after them.
 var masks = []mask{
+	{"the PostgreSQL server's user, host and port (internal/pgtest's cluster, or HSOPS_TEST_PG_URL's server)", regexp.MustCompile(`\bpostgresql://[^/\s]+/`), "postgresql://<server>/", false, nil},
 	{"loopback ports", regexp.MustCompile(`\b127\.0\.0\.1:\d+`), "127.0.0.1:<port>", false, nil},
 	{"process ids", regexp.MustCompile(`\bpid \d+`), "pid <pid>", false, nil},
 	{"throwaway PostgreSQL database names (internal/pgtest)", regexp.MustCompile(`\bhsops_t_[0-9a-f]+`), "hsops_t_<id>", false, nil},
