@@ -28,6 +28,7 @@ deployment: PostgreSQL database postgresql://postgres@127.0.0.1:38721/hsops_t_a4
            PostgreSQL 15.18 (Debian 15.18-0+deb12u1); v1.98.0 requires 11 or newer (since v1.72.0)
 sent $NBD7T9yyKiVMUY-VMKKUsX0UmQ18cR18Ua8VDWsH7Xk
 rolled back from schema 83 to 69 (compat 69): 42 reverses in one transaction, 295 ms
+the database as it was is in PostgreSQL database hsops_t_a4d6be683876_before_rollback_83_to_69_2
 background updates:  16 pending
                        event_edges_replace_index (ordering 7101) progress {}
                        room_account_data_index_room_id (ordering 8204) progress {}
@@ -52,6 +53,7 @@ deployment: PostgreSQL database postgresql://<server>/hsops_t_<id> (hsops engine
            PostgreSQL <version>; v1.98.0 requires 11 or newer (since v1.72.0)
 sent $<event id>
 rolled back from schema 83 to 69 (compat 69): 42 reverses in one transaction, <dur>
+the database as it was is in PostgreSQL database hsops_t_<id>_before_rollback_83_to_69[_n]
 background updates: <n> pending (how many the engine left is timing)
 
 `

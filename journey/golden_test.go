@@ -45,6 +45,7 @@ var masks = []mask{
 	{"loopback ports", regexp.MustCompile(`\b127\.0\.0\.1:\d+`), "127.0.0.1:<port>", false, nil},
 	{"process ids", regexp.MustCompile(`\bpid \d+`), "pid <pid>", false, nil},
 	{"throwaway PostgreSQL database names (internal/pgtest)", regexp.MustCompile(`\bhsops_t_[0-9a-f]+`), "hsops_t_<id>", false, nil},
+	{"the suffix of a rollback's copy of a pooled test database (_2 when a test before had the same database and left its copy)", regexp.MustCompile(`\b(hsops_t_<id>_before_rollback_\d+_to_\d+)(?:_\d+)?\b`), "${1}[_n]", false, nil},
 	{"the PostgreSQL server's version", regexp.MustCompile(`\bPostgreSQL \d+\.\d+ \([^)]*\)`), "PostgreSQL <version>", false, nil},
 	{"timestamps", regexp.MustCompile(`\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?`), "<time>", false, nil},
 	{"event ids (random)", regexp.MustCompile(`\$[A-Za-z0-9_-]{43}`), "$<event id>", false, nil},
