@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -52,7 +51,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	root := newRootCmd(stdin, stdout, stderr)
 	root.SetContext(ctx)
 	t := tool
-	t.Hint = func(h string) string { return strings.ReplaceAll(h, "<config>", "the config") }
+	t.Hint = cli.ConfigHint(args, "the config", "-c", "--config-path")
 	return cli.Run(t, root, args, stdout, stderr)
 }
 

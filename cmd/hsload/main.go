@@ -40,7 +40,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	root := newRootCmd(ctx, stdout, stderr)
 	root.SetContext(ctx)
-	return cli.Run(tool, root, args, stdout, stderr)
+	t := tool
+	t.Hint = cli.ConfigHint(args, "the config", "-c", "--database-config", "--config")
+	return cli.Run(t, root, args, stdout, stderr)
 }
 
 func newRootCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {

@@ -8,16 +8,16 @@ import (
 )
 
 // TestExitTable holds the exit table to the rules (one code per class, the
-// same in every tool) and README's table to the tool's own.
+// same in every tool) and the table of docs/synctl.md to the tool's own.
 func TestExitTable(t *testing.T) {
 	for _, problem := range tool.Check(newRootCmd(io.Discard, io.Discard)) {
 		t.Error(problem)
 	}
-	readme, err := os.ReadFile("../../README.md")
+	readme, err := os.ReadFile("../../docs/synctl.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := tool.ExitMarkdown(); !strings.Contains(string(readme), want) {
-		t.Errorf("README.md lacks the exit table of synctl; it is:\n%s", want)
+		t.Errorf("docs/synctl.md lacks the exit table of synctl; it is:\n%s", want)
 	}
 }

@@ -324,3 +324,26 @@ func (t Tool) Check(root *cobra.Command) []string {
 	}
 	return bad
 }
+
+// ConfigHint returns a Tool.Hint that names the config given on the
+// command line (the values of the flags named, e.g. "-c" and
+// "--database-config", space-joined when repeated) where a hint says
+// <config>, and else says fallback.
+func ConfigHint(args []string, fallback string, flags ...string) func(string) string {
+	var paths []string
+	for i := 0; i < len(args); i++ {
+		for _, f := range flags {
+			switch {
+			case args[i] == f && i+1 < len(args):
+				paths = append(paths, args[i+1])
+			case strings.HasPrefix(args[i], f+"="):
+				paths = append(paths, strings.TrimPrefix(args[i], f+"="))
+			}
+		}
+	}
+	name := fallback
+	if len(paths) > 0 {
+		name = strings.Join(paths, " ")
+	}
+	return func(h string) string { return strings.ReplaceAll(h, "<config>", name) }
+}
