@@ -26,11 +26,13 @@ type Result struct {
 // under the schema lock: it reads the state, runs the preflight, plans,
 // validates and then runs the plan, one transaction per version.
 func (s *Set) Apply(ctx context.Context, d *db.DB, opts Options) (*Result, error) {
-	lock, err := AcquireLock(ctx, d, opts.Holder)
-	if err != nil {
-		return nil, err
+	if !opts.LockHeld {
+		lock, err := AcquireLock(ctx, d, opts.Holder)
+		if err != nil {
+			return nil, err
+		}
+		defer lock.Release()
 	}
-	defer lock.Release()
 	st, err := ReadState(ctx, d, d.DB)
 	if err != nil {
 		return nil, err

@@ -26,6 +26,9 @@ type Options struct {
 	// Holder describes this process to another one that finds the schema
 	// lock taken.
 	Holder string
+	// LockHeld says the caller already holds the schema lock (AcquireLock)
+	// for longer than this Apply, as port_db does for its whole run.
+	LockHeld bool
 	// Progress, when set, receives an event per step.
 	Progress func(Event)
 	// CountRows fills Event.Rows for each delta (a rehearsal's measure).

@@ -28,7 +28,7 @@ var tool = cli.Tool{
 		{Class: fault.Database, Meaning: "the database cannot be opened or reached"},
 		{Class: fault.NotOurs, Meaning: "not a database the engine can serve (a Synapse database, or not a homeserver database)"},
 		{Class: fault.Version, Meaning: "refused: versions or server checks (schema too new or too old, not upgraded for a worker,\nPostgreSQL too old, wrong encoding or locale, sequences behind their tables)"},
-		{Class: fault.Locked, Meaning: "another process is upgrading the schema"},
+		{Class: fault.Locked, Meaning: "another process holds the schema lock (update_database, port_db: it is named)"},
 		{Class: fault.InUse, Meaning: "already running (the pid file names this homeserver, alive)"},
 		{Class: fault.Permission, Meaning: "a file it must write (its SQLite database, log or pid file, a new config) is not writable by the user\nit runs as, or the PostgreSQL session is read-only (a replica, default_transaction_read_only)"},
 		{Class: fault.Listen, Meaning: "a listener cannot be bound (address in use, permission)"},

@@ -36,7 +36,7 @@ var tool = cli.Tool{
 		{Class: fault.Database, Meaning: "PostgreSQL cannot be reached, or the SQLite file cannot be opened"},
 		{Class: fault.NotOurs, Meaning: "refused: the target holds someone else's data, or the source is not a homeserver database"},
 		{Class: fault.Version, Meaning: "refused: versions (a database newer than hsops knows, PostgreSQL too old, wrong encoding or locale)"},
-		{Class: fault.Locked, Meaning: "another process is changing the target's schema"},
+		{Class: fault.Locked, Meaning: "another process writes the target (update_database, another port_db: it is named)"},
 		{Class: fault.InUse, Meaning: "the SQLite database is open in another process (--allow-in-use to port anyway)"},
 		{Class: fault.Permission, Meaning: "refused: the --postgres-config user may not read the target's tables (they belong to another role)"},
 		{Class: fault.Source, Meaning: "the SQLite database was refused (corrupt, auto_vacuum on, pending background updates,\nrowids moved since the last run, older than what was already ported, tables or columns the target schema lacks)"},

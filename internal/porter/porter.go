@@ -182,6 +182,14 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 		p.finish(t0)
 		return p.res, nil
 	}
+	// One writer at a time: the schema lock keeps update_database, a
+	// starting homeserver and another port_db off the target until the
+	// port is done, and names this run to them.
+	lock, err := schema.AcquireLock(ctx, p.tgt, "port_db")
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Release()
 	if err := p.setupTarget(ctx); err != nil {
 		return p.res, err
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -333,5 +334,53 @@ func TestPort_PlanCountsTheWholeRun(t *testing.T) {
 		if plan.Done != already || plan.Total != total {
 			t.Errorf("run %d: plan said %d of %d, the run found %d of %d", run, plan.Done, plan.Total, already, total)
 		}
+	}
+}
+
+// TestPort_OneWriterAtATime: port_db takes the target's schema lock before
+// it writes and holds it to the end, so a second port_db, update_database
+// and a starting homeserver are refused naming it, and it is refused
+// naming them.
+func TestPort_OneWriterAtATime(t *testing.T) {
+	ctx := context.Background()
+	src := engineSource(t, gen.Params{Users: 5, Rooms: 2, Messages: 100, Seed: 9})
+	tgt := pgtest.NewDatabase(t)
+	d := openPG(t, tgt.Config)
+
+	// Another writer holds the lock: nothing is written.
+	lock, err := schema.AcquireLock(ctx, d, "update_database --run-background-updates")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := dbtest.Contents(t, d)
+	_, err = port(t, src, tgt.Config)
+	if fault.ClassOf(err) != fault.Locked || !strings.Contains(err.Error(), "held by update_database --run-background-updates (pid ") {
+		t.Fatalf("got %v, want the port refused naming the holder", err)
+	}
+	if after := dbtest.Contents(t, d); after != before {
+		t.Fatal("the refused port changed the target")
+	}
+	lock.Release()
+
+	// While a port runs, the lock names it to the others.
+	var (
+		mu     sync.Mutex
+		during error
+	)
+	mustPort(t, src, tgt.Config, func(o *Options) {
+		o.Progress = func(e Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			if e.Type == "table" && during == nil {
+				during = schema.CheckLock(ctx, d)
+			}
+		}
+	})
+	if fault.ClassOf(during) != fault.Locked || !strings.Contains(during.Error(), "held by port_db (pid ") {
+		t.Fatalf("during the port the lock said %v, want held by port_db", during)
+	}
+	// Done, the lock is free again.
+	if err := schema.CheckLock(ctx, d); err != nil {
+		t.Fatalf("after the port: %v", err)
 	}
 }

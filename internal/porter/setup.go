@@ -44,7 +44,7 @@ func (p *porter) setupTarget(ctx context.Context) error {
 	if p.mode == "engine" && p.tgtSt.Kind == schema.KindEmpty {
 		p.state(fmt.Sprintf("Preparing the PostgreSQL schema at version %d", p.srcSt.Version))
 		_, err := engine.Schema().Apply(ctx, p.tgt, schema.Options{Target: p.srcSt.Version, ServerName: p.opts.ServerName,
-			AllowUnsafeLocale: p.opts.Target.AllowUnsafeLocale, Holder: "port_db"})
+			AllowUnsafeLocale: p.opts.Target.AllowUnsafeLocale, Holder: "port_db", LockHeld: true})
 		if err != nil {
 			return err
 		}
