@@ -368,7 +368,7 @@ func (p *porter) checkSource(ctx context.Context) error {
 	}
 	if !p.opts.AllowInUse {
 		v := proc.HomeserverRunning(proc.Target{SQLite: []string{p.opts.SQLitePath}})
-		if err := v.Refusal("nothing was written: stop it, or port a copy of the file (a snapshot); --allow-in-use ports it anyway"); err != nil {
+		if err := v.Refusal("nothing was written: port a copy of the file (a snapshot) meanwhile, or --allow-in-use to port it anyway"); err != nil {
 			return fault.Wrap(fault.InUse, fmt.Errorf("%w: %w", ErrSource, err), fault.HintOf(err))
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -244,6 +245,8 @@ func (e *InUseError) Hint() string {
 		switch {
 		case h.PidFile != "":
 			lines = append(lines, "stop it first: synctl stop "+e.Synctl)
+		case isTool(h.Cmdline):
+			lines = append(lines, fmt.Sprintf("it is not the homeserver but another tool at work: wait for it to finish (pid %d: %s)", h.Pid, h.Cmdline))
 		default:
 			lines = append(lines, fmt.Sprintf("stop the process holding it first (pid %d: %s)", h.Pid, h.Cmdline))
 		}
@@ -252,6 +255,24 @@ func (e *InUseError) Hint() string {
 		lines = append(lines, e.Then)
 	}
 	return strings.Join(lines, "\n")
+}
+
+// isTool says whether a command line is one of the tools that open a
+// homeserver's SQLite file for a while and then exit (hsops' or Synapse's).
+func isTool(cmdline string) bool {
+	fields := strings.Fields(cmdline)
+	if len(fields) == 0 {
+		return false
+	}
+	name := filepath.Base(fields[0])
+	if strings.HasPrefix(name, "python") && len(fields) > 1 {
+		name = filepath.Base(fields[1])
+	}
+	switch strings.TrimSuffix(name, ".py") {
+	case "port_db", "update_database", "hsload", "synapse_port_db", "update_synapse_database":
+		return true
+	}
+	return false
 }
 
 // synctl is how synctl's command line names the target.

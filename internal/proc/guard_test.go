@@ -267,3 +267,23 @@ func TestDaemonErrorRoundTrip(t *testing.T) {
 		t.Fatalf("got class %v, %q, hint %q", fault.ClassOf(out), out, fault.HintOf(out))
 	}
 }
+
+// TestInUseHint_NamesWhatHoldsIt: a tool holding the file is waited for,
+// not stopped like the homeserver.
+func TestInUseHint_NamesWhatHoldsIt(t *testing.T) {
+	cases := []struct {
+		h    Holder
+		want string
+	}{
+		{Holder{Pid: 7, Cmdline: "/usr/bin/port_db --sqlite-database hs.db --postgres-config pg.yaml", File: "hs.db"}, "another tool at work: wait for it to finish (pid 7: /usr/bin/port_db"},
+		{Holder{Pid: 8, Cmdline: "python3 /usr/bin/synapse_port_db --curses", File: "hs.db"}, "wait for it to finish (pid 8"},
+		{Holder{Pid: 9, Cmdline: "/usr/bin/homeserver -c hs.yaml", File: "hs.db"}, "stop the process holding it first (pid 9: /usr/bin/homeserver -c hs.yaml)"},
+		{Holder{Pid: 10, Cmdline: "sqlite3 hs.db", File: "hs.db"}, "stop the process holding it first (pid 10: sqlite3 hs.db)"},
+	}
+	for _, c := range cases {
+		e := &InUseError{Holders: []Holder{c.h}}
+		if got := e.Hint(); !strings.Contains(got, c.want) {
+			t.Errorf("%s: hint %q, want it to contain %q", c.h.Cmdline, got, c.want)
+		}
+	}
+}
