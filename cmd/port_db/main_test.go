@@ -19,11 +19,13 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"hsops/internal/catalog"
 	"hsops/internal/config"
 	"hsops/internal/db"
 	"hsops/internal/gen"
 	"hsops/internal/pgtest"
 	"hsops/internal/porter"
+	"hsops/internal/portstate"
 	"hsops/internal/scripttest"
 	"hsops/schema"
 	"hsops/schema/engine"
@@ -72,7 +74,10 @@ func makeSource(path string, p gen.Params) error {
 
 // TestKill_PortResumesExactly kills the real port_db with SIGKILL at 20
 // random moments while it ports a database of more than 100,000 rows, runs
-// it again each time, and checks the final result row for row.
+// it again each time, and checks the final result row for row and its
+// catalog object for object. The first kills land anywhere in the copy;
+// the last ones in the rebuild of the indexes and constraints dropped for
+// the copy.
 func TestKill_PortResumesExactly(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills a real process 20 times")
@@ -108,16 +113,17 @@ func TestKill_PortResumesExactly(t *testing.T) {
 		t.Fatalf("the port would copy only %d rows", rows)
 	}
 	args := []string{"--sqlite-database", src, "--postgres-config", cfg, "--batch-size", fmt.Sprint(batchSize), "--jobs", "2"}
-	// Spread the kills over the whole copy: the runs together get through
-	// about half of the resumable batches, the final run does the rest.
-	perRun := max(1, batches/20)
+	// The first kills are spread over the copy: together they get through
+	// about half of the resumable batches. Then each run is killed a
+	// moment after its first index or constraint build begins (a table's
+	// build follows its copy, so the copy goes on until a table is
+	// complete): inside CREATE INDEX, ALTER TABLE ... ADD CONSTRAINT or
+	// VALIDATE CONSTRAINT, or between them.
+	const copyKills, totalKills = 12, 20
+	perRun := max(1, batches/copyKills)
 	rnd := rand.New(rand.NewSource(time.Now().UnixNano()))
-	kills, finished := 0, false
-	for kills < 20 && !finished {
-		// Each run is killed after a random number (1 to perRun) of committed
-		// batches of resumable tables, plus a random delay of up to 30 ms,
-		// so the kill lands anywhere in a batch (reading, copying,
-		// committing) and every killed run leaves progress to resume from.
+	kills, rebuildKills, finished := 0, 0, false
+	for kills < totalKills && !finished {
 		// A moment measured from the start of the run would, on a loaded
 		// machine, often fall before the first resumable batch: the runs
 		// would then redo the re-copied tables forever.
@@ -130,8 +136,9 @@ func TestKill_PortResumesExactly(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		inCopy := kills < copyKills
 		want := 1 + rnd.Intn(perRun)
-		reached := make(chan struct{})
+		reached := make(chan string, 1)
 		go func() {
 			sc := bufio.NewScanner(stdout)
 			sc.Buffer(make([]byte, 1<<16), 1<<22)
@@ -141,19 +148,23 @@ func TestKill_PortResumesExactly(t *testing.T) {
 				if signalled || json.Unmarshal(sc.Bytes(), &ev) != nil {
 					continue
 				}
-				if ev.Type == "batch" && resumable[ev.Table] {
+				switch {
+				case inCopy && ev.Type == "batch" && resumable[ev.Table]:
 					if seen++; seen == want {
-						close(reached)
+						reached <- "copy"
 						signalled = true
 					}
+				case !inCopy && ev.Type == "rebuild":
+					reached <- "rebuild"
+					signalled = true
 				}
 			}
 			if !signalled {
-				close(reached)
+				reached <- ""
 			}
 		}()
 		done := make(chan error, 1)
-		<-reached
+		phase := <-reached
 		go func() { done <- cmd.Wait() }()
 		select {
 		case err := <-done:
@@ -165,14 +176,20 @@ func TestKill_PortResumesExactly(t *testing.T) {
 			_ = cmd.Process.Signal(syscall.SIGKILL)
 			<-done
 			kills++
+			if phase == "rebuild" {
+				rebuildKills++
+			}
 		}
 	}
-	t.Logf("%d kills during the copy (finished by itself: %v)", kills, finished)
-	if kills < 20 {
-		t.Fatalf("the port finished after only %d kills: the test wants 20 (a larger database, or shorter delays)", kills)
+	t.Logf("%d kills, %d of them in the index rebuilds (finished by itself: %v)", kills, rebuildKills, finished)
+	if kills < totalKills {
+		t.Fatalf("the port finished after only %d kills: the test wants %d (a larger database, or shorter delays)", kills, totalKills)
+	}
+	if rebuildKills < totalKills-copyKills {
+		t.Fatalf("only %d kills landed in the index rebuilds", rebuildKills)
 	}
 	d := openTarget(t, tgt)
-	var partial int64
+	var partial, deferred int64
 	for tb := range resumable {
 		var n int64
 		if err := d.QueryRow("SELECT count(*) FROM " + db.QuoteIdent(tb)).Scan(&n); err != nil {
@@ -180,8 +197,14 @@ func TestKill_PortResumesExactly(t *testing.T) {
 		}
 		partial += n
 	}
+	if err := d.QueryRow("SELECT count(*) FROM hsops_port_deferred").Scan(&deferred); err != nil {
+		t.Fatal(err)
+	}
+	if err := portstate.Check(context.Background(), d); !errors.Is(err, portstate.ErrInProgress) {
+		t.Errorf("the killed port's target is not refused: %v", err)
+	}
 	d.Close()
-	t.Logf("rows of resumable tables ported before the final run: %d (of %d batches, up to %d per killed run)", partial, batches, perRun)
+	t.Logf("before the final run: %d rows of resumable tables ported (of %d batches, up to %d per killed run), %d indexes and constraints still dropped", partial, batches, perRun, deferred)
 	if partial == 0 {
 		t.Fatal("the killed runs committed nothing: the test did not exercise resumption")
 	}
@@ -190,6 +213,30 @@ func TestKill_PortResumesExactly(t *testing.T) {
 		t.Fatalf("final run with --verify: %v\n%s", err, out)
 	}
 	t.Logf("source rows: %d\n%s", rows, out)
+	// The schema is exactly the engine's: everything dropped is back.
+	ref := pgtest.NewDatabase(t)
+	rd := openTarget(t, ref)
+	defer rd.Close()
+	if _, err := engine.Schema().Apply(context.Background(), rd, schema.Options{ServerName: "example.org"}); err != nil {
+		t.Fatal(err)
+	}
+	d = openTarget(t, tgt)
+	defer d.Close()
+	bookkeeping := []string{"port_from_sqlite3", "hsops_port", "hsops_port_tables", "hsops_port_deferred"}
+	want, err := catalog.Dump(context.Background(), rd, catalog.Options{Exclude: bookkeeping})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := catalog.Dump(context.Background(), d, catalog.Options{Exclude: bookkeeping})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := catalog.Diff(want, got); len(diff) > 0 {
+		t.Fatalf("the ported schema differs from the engine's (- engine, + ported):\n%s", strings.Join(diff, "\n"))
+	}
+	if err := portstate.Check(context.Background(), d); err != nil {
+		t.Fatalf("the finished port is refused: %v", err)
+	}
 }
 
 const batchSize = 500

@@ -8,7 +8,6 @@ import (
 	"hash/fnv"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -18,43 +17,6 @@ import (
 	"hsops/internal/rowsum"
 )
 
-// copyAll copies the tables wave by wave (foreign-key order), up to Jobs
-// tables at once within a wave.
-func (p *porter) copyAll(ctx context.Context) error {
-	p.state("Copying to postgres")
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for _, wave := range waves(p.tables) {
-		sem := make(chan struct{}, p.opts.Jobs)
-		var wg sync.WaitGroup
-		var first error
-		var once sync.Once
-		for _, t := range wave {
-			t := t
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				if ctx.Err() != nil {
-					return
-				}
-				if err := p.copyTable(ctx, t); err != nil {
-					once.Do(func() { first = err; cancel() })
-				}
-			}()
-		}
-		wg.Wait()
-		if first != nil {
-			return first
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 func (p *porter) addResult(r TableResult) {
 	r.Millis = r.Duration.Milliseconds()
 	p.mu.Lock()
@@ -63,11 +25,17 @@ func (p *porter) addResult(r TableResult) {
 }
 
 // withConn runs fn on a dedicated pgx connection of the target, with the
-// porter's session settings: synchronous_commit off (each batch commits its
-// own bookkeeping, so a crash can only lose batches that will be copied
-// again) and no statement timeout.
+// port's session settings.
 func (p *porter) withConn(ctx context.Context, fn func(*pgx.Conn) error) error {
-	conn, err := p.tgt.Conn(ctx)
+	return session(ctx, p.tgt, fn)
+}
+
+// session runs fn on a dedicated pgx connection with the settings of a
+// bulk load: synchronous_commit off (each batch commits its own
+// bookkeeping, so a crash can only lose batches that will be copied again)
+// and no statement timeout (an index build may take long).
+func session(ctx context.Context, d *db.DB, fn func(*pgx.Conn) error) error {
+	conn, err := d.Conn(ctx)
 	if err != nil {
 		return err
 	}
@@ -105,14 +73,6 @@ func columnList(t *Table) string {
 		names[i] = db.QuoteIdent(src)
 	}
 	return strings.Join(names, ", ")
-}
-
-func copyColumns(t *Table) []string {
-	out := make([]string, len(t.Columns))
-	for i, c := range t.Columns {
-		out[i] = c.Name
-	}
-	return out
 }
 
 // batch is a slice of rows read from SQLite, converted, with the
@@ -285,7 +245,7 @@ func (p *porter) copyAppendOnly(ctx context.Context, t *Table) error {
 			if err != nil {
 				return err
 			}
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{t.Name}, copyColumns(t), pgx.CopyFromRows(b.rows)); err != nil {
+			if _, err := copyIn(ctx, pc, t, false, pgx.CopyFromRows(b.rows)); err != nil {
 				_ = tx.Rollback(ctx)
 				return fmt.Errorf("copy %s: %w", t.Name, err)
 			}
@@ -422,7 +382,7 @@ func (s *rowSource) Err() error {
 }
 
 // copyRecopy copies a whole table in one transaction and one COPY stream
-// (it was emptied when the run began).
+// (it was emptied when the run began, with the other re-copied tables).
 func (p *porter) copyRecopy(ctx context.Context, t *Table) error {
 	t0 := time.Now()
 	res := TableResult{Name: t.Name, Strategy: t.Strategy}
@@ -445,7 +405,15 @@ func (p *porter) copyRecopy(ctx context.Context, t *Table) error {
 				return err
 			}
 			defer tx.Rollback(ctx)
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{t.Name}, copyColumns(t), src); err != nil {
+			// Emptied again in this transaction (it is empty already), so
+			// that its rows are written frozen: nothing will have to visit
+			// them again to mark them visible.
+			if t.freeze {
+				if _, err := tx.Exec(ctx, "TRUNCATE "+db.QuoteIdent(t.Name)); err != nil {
+					return fmt.Errorf("empty %s: %w", t.Name, err)
+				}
+			}
+			if _, err := copyIn(ctx, pc, t, t.freeze, src); err != nil {
 				if src.err != nil {
 					return src.err
 				}
