@@ -12,7 +12,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -241,6 +243,7 @@ func runPortDB(ctx context.Context, o BenchPortOptions, src string, ported confi
 	if err := cmd.Start(); err != nil {
 		return err
 	}
+	peak := watchPeakMemory(cmd.Process.Pid)
 	var summary struct {
 		Result porter.Result `json:"result"`
 	}
@@ -255,16 +258,25 @@ func runPortDB(ctx context.Context, o BenchPortOptions, src string, ported confi
 			found = true
 		}
 	}
-	if err := cmd.Wait(); err != nil {
+	// port_db closed its output: it is exiting, and until Wait its pid is
+	// not anyone else's.
+	peakKB := peak()
+	err = cmd.Wait()
+	wall := time.Since(t0)
+	if err != nil {
 		return fmt.Errorf("port_db: %w", err)
 	}
-	wall := time.Since(t0)
 	if !found || summary.Result.Rows == 0 {
 		return fmt.Errorf("port_db printed no summary with rows: nothing to measure")
 	}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		res.PeakRSSMB = float64(ru.Maxrss) / 1024
+	if peakKB == 0 {
+		// No /proc: the resource usage's maximum, which on Linux would also
+		// count this process's own memory from before port_db's exec.
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			peakKB = ru.Maxrss
+		}
 	}
+	res.PeakRSSMB = float64(peakKB) / 1024
 	r := summary.Result
 	res.Rows, res.Bytes = r.Rows, r.Bytes
 	res.PortSeconds = wall.Seconds()
@@ -272,6 +284,56 @@ func runPortDB(ctx context.Context, o BenchPortOptions, src string, ported confi
 	res.PortMBPerS = float64(res.Bytes) / 1e6 / res.PortSeconds
 	res.PortPhases, res.Rebuilt, res.RebuildMillis = r.Phases, r.Rebuilt, r.RebuildMillis
 	return nil
+}
+
+// watchPeakMemory follows a process's peak resident memory (VmHWM, in kB)
+// until the returned function is called, which stops the watch and returns
+// the peak seen (0 without /proc). The resource usage Wait reports will not
+// do on Linux: a child started with vfork inherits its parent's peak, here
+// hsload's, swollen by the generator.
+func watchPeakMemory(pid int) func() int64 {
+	var (
+		mu   sync.Mutex
+		peak int64
+		stop = make(chan struct{})
+		done = make(chan struct{})
+	)
+	read := func() {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			return
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+				kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+				mu.Lock()
+				if err == nil && kb > peak {
+					peak = kb
+				}
+				mu.Unlock()
+			}
+		}
+	}
+	go func() {
+		defer close(done)
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			read()
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() int64 {
+		close(stop)
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		return peak
+	}
 }
 
 // benchSkip are bookkeeping tables, which a new schema fills by itself or
