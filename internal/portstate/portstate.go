@@ -12,6 +12,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 
 	"hsops/internal/db"
 	"hsops/internal/fault"
@@ -23,9 +24,43 @@ import (
 var ErrInProgress = fault.New(fault.NotOurs, "a port is in progress: run port_db again",
 	"nothing was changed: finish the port first: run port_db again with the same --sqlite-database and --postgres-config")
 
-// Check refuses (ErrInProgress, saying what is left) a database that is the
-// target of an unfinished port: one killed or failed before its end. A
-// SQLite database, or one no port by port_db ever began in, passes.
+// InProgressError is ErrInProgress for one database: what is left, and the
+// port_db command that finishes it.
+type InProgressError struct {
+	Status Status
+}
+
+func (e *InProgressError) Error() string { return ErrInProgress.Error() + ": " + e.Status.String() }
+
+// Is makes errors.Is(err, ErrInProgress) true.
+func (e *InProgressError) Is(target error) bool { return target == ErrInProgress }
+
+// Class is ErrInProgress's.
+func (e *InProgressError) Class() fault.Class { return ErrInProgress.Class() }
+
+// Hint names the command that finishes the port: the source it began from
+// (as recorded) and the config of this database (<config>, which each tool
+// names its own way).
+func (e *InProgressError) Hint() string {
+	if e.Status.Source == "" {
+		return ErrInProgress.Hint()
+	}
+	return "nothing was changed: finish the port first:\n  port_db --sqlite-database " + shellQuote(e.Status.Source) + " --postgres-config <config>"
+}
+
+// shellQuote quotes a path for a shell where it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+,=:@%") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// Check refuses (an *InProgressError: what is left, and the command that
+// finishes it) a database that is the target of an unfinished port: one
+// killed or failed before its end, or one whose indexes and constraints
+// dropped for the copy are not rebuilt yet. A SQLite database, or one no
+// port by port_db ever began in, passes.
 func Check(ctx context.Context, d *db.DB) error {
 	if d == nil || d.Engine != db.Postgres {
 		return nil
@@ -34,7 +69,7 @@ func Check(ctx context.Context, d *db.DB) error {
 	if err != nil || st.Done() {
 		return err
 	}
-	return fmt.Errorf("%w: %s", ErrInProgress, st)
+	return &InProgressError{Status: st}
 }
 
 // Status is where a target's port stands.
@@ -45,6 +80,9 @@ type Status struct {
 	// Deferred counts the indexes and constraints dropped for the copy and
 	// not put back yet.
 	Deferred int
+	// Source is the SQLite database the port copies from, as port_db was
+	// given it ("" when the bookkeeping does not say).
+	Source string
 }
 
 // Done reports whether nothing of a port is pending.
@@ -68,14 +106,23 @@ func Read(ctx context.Context, d *db.DB) (Status, error) {
 		return st, err
 	}
 	var completed sql.NullInt64
-	err = d.QueryRowContext(ctx, "SELECT completed_ts FROM hsops_port").Scan(&completed)
+	var source sql.NullString
+	// source_path is read only where the table has it: a port begun by an
+	// older port_db may lack it.
+	query := "SELECT completed_ts, NULL FROM hsops_port"
+	if ok, err := hasColumn(ctx, d, "hsops_port", "source_path"); err != nil {
+		return st, err
+	} else if ok {
+		query = "SELECT completed_ts, source_path FROM hsops_port"
+	}
+	err = d.QueryRowContext(ctx, query).Scan(&completed, &source)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return st, nil
 	case err != nil:
 		return st, fmt.Errorf("read the port's bookkeeping: %w", err)
 	}
-	st.Ours, st.Completed = true, completed.Valid
+	st.Ours, st.Completed, st.Source = true, completed.Valid, source.String
 	if ok, err := d.TableExists(ctx, d, "hsops_port_deferred"); err != nil || !ok {
 		return st, err
 	}
@@ -83,4 +130,14 @@ func Read(ctx context.Context, d *db.DB) (Status, error) {
 		return st, fmt.Errorf("read the port's bookkeeping: %w", err)
 	}
 	return st, nil
+}
+
+func hasColumn(ctx context.Context, d *db.DB, table, column string) (bool, error) {
+	var ok bool
+	err := d.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM information_schema.columns
+		WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2)`, table, column).Scan(&ok)
+	if err != nil {
+		return false, fmt.Errorf("read the port's bookkeeping: %w", err)
+	}
+	return ok, nil
 }
