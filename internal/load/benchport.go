@@ -112,17 +112,9 @@ func BenchPort(ctx context.Context, o BenchPortOptions) (*BenchPortResult, error
 		return nil, err
 	}
 	res := &BenchPortResult{Events: o.Events, Jobs: o.Jobs, BatchSize: o.BatchSize}
-	src := filepath.Join(o.Work, fmt.Sprintf("source-%d.db", o.Events))
-	if _, err := os.Stat(src); err != nil {
-		say(fmt.Sprintf("generating %s (%d messages)...", src, o.Events))
-		t0 := time.Now()
-		if err := benchSource(ctx, src, o.Events); err != nil {
-			return nil, err
-		}
-		res.GenerateSecs = time.Since(t0).Seconds()
-	}
-	if st, err := os.Stat(src); err == nil {
-		res.SQLiteMB = float64(st.Size()) / 1e6
+	src, err := benchSourceFile(ctx, o, res, say)
+	if err != nil {
+		return nil, err
 	}
 	admin, err := pgx.Connect(ctx, o.AdminURL)
 	if err != nil {
@@ -167,12 +159,9 @@ func BenchPort(ctx context.Context, o BenchPortOptions) (*BenchPortResult, error
 	if err != nil {
 		return nil, err
 	}
-	if err := createSchema(ctx, floorCfg); err != nil {
-		return nil, err
-	}
-	floor, err := porter.RawLoad(ctx, floorCfg, dumps, o.Jobs)
+	floor, err := measureFloor(ctx, floorCfg, dumps, o.Jobs)
 	if err != nil {
-		return nil, fmt.Errorf("the floor: %w", err)
+		return nil, err
 	}
 	res.FloorSeconds = floor.Total.Seconds()
 	res.FloorCopySeconds = floor.Copy.Seconds()
@@ -182,6 +171,39 @@ func BenchPort(ctx context.Context, o BenchPortOptions) (*BenchPortResult, error
 		_, _ = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
 	}
 	return res, nil
+}
+
+// benchSourceFile is the generated source of o.Events messages in o.Work,
+// generated unless it is there from an earlier run.
+func benchSourceFile(ctx context.Context, o BenchPortOptions, res *BenchPortResult, say func(string)) (string, error) {
+	src := filepath.Join(o.Work, fmt.Sprintf("source-%d.db", o.Events))
+	if _, err := os.Stat(src); err != nil {
+		say(fmt.Sprintf("generating %s (%d messages)...", src, o.Events))
+		t0 := time.Now()
+		if err := benchSource(ctx, src, o.Events); err != nil {
+			return "", err
+		}
+		res.GenerateSecs = time.Since(t0).Seconds()
+	}
+	st, err := os.Stat(src)
+	if err != nil {
+		return "", err
+	}
+	res.SQLiteMB = float64(st.Size()) / 1e6
+	return src, nil
+}
+
+// measureFloor loads the dumps into the engine's schema with
+// porter.RawLoad: bare tables, then the index builds.
+func measureFloor(ctx context.Context, cfg config.Database, dumps map[string][]byte, jobs int) (*porter.RawLoadResult, error) {
+	if err := createSchema(ctx, cfg); err != nil {
+		return nil, err
+	}
+	floor, err := porter.RawLoad(ctx, cfg, dumps, jobs)
+	if err != nil {
+		return nil, fmt.Errorf("the floor: %w", err)
+	}
+	return floor, nil
 }
 
 // benchSource generates the source: users, rooms and their state,

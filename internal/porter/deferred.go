@@ -298,114 +298,15 @@ const rebuildMemory = "256MB"
 // validated in another, as it was), so a kill at any moment leaves either
 // the object or its record.
 func rebuild(ctx context.Context, pc *pgx.Conn, o deferredObject, record bool) error {
-	forget := func(tx pgx.Tx) error {
-		if !record {
-			return nil
-		}
-		_, err := tx.Exec(ctx, "DELETE FROM hsops_port_deferred WHERE table_name = $1 AND name = $2", o.Table, o.Name)
-		return err
-	}
-	setState := func(tx pgx.Tx, state string) error {
-		if !record {
-			return nil
-		}
-		_, err := tx.Exec(ctx, "UPDATE hsops_port_deferred SET state = $3 WHERE table_name = $1 AND name = $2", o.Table, o.Name, state)
-		return err
-	}
-	inTx := func(fn func(tx pgx.Tx) error) error {
-		// Builds and keys on related tables take locks in different
-		// orders; a deadlock PostgreSQL breaks is tried again.
-		for attempt := 1; ; attempt++ {
-			err := func() error {
-				tx, err := pc.Begin(ctx)
-				if err != nil {
-					return err
-				}
-				defer tx.Rollback(ctx)
-				if err := fn(tx); err != nil {
-					return err
-				}
-				return tx.Commit(ctx)
-			}()
-			var pgErr *pgconn.PgError
-			if attempt < 3 && errors.As(err, &pgErr) && pgErr.Code == "40P01" {
-				continue
-			}
-			return err
-		}
-	}
-	table := db.QuoteIdent(o.Table)
+	r := rebuilder{ctx: ctx, pc: pc, o: o, record: record}
 	var err error
 	switch o.Kind {
 	case kindIndex:
-		err = inTx(func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, o.Definition); err != nil {
-				return err
-			}
-			return forget(tx)
-		})
+		err = r.step(o.Definition, "")
 	case kindPrimaryKey, kindUnique:
-		clause := "PRIMARY KEY"
-		if o.Kind == kindUnique {
-			clause = "UNIQUE"
-		}
-		if o.Deferrable {
-			clause += " USING INDEX " + db.QuoteIdent(o.Name) + " DEFERRABLE"
-			if o.InitiallyDeferred {
-				clause += " INITIALLY DEFERRED"
-			}
-		} else {
-			clause += " USING INDEX " + db.QuoteIdent(o.Name)
-		}
-		// The index is built first, beside the table's other index builds
-		// (CREATE INDEX shares the table); attaching it as the constraint
-		// locks the table, briefly, in a transaction of its own: in one
-		// transaction, two such builds on one table would deadlock.
-		if o.State != stateBuilt {
-			err = inTx(func(tx pgx.Tx) error {
-				if _, err := tx.Exec(ctx, o.Definition); err != nil {
-					return err
-				}
-				return setState(tx, stateBuilt)
-			})
-			if err != nil {
-				break
-			}
-		}
-		err = inTx(func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, "ALTER TABLE "+table+" ADD CONSTRAINT "+db.QuoteIdent(o.Name)+" "+clause); err != nil {
-				return err
-			}
-			return forget(tx)
-		})
+		err = r.constraintIndex()
 	case kindForeignKey:
-		add := "ALTER TABLE " + table + " ADD CONSTRAINT " + db.QuoteIdent(o.Name) + " " + o.Definition + " NOT VALID"
-		if !o.Validated {
-			err = inTx(func(tx pgx.Tx) error {
-				if _, err := tx.Exec(ctx, add); err != nil {
-					return err
-				}
-				return forget(tx)
-			})
-			break
-		}
-		if o.State != stateAdded {
-			err = inTx(func(tx pgx.Tx) error {
-				if _, err := tx.Exec(ctx, add); err != nil {
-					return err
-				}
-				return setState(tx, stateAdded)
-			})
-			if err != nil {
-				break
-			}
-		}
-		err = inTx(func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, "ALTER TABLE "+table+" VALIDATE CONSTRAINT "+db.QuoteIdent(o.Name)); err != nil {
-				return err
-			}
-			return forget(tx)
-		})
+		err = r.foreignKey()
 	default:
 		return fmt.Errorf("unknown kind %q of %s in hsops_port_deferred", o.Kind, o.Name)
 	}
@@ -413,6 +314,99 @@ func rebuild(ctx context.Context, pc *pgx.Conn, o deferredObject, record bool) e
 		return &RebuildError{Table: o.Table, Object: o.String(), Err: err}
 	}
 	return nil
+}
+
+// rebuilder puts one deferred object back, step by step.
+type rebuilder struct {
+	ctx    context.Context
+	pc     *pgx.Conn
+	o      deferredObject
+	record bool
+}
+
+// stateDone is the state after the last step: the record is deleted.
+const stateDone = ""
+
+// step runs one statement and moves the object's record to state (deletes
+// it for stateDone) in one transaction. Builds and keys on related tables
+// take locks in different orders: a deadlock PostgreSQL breaks is tried
+// again.
+func (r rebuilder) step(stmt, state string) error {
+	for attempt := 1; ; attempt++ {
+		err := r.stepOnce(stmt, state)
+		var pgErr *pgconn.PgError
+		if attempt < 3 && errors.As(err, &pgErr) && pgErr.Code == "40P01" {
+			continue
+		}
+		return err
+	}
+}
+
+func (r rebuilder) stepOnce(stmt, state string) error {
+	ctx := r.ctx
+	tx, err := r.pc.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, stmt); err != nil {
+		return err
+	}
+	if r.record {
+		if state == stateDone {
+			_, err = tx.Exec(ctx, "DELETE FROM hsops_port_deferred WHERE table_name = $1 AND name = $2", r.o.Table, r.o.Name)
+		} else {
+			_, err = tx.Exec(ctx, "UPDATE hsops_port_deferred SET state = $3 WHERE table_name = $1 AND name = $2", r.o.Table, r.o.Name, state)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return tx.Commit(ctx)
+}
+
+// constraintIndex puts a primary key or unique constraint back: its index
+// is built first, beside the table's other index builds (CREATE INDEX
+// shares the table); attaching it as the constraint locks the table,
+// briefly, in a transaction of its own: in one transaction, two such
+// builds on one table would deadlock.
+func (r rebuilder) constraintIndex() error {
+	o := r.o
+	clause := "PRIMARY KEY"
+	if o.Kind == kindUnique {
+		clause = "UNIQUE"
+	}
+	clause += " USING INDEX " + db.QuoteIdent(o.Name)
+	if o.Deferrable {
+		clause += " DEFERRABLE"
+		if o.InitiallyDeferred {
+			clause += " INITIALLY DEFERRED"
+		}
+	}
+	if o.State != stateBuilt {
+		if err := r.step(o.Definition, stateBuilt); err != nil {
+			return err
+		}
+	}
+	return r.step("ALTER TABLE "+db.QuoteIdent(o.Table)+" ADD CONSTRAINT "+db.QuoteIdent(o.Name)+" "+clause, stateDone)
+}
+
+// foreignKey puts a foreign key back NOT VALID, then validates it if it
+// was, each in a transaction of its own (the validation takes only a
+// share lock on the table).
+func (r rebuilder) foreignKey() error {
+	o := r.o
+	table := db.QuoteIdent(o.Table)
+	add := "ALTER TABLE " + table + " ADD CONSTRAINT " + db.QuoteIdent(o.Name) + " " + o.Definition + " NOT VALID"
+	if !o.Validated {
+		return r.step(add, stateDone)
+	}
+	if o.State != stateAdded {
+		if err := r.step(add, stateAdded); err != nil {
+			return err
+		}
+	}
+	return r.step("ALTER TABLE "+table+" VALIDATE CONSTRAINT "+db.QuoteIdent(o.Name), stateDone)
 }
 
 // RebuildError is an index or constraint that could not be put back after

@@ -3,6 +3,11 @@ package porter
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -264,5 +269,154 @@ func TestPort_ResumeKeepsTheCopyOrder(t *testing.T) {
 		if what != "events index" && i < last {
 			t.Fatalf("%s was copied before events' indexes were back: %v", what, order)
 		}
+	}
+}
+
+// noDeferral keeps every index and key in place through the copy.
+func noDeferral(o *Options) { o.deferMin = math.MaxInt64 }
+
+// sequenceValues are the target's sequences with their positions.
+func sequenceValues(t *testing.T, d *db.DB) map[string]string {
+	t.Helper()
+	rows, err := d.Query(`SELECT sequencename, coalesce(last_value::text, 'unset') FROM pg_sequences WHERE schemaname = current_schema()`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var name, v string
+		if err := rows.Scan(&name, &v); err != nil {
+			t.Fatal(err)
+		}
+		out[name] = v
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestPort_DeferralChangesNothing ports the same source twice, once with
+// every index and key dropped for the copy and rebuilt, once with none
+// dropped: the two targets have the same catalog (indexes with their
+// definitions, constraints and whether they are validated, sequences) and
+// the same sequence positions, on the engine's schema, on a Synapse-shaped
+// one, and with the real Synapse 1.98 database as the source.
+func TestPort_DeferralChangesNothing(t *testing.T) {
+	cases := []struct {
+		name    string
+		src     func(t *testing.T) string
+		prepare func(t *testing.T, cfg config.Database, src string)
+		server  string
+	}{
+		{"engine", func(t *testing.T) string {
+			return engineSource(t, gen.Params{Users: 12, Rooms: 3, Messages: 500, Backfilled: 2, Seed: 25})
+		}, nil, "example.org"},
+		{"synapse-shaped", func(t *testing.T) string {
+			return synapseShapedSource(t, gen.Params{Users: 12, Rooms: 3, Messages: 500, Backfilled: 2, Seed: 26})
+		}, func(t *testing.T, cfg config.Database, _ string) { synapseShapedTarget(t, cfg) }, "example.org"},
+		{"synapse-1.98-fixture", func(t *testing.T) string {
+			data, err := os.ReadFile(fixturePath())
+			if err != nil {
+				t.Fatal(err)
+			}
+			src := filepath.Join(t.TempDir(), "homeserver.db")
+			if err := os.WriteFile(src, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return src
+		}, fixtureShapedTarget, "localhost"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			src := c.src(t)
+			var cats [2]*catalog.Catalog
+			var seqs [2]map[string]string
+			for i, mutate := range []func(*Options){func(*Options) {}, noDeferral} {
+				tgt := pgtest.NewDatabase(t)
+				d := openPG(t, tgt.Config)
+				var before *catalog.Catalog
+				if c.prepare != nil {
+					c.prepare(t, tgt.Config, src)
+					before = dumpCatalog(t, d)
+				}
+				res := mustPort(t, src, tgt.Config, mutate, func(o *Options) { o.ServerName = c.server })
+				assertExact(t, res)
+				if deferred := i == 0; deferred != (res.Rebuilt > 0) {
+					t.Fatalf("deferral %v: %d objects rebuilt", deferred, res.Rebuilt)
+				} else if deferred {
+					t.Logf("%d indexes and constraints dropped for the copy and rebuilt", res.Rebuilt)
+				}
+				cats[i], seqs[i] = dumpCatalog(t, d), sequenceValues(t, d)
+				if before != nil {
+					assertSameCatalog(t, "the prepared schema (-) against the ported one (+)", before, cats[i])
+				}
+			}
+			assertSameCatalog(t, "deferred (-) against not deferred (+)", cats[0], cats[1])
+			if !reflect.DeepEqual(seqs[0], seqs[1]) {
+				t.Errorf("sequence positions differ:\ndeferred     %v\nnot deferred %v", seqs[0], seqs[1])
+			}
+			if len(seqs[0]) == 0 {
+				t.Error("no sequences compared")
+			}
+		})
+	}
+}
+
+// fixtureShapedTarget is the Synapse-shaped target (synapseShapedTarget)
+// completed with the tables of the real Synapse database src that the
+// engine's schema does not have, created with Synapse's own SQLite
+// statements (tables, then their indexes), which PostgreSQL accepts as
+// they are but for BLOB.
+func fixtureShapedTarget(t *testing.T, cfg config.Database, src string) {
+	t.Helper()
+	d := synapseShapedTarget(t, cfg)
+	tables, err := d.Tables(context.Background(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, name := range tables {
+		have[name] = true
+	}
+	s := openSQLite(t, src)
+	rows, err := s.Query(`SELECT type, tbl_name, sql FROM sqlite_master
+		WHERE sql IS NOT NULL AND type IN ('table', 'index') AND tbl_name NOT LIKE 'sqlite_%'
+		AND tbl_name NOT LIKE '%search%' ORDER BY type = 'index', name`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stmts []string
+	created := map[string]bool{}
+	for rows.Next() {
+		var typ, table, stmt string
+		if err := rows.Scan(&typ, &table, &stmt); err != nil {
+			t.Fatal(err)
+		}
+		if typ == "table" && !have[table] {
+			created[table] = true
+		}
+		if created[table] {
+			stmts = append(stmts, strings.ReplaceAll(stmt, "BLOB", "BYTEA"))
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	rows.Close()
+	// Tables referencing others wait for them: passes until all are made.
+	for len(stmts) > 0 {
+		var later []string
+		var last error
+		for _, stmt := range stmts {
+			if _, err := d.Exec(stmt); err != nil {
+				later, last = append(later, stmt), fmt.Errorf("%s: %w", stmt, err)
+			}
+		}
+		if len(later) == len(stmts) {
+			t.Fatal(last)
+		}
+		stmts = later
 	}
 }

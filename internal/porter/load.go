@@ -75,35 +75,7 @@ type loadStats struct {
 // run executes the load. objs are every deferred object to put back,
 // including those of tables not copied in this run.
 func (l *load) run(ctx context.Context, tables []*Table, objs []deferredObject) (loadStats, error) {
-	l.nodes = map[string]*loadNode{}
-	for _, t := range tables {
-		l.nodes[t.Name] = &loadNode{name: t.Name, t: t, size: t.remaining, refs: t.Refs}
-	}
-	// A table's unique indexes first: foreign keys and lookups of the
-	// tables waiting for it use them.
-	objs = append([]deferredObject(nil), objs...)
-	sort.SliceStable(objs, func(i, j int) bool { return objs[i].Kind != kindIndex && objs[j].Kind == kindIndex })
-	for _, o := range objs {
-		n := l.nodes[o.Table]
-		if n == nil {
-			n = &loadNode{name: o.Table, copied: true}
-			l.nodes[o.Table] = n
-		}
-		if o.isIndex() {
-			n.idx = append(n.idx, o)
-			n.pendingIdx++
-		} else {
-			n.fks = append(n.fks, o)
-			n.pendingFK++
-		}
-	}
-	for _, n := range l.nodes {
-		for _, r := range n.refs {
-			if rn := l.nodes[r]; rn != nil && r != n.name {
-				rn.waiters++
-			}
-		}
-	}
+	l.plan(tables, objs)
 	stats := loadStats{RebuildTotal: len(objs)}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -114,31 +86,23 @@ func (l *load) run(ctx context.Context, tables []*Table, objs []deferredObject) 
 		wake  = make(chan struct{}, 1)
 	)
 	fail := func(err error) { once.Do(func() { first = err; cancel() }) }
-	for {
+	for ctx.Err() == nil {
 		l.mu.Lock()
-		if ctx.Err() != nil {
-			l.mu.Unlock()
-			break
+		var task loadTask
+		ok, finished := false, false
+		if l.running < l.jobs {
+			task, ok, finished = l.next()
 		}
-		if l.running >= l.jobs {
+		if finished || !ok && l.running == 0 {
 			l.mu.Unlock()
-			select {
-			case <-wake:
-			case <-ctx.Done():
+			if !finished {
+				fail(fmt.Errorf("the load is stuck: %s", l.describeLeft()))
 			}
-			continue
-		}
-		task, ok, finished := l.next()
-		if finished {
-			l.mu.Unlock()
-			break
-		}
-		if !ok && l.running == 0 {
-			l.mu.Unlock()
-			fail(fmt.Errorf("the load is stuck: %s", l.describeLeft()))
 			break
 		}
 		if !ok {
+			// Every session is busy, or what is left waits for a task
+			// running now: wait for one to end.
 			l.mu.Unlock()
 			select {
 			case <-wake:
@@ -172,21 +136,59 @@ func (l *load) run(ctx context.Context, tables []*Table, objs []deferredObject) 
 	return stats, ctx.Err()
 }
 
+// plan builds the load's graph: a node per table to copy or with objects
+// to put back, its objects, and how many tables wait for it.
+func (l *load) plan(tables []*Table, objs []deferredObject) {
+	l.nodes = map[string]*loadNode{}
+	for _, t := range tables {
+		l.nodes[t.Name] = &loadNode{name: t.Name, t: t, size: t.remaining, refs: t.Refs}
+	}
+	// A table's unique indexes first: foreign keys and lookups of the
+	// tables waiting for it use them.
+	objs = append([]deferredObject(nil), objs...)
+	sort.SliceStable(objs, func(i, j int) bool { return objs[i].Kind != kindIndex && objs[j].Kind == kindIndex })
+	for _, o := range objs {
+		n := l.nodes[o.Table]
+		if n == nil {
+			n = &loadNode{name: o.Table, copied: true}
+			l.nodes[o.Table] = n
+		}
+		if o.isIndex() {
+			n.idx = append(n.idx, o)
+			n.pendingIdx++
+		} else {
+			n.fks = append(n.fks, o)
+			n.pendingFK++
+		}
+	}
+	for _, n := range l.nodes {
+		for _, r := range n.refs {
+			if rn := l.nodes[r]; rn != nil && r != n.name {
+				rn.waiters++
+			}
+		}
+	}
+}
+
+// candidate is the best task found so far by next.
+type candidate struct {
+	task loadTask
+	rank int
+	size int64
+}
+
+func (c *candidate) consider(t loadTask, rank int, size int64) {
+	if rank > c.rank || rank == c.rank && size > c.size {
+		*c = candidate{task: t, rank: rank, size: size}
+	}
+}
+
 // next picks the next task; finished when nothing is left at all. Called
 // with l.mu held.
 func (l *load) next() (task loadTask, ok, finished bool) {
-	var (
-		best     loadTask
-		bestRank = -1
-		bestSize int64
-		left     bool
-		blocked  []*loadNode
-	)
-	consider := func(t loadTask, rank int, size int64) {
-		if rank > bestRank || rank == bestRank && size > bestSize {
-			best, bestRank, bestSize = t, rank, size
-		}
-	}
+	best := candidate{rank: -1}
+	var blocked []*loadNode
+	left := false
 	names := make([]string, 0, len(l.nodes))
 	for name := range l.nodes {
 		names = append(names, name)
@@ -194,77 +196,88 @@ func (l *load) next() (task loadTask, ok, finished bool) {
 	sort.Strings(names)
 	for _, name := range names {
 		n := l.nodes[name]
-		if !n.copied {
-			left = true
-			if !n.copying {
-				if l.refsDone(n) {
-					rank := 2
-					switch {
-					case n.waiters > 0:
-						rank = 4
-					case n.t != nil && n.t.Strategy == Search:
-						// The slowest rows to write (to_tsvector), and a
-						// costly index after them: start them first.
-						rank = 3
-					}
-					consider(loadTask{node: n}, rank, n.size)
-				} else {
-					blocked = append(blocked, n)
-				}
-			}
-			continue
-		}
-		if len(n.idx) > 0 {
-			left = true
-			rank := 1
-			if n.waiters > 0 {
-				rank = 5
-			}
-			consider(loadTask{node: n, obj: &n.idx[0]}, rank, n.size)
-		}
-		if n.pendingIdx > 0 || n.pendingFK > 0 {
-			left = true
-		}
-		if len(n.fks) > 0 && n.pendingIdx == 0 {
-			for i := range n.fks {
-				if rn := l.nodes[n.fks[i].RefTable]; rn == nil || rn == n || rn.done() {
-					consider(loadTask{node: n, obj: &n.fks[i]}, 0, n.size)
-					break
-				}
-			}
+		nodeLeft, isBlocked := l.considerNode(n, &best)
+		left = left || nodeLeft
+		if isBlocked {
+			blocked = append(blocked, n)
 		}
 	}
-	if bestRank < 0 && l.running == 0 && len(blocked) > 0 {
+	if best.rank < 0 && l.running == 0 && len(blocked) > 0 {
 		// A cycle of references: its copies go without waiting.
 		sort.Slice(blocked, func(i, j int) bool { return blocked[i].size > blocked[j].size })
 		return loadTask{node: blocked[0]}, true, false
 	}
-	if bestRank < 0 {
-		if !left && l.running == 0 {
-			return loadTask{}, false, true
-		}
-		return loadTask{}, false, false
+	if best.rank < 0 {
+		return loadTask{}, false, !left && l.running == 0
 	}
-	// Take the task off its list.
-	n := best.node
-	switch {
-	case best.obj == nil:
-		n.copying = true
-	case best.obj.isIndex():
-		o := *best.obj
-		n.idx = n.idx[1:]
-		best.obj = &o
-	default:
+	return l.take(best.task), true, false
+}
+
+// considerNode offers best the tasks of one table that can start now: its
+// copy (once the tables it references are done), its next index, or a
+// foreign key whose referenced table is done. left: the table has work
+// left; blocked: its copy waits for other tables.
+func (l *load) considerNode(n *loadNode, best *candidate) (left, blocked bool) {
+	if !n.copied {
+		if n.copying {
+			return true, false
+		}
+		if !l.refsDone(n) {
+			return true, true
+		}
+		rank := 2
+		switch {
+		case n.waiters > 0:
+			rank = 4
+		case n.t != nil && n.t.Strategy == Search:
+			// The slowest rows to write (to_tsvector), and a costly index
+			// after them: start them first.
+			rank = 3
+		}
+		best.consider(loadTask{node: n}, rank, n.size)
+		return true, false
+	}
+	if len(n.idx) > 0 {
+		left = true
+		rank := 1
+		if n.waiters > 0 {
+			rank = 5
+		}
+		best.consider(loadTask{node: n, obj: &n.idx[0]}, rank, n.size)
+	}
+	left = left || n.pendingIdx > 0 || n.pendingFK > 0
+	if len(n.fks) > 0 && n.pendingIdx == 0 {
 		for i := range n.fks {
-			if &n.fks[i] == best.obj {
-				o := n.fks[i]
-				n.fks = append(n.fks[:i:i], n.fks[i+1:]...)
-				best.obj = &o
+			if rn := l.nodes[n.fks[i].RefTable]; rn == nil || rn == n || rn.done() {
+				best.consider(loadTask{node: n, obj: &n.fks[i]}, 0, n.size)
 				break
 			}
 		}
 	}
-	return best, true, false
+	return left, false
+}
+
+// take takes a chosen task off its table's lists.
+func (l *load) take(t loadTask) loadTask {
+	n := t.node
+	switch {
+	case t.obj == nil:
+		n.copying = true
+	case t.obj.isIndex():
+		o := *t.obj
+		n.idx = n.idx[1:]
+		t.obj = &o
+	default:
+		for i := range n.fks {
+			if &n.fks[i] == t.obj {
+				o := n.fks[i]
+				n.fks = append(n.fks[:i:i], n.fks[i+1:]...)
+				t.obj = &o
+				break
+			}
+		}
+	}
+	return t
 }
 
 // describeLeft says what a stuck load has left (called with l.mu held).

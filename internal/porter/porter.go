@@ -518,21 +518,8 @@ func (p *porter) checkIntegrity(ctx context.Context) error {
 	corrupt := func(what string) error {
 		return sourceErr("the SQLite database is corrupt (%s): port a good copy, or repair it first (sqlite3 homeserver.db .recover)", what)
 	}
-	rows, err := p.src.QueryContext(ctx, "SELECT name FROM sqlite_master WHERE type = 'table' AND rootpage > 0 ORDER BY name")
+	tables, err := p.storedTables(ctx)
 	if err != nil {
-		return corrupt(err.Error())
-	}
-	var tables []string
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			rows.Close()
-			return corrupt(err.Error())
-		}
-		tables = append(tables, name)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return corrupt(err.Error())
 	}
 	var (
@@ -542,25 +529,6 @@ func (p *porter) checkIntegrity(ctx context.Context) error {
 		next     int
 		wg       sync.WaitGroup
 	)
-	check := func(table string) error {
-		rows, err := p.src.QueryContext(ctx, "PRAGMA quick_check("+db.QuoteIdent(table)+")")
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var msg string
-			if err := rows.Scan(&msg); err != nil {
-				return err
-			}
-			if msg != "ok" {
-				mu.Lock()
-				problems = append(problems, msg)
-				mu.Unlock()
-			}
-		}
-		return rows.Err()
-	}
 	for w := 0; w < p.opts.Jobs; w++ {
 		wg.Add(1)
 		go func() {
@@ -574,13 +542,13 @@ func (p *porter) checkIntegrity(ctx context.Context) error {
 				table := tables[next]
 				next++
 				mu.Unlock()
-				if err := check(table); err != nil {
-					mu.Lock()
-					if failed == nil {
-						failed = err
-					}
-					mu.Unlock()
+				found, err := p.quickCheck(ctx, table)
+				mu.Lock()
+				problems = append(problems, found...)
+				if err != nil && failed == nil {
+					failed = err
 				}
+				mu.Unlock()
 			}
 		}()
 	}
@@ -628,6 +596,45 @@ func minorSeries(fs []releases.SchemaFact) string {
 		return minor(fs[0])
 	}
 	return minor(fs[0]) + " to " + minor(fs[len(fs)-1])
+}
+
+// storedTables lists the source's tables that have pages of their own.
+func (p *porter) storedTables(ctx context.Context) ([]string, error) {
+	rows, err := p.src.QueryContext(ctx, "SELECT name FROM sqlite_master WHERE type = 'table' AND rootpage > 0 ORDER BY name")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var tables []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, err
+		}
+		tables = append(tables, name)
+	}
+	return tables, rows.Err()
+}
+
+// quickCheck runs PRAGMA quick_check on one table and its indexes,
+// returning the problems it found.
+func (p *porter) quickCheck(ctx context.Context, table string) ([]string, error) {
+	rows, err := p.src.QueryContext(ctx, "PRAGMA quick_check("+db.QuoteIdent(table)+")")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var problems []string
+	for rows.Next() {
+		var msg string
+		if err := rows.Scan(&msg); err != nil {
+			return problems, err
+		}
+		if msg != "ok" {
+			problems = append(problems, msg)
+		}
+	}
+	return problems, rows.Err()
 }
 
 // checkTarget decides whether the target can receive this source.
@@ -777,32 +784,9 @@ func (p *porter) buildWorkSet(ctx context.Context) error {
 	if p.srcAll, err = sourceTables(ctx, p.src); err != nil {
 		return err
 	}
-	// An empty target gets the engine's schema at the source's version: the
-	// source is judged against that schema, built in a scratch SQLite file,
-	// so that a source the schema cannot hold is refused before the target
-	// is touched.
-	empty := p.tgtSt.Kind == schema.KindEmpty
-	inTarget := map[string]bool{}
-	fks := map[string][]string{}
-	var shape map[string][]string
-	if empty {
-		if shape, err = engineShape(ctx, p.srcSt.Version); err != nil {
-			return err
-		}
-		for t := range shape {
-			inTarget[t] = true
-		}
-	} else {
-		tgtTables, err := p.tgt.Tables(ctx, p.tgt)
-		if err != nil {
-			return err
-		}
-		for _, t := range tgtTables {
-			inTarget[t] = true
-		}
-		if fks, err = foreignKeys(ctx, p.tgt); err != nil {
-			return err
-		}
+	tgt, err := p.targetTables(ctx)
+	if err != nil {
+		return err
 	}
 	names := make([]string, 0, len(p.srcAll))
 	for n := range p.srcAll {
@@ -815,7 +799,7 @@ func (p *porter) buildWorkSet(ctx context.Context) error {
 		if never[name] || isDerived(name, p.srcAll) {
 			continue
 		}
-		if !inTarget[name] {
+		if !tgt.has[name] {
 			if !ignored[name] {
 				onlySource = append(onlySource, name)
 			}
@@ -825,27 +809,18 @@ func (p *porter) buildWorkSet(ctx context.Context) error {
 			// The target's queue is Synapse's: it runs it at first start.
 			continue
 		}
-		t := &Table{Name: name, Refs: fks[name]}
-		switch {
-		case ignored[name]:
-			t.Strategy = Ignored
-		case name == "event_search":
-			t.Strategy = Search
+		t := &Table{Name: name, Refs: tgt.fks[name], Strategy: strategyOf(name)}
+		if name == "event_search" {
 			// Its rows are joined with events as they are written.
 			t.Refs = append(t.Refs, "events")
-		case name == "user_directory_stream_pos":
-			t.Strategy = DirectoryPos
-		case appendOnly[name]:
-			t.Strategy = AppendOnly
-		default:
-			t.Strategy = Recopy
 		}
 		if t.Strategy == AppendOnly || t.Strategy == Recopy {
-			if empty {
-				if err := p.sourceColumnsIn(ctx, name, shape[name]); err != nil {
-					return err
-				}
-			} else if err := p.columnsOf(ctx, t); err != nil {
+			if tgt.empty {
+				err = p.sourceColumnsIn(ctx, name, tgt.shape[name])
+			} else {
+				err = p.columnsOf(ctx, t)
+			}
+			if err != nil {
 				return err
 			}
 		}
@@ -855,6 +830,59 @@ func (p *porter) buildWorkSet(ctx context.Context) error {
 		return sourceErr("tables exist only in the SQLite database, so the two schemas differ: %s", strings.Join(onlySource, ", "))
 	}
 	return nil
+}
+
+// strategyOf is how a table is copied.
+func strategyOf(name string) Strategy {
+	switch {
+	case ignored[name]:
+		return Ignored
+	case name == "event_search":
+		return Search
+	case name == "user_directory_stream_pos":
+		return DirectoryPos
+	case appendOnly[name]:
+		return AppendOnly
+	}
+	return Recopy
+}
+
+// targetTablesOf is what the port copies into: the target's tables and
+// their foreign keys, or, for an empty target, the tables and columns of
+// the engine's schema it will get (shape).
+type targetTablesOf struct {
+	empty bool
+	has   map[string]bool
+	fks   map[string][]string
+	shape map[string][]string
+}
+
+// targetTables reads the tables the port copies into. An empty target gets
+// the engine's schema at the source's version: the source is judged
+// against that schema, built in a scratch SQLite file, so that a source
+// the schema cannot hold is refused before the target is touched.
+func (p *porter) targetTables(ctx context.Context) (targetTablesOf, error) {
+	out := targetTablesOf{has: map[string]bool{}, fks: map[string][]string{}}
+	var err error
+	if p.tgtSt.Kind == schema.KindEmpty {
+		out.empty = true
+		if out.shape, err = engineShape(ctx, p.srcSt.Version); err != nil {
+			return out, err
+		}
+		for t := range out.shape {
+			out.has[t] = true
+		}
+		return out, nil
+	}
+	tables, err := p.tgt.Tables(ctx, p.tgt)
+	if err != nil {
+		return out, err
+	}
+	for _, t := range tables {
+		out.has[t] = true
+	}
+	out.fks, err = foreignKeys(ctx, p.tgt)
+	return out, err
 }
 
 // engineShape is the tables of a new engine database at a schema version,

@@ -1,6 +1,7 @@
 package porter
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -55,127 +56,47 @@ var searchColumns = []Column{
 // progress recorded is always a whole prefix of the table.
 func (p *porter) copySearch(ctx context.Context, t *Table) error {
 	t0 := time.Now()
-	res := TableResult{Name: t.Name, Strategy: t.Strategy}
-	res.Already = t.already
-	query, _ := p.searchQuery()
+	res := TableResult{Name: t.Name, Strategy: t.Strategy, Already: t.already}
 	total := res.Already + t.remaining
 	p.emit(Event{Type: "table", Table: t.Name, Done: res.Already, Total: total})
-	st := &Table{Name: "event_search", Columns: searchColumns}
 	writers := min(2, p.opts.Jobs)
-
-	type searchBatch struct {
-		rows  [][]any
-		next  int64
-		bytes int64
-		fixes fixes
-		// after is closed when the batch before it has committed; done when
-		// this one has.
-		after, done chan struct{}
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	batches := make(chan searchBatch, writers)
 	readErr := make(chan error, 1)
-	go func() {
-		var rerr error
-		defer func() { readErr <- rerr }()
-		defer close(batches)
-		fwd := t.fwd
-		after := make(chan struct{})
-		close(after)
-		for {
-			rows, ids, f, bytes, err := p.readRows(ctx, st, query, fwd, p.opts.BatchSize)
-			if err != nil || len(rows) == 0 {
-				rerr = err
-				return
-			}
-			fwd = ids[len(ids)-1] + 1
-			b := searchBatch{rows: rows, next: fwd, bytes: bytes, fixes: f, after: after, done: make(chan struct{})}
-			after = b.done
-			select {
-			case batches <- b:
-			case <-ctx.Done():
-				rerr = ctx.Err()
-				return
-			}
-		}
-	}()
+	go func() { readErr <- p.readSearchBatches(ctx, t, batches) }()
 	var (
 		mu    sync.Mutex
 		first error
-		done  = res.Already
 		wg    sync.WaitGroup
 	)
-	fail := func(err error) {
-		mu.Lock()
-		if first == nil {
-			first = err
-		}
-		mu.Unlock()
-		cancel()
-	}
-	write := func(pc *pgx.Conn, b searchBatch) error {
-		cols := make([][]any, len(searchColumns))
-		for i := range cols {
-			cols[i] = make([]any, len(b.rows))
-		}
-		for r, row := range b.rows {
-			for i, v := range row {
-				cols[i][r] = v
-			}
-		}
-		tx, err := pc.Begin(ctx)
-		if err != nil {
-			return err
-		}
-		defer tx.Rollback(ctx)
-		tag, err := tx.Exec(ctx, `INSERT INTO event_search (event_id, room_id, sender, key, vector, origin_server_ts, stream_ordering)
-			SELECT s.event_id, s.room_id, s.sender, s.key, to_tsvector('english', s.value), e.origin_server_ts, e.stream_ordering
-			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS s (event_id, room_id, sender, key, value)
-			JOIN events AS e ON e.event_id = s.event_id AND e.room_id = s.room_id`,
-			cols[0], cols[1], cols[2], cols[3], cols[4])
-		if err != nil {
-			return fmt.Errorf("copy event_search: %w", err)
-		}
-		// Commit in order: a batch is recorded only after the ones before it.
-		select {
-		case <-b.after:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if _, err := tx.Exec(ctx, "UPDATE port_from_sqlite3 SET forward_rowid = $1 WHERE table_name = 'event_search'", b.next); err != nil {
-			return err
-		}
-		if err := tx.Commit(ctx); err != nil {
-			return err
-		}
-		close(b.done)
-		n := int64(len(b.rows))
-		mu.Lock()
-		done += n
-		res.Copied += tag.RowsAffected()
-		res.Skipped += n - tag.RowsAffected()
-		res.Bytes += b.bytes
-		res.NUL += b.fixes.NUL
-		res.BadUTF8 += b.fixes.BadUTF8
-		p.emit(Event{Type: "batch", Table: t.Name, Rows: n, Bytes: b.bytes, Done: done, Total: total})
-		mu.Unlock()
-		return nil
-	}
 	for w := 0; w < writers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			err := p.withConn(ctx, func(pc *pgx.Conn) error {
 				for b := range batches {
-					if err := write(pc, b); err != nil {
+					inserted, err := writeSearchBatch(ctx, pc, b)
+					if err != nil {
 						return err
 					}
+					n := int64(len(b.rows))
+					mu.Lock()
+					res.Copied += inserted
+					res.Skipped += n - inserted
+					res.Bytes += b.bytes
+					res.NUL += b.fixes.NUL
+					res.BadUTF8 += b.fixes.BadUTF8
+					p.emit(Event{Type: "batch", Table: t.Name, Rows: n, Bytes: b.bytes, Done: res.Already + res.Copied + res.Skipped, Total: total})
+					mu.Unlock()
 				}
 				return nil
 			})
 			if err != nil {
-				fail(err)
+				mu.Lock()
+				first = cmp.Or(first, err)
+				mu.Unlock()
+				cancel()
 			}
 		}()
 	}
@@ -197,6 +118,85 @@ func (p *porter) copySearch(ctx context.Context, t *Table) error {
 	p.fixesWarning(t.Name, res)
 	res.Duration = time.Since(t0)
 	p.addResult(res)
-	p.emit(Event{Type: "table_done", Table: t.Name, Done: done, Total: total})
+	p.emit(Event{Type: "table_done", Table: t.Name, Done: res.Already + res.Copied + res.Skipped, Total: total})
 	return nil
+}
+
+// searchBatch is a batch of event_search rows, read and converted.
+type searchBatch struct {
+	rows  [][]any
+	next  int64
+	bytes int64
+	fixes fixes
+	// after is closed when the batch before it has committed; done when
+	// this one has.
+	after, done chan struct{}
+}
+
+// readSearchBatches reads event_search's rows from t.fwd on into batches,
+// chained so that they commit in order, until there are no more (then it
+// closes batches) or ctx ends.
+func (p *porter) readSearchBatches(ctx context.Context, t *Table, batches chan<- searchBatch) error {
+	defer close(batches)
+	query, _ := p.searchQuery()
+	st := &Table{Name: "event_search", Columns: searchColumns}
+	fwd := t.fwd
+	after := make(chan struct{})
+	close(after)
+	for {
+		rows, ids, f, bytes, err := p.readRows(ctx, st, query, fwd, p.opts.BatchSize)
+		if err != nil || len(rows) == 0 {
+			return err
+		}
+		fwd = ids[len(ids)-1] + 1
+		b := searchBatch{rows: rows, next: fwd, bytes: bytes, fixes: f, after: after, done: make(chan struct{})}
+		after = b.done
+		select {
+		case batches <- b:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// writeSearchBatch inserts one batch (its columns passed as arrays, joined
+// with events), then, once the batch before it has committed, records its
+// progress and commits. It returns the rows inserted.
+func writeSearchBatch(ctx context.Context, pc *pgx.Conn, b searchBatch) (int64, error) {
+	cols := make([][]any, len(searchColumns))
+	for i := range cols {
+		cols[i] = make([]any, len(b.rows))
+	}
+	for r, row := range b.rows {
+		for i, v := range row {
+			cols[i][r] = v
+		}
+	}
+	tx, err := pc.Begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback(ctx)
+	tag, err := tx.Exec(ctx, `INSERT INTO event_search (event_id, room_id, sender, key, vector, origin_server_ts, stream_ordering)
+		SELECT s.event_id, s.room_id, s.sender, s.key, to_tsvector('english', s.value), e.origin_server_ts, e.stream_ordering
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS s (event_id, room_id, sender, key, value)
+		JOIN events AS e ON e.event_id = s.event_id AND e.room_id = s.room_id`,
+		cols[0], cols[1], cols[2], cols[3], cols[4])
+	if err != nil {
+		return 0, fmt.Errorf("copy event_search: %w", err)
+	}
+	// Commit in order: a batch is recorded only after the ones before it.
+	select {
+	case <-b.after:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	if _, err := tx.Exec(ctx, "UPDATE port_from_sqlite3 SET forward_rowid = $1 WHERE table_name = 'event_search'", b.next); err != nil {
+		return 0, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, err
+	}
+	close(b.done)
+	return tag.RowsAffected(), nil
 }
