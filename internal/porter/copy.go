@@ -27,6 +27,14 @@ func (p *porter) addResult(r TableResult) {
 // withConn runs fn on a dedicated pgx connection of the target, with the
 // port's session settings.
 func (p *porter) withConn(ctx context.Context, fn func(*pgx.Conn) error) error {
+	if p.opts.syncCommit {
+		return session(ctx, p.tgt, func(pc *pgx.Conn) error {
+			if _, err := pc.Exec(ctx, "SET synchronous_commit = on"); err != nil {
+				return err
+			}
+			return fn(pc)
+		})
+	}
 	return session(ctx, p.tgt, fn)
 }
 

@@ -58,6 +58,9 @@ type Options struct {
 	// for its indexes and foreign keys to be dropped for the copy (0:
 	// deferMinRows); tests lower it.
 	deferMin int64
+	// noFreeze and syncCommit turn off COPY FREEZE and synchronous_commit
+	// = off, so that a benchmark can measure what each is worth.
+	noFreeze, syncCommit bool
 }
 
 // deferMinRows: a table receiving fewer rows keeps its indexes through its

@@ -267,7 +267,7 @@ func (p *porter) deferIndexes(ctx context.Context, tx *sql.Tx) error {
 	// that COPY writes its rows frozen, unless a foreign key of another
 	// table still points at it (TRUNCATE would refuse).
 	for _, t := range p.tables {
-		t.freeze = t.Strategy == Recopy
+		t.freeze = t.Strategy == Recopy && !p.opts.noFreeze
 	}
 	for _, k := range cat.fkeys {
 		if k.Table != k.RefTable && !isDeferred(drop, k.Table, k.Name) {
