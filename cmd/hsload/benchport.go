@@ -94,7 +94,7 @@ func findBinary(name, given string) (string, error) {
 
 func printBenchPort(w io.Writer, r *load.BenchPortResult) {
 	fmt.Fprintf(w, "\n%d messages, %d rows, %.0f MB of values (SQLite file %.0f MB)\n", r.Events, r.Rows, float64(r.Bytes)/1e6, r.SQLiteMB)
-	if r.RawCopyRows != r.Rows {
+	if r.RawCopyRows != r.Rows-r.BookkeepingRows {
 		fmt.Fprintf(w, "note: the raw COPY loaded %d rows, the port %d\n", r.RawCopyRows, r.Rows)
 	}
 	fmt.Fprintf(w, "port_db --jobs %d:          %7.1f s  %9.0f rows/s  %6.1f MB/s  peak RSS %.0f MB\n", r.Jobs, r.PortSeconds, r.PortRowsPerS, r.PortMBPerS, r.PeakRSSMB)
