@@ -15,6 +15,7 @@ import (
 	"hsops/internal/fault"
 	"hsops/internal/inspect"
 	"hsops/internal/offline"
+	"hsops/internal/portstate"
 	"hsops/internal/releases"
 	"hsops/schema"
 )
@@ -126,6 +127,9 @@ func prepare(ctx context.Context, cfg *config.Config, dbc config.Database, req R
 		return nil, err
 	}
 	defer ro.Close()
+	if err := portstate.Check(ctx, ro); err != nil {
+		return nil, err
+	}
 	p := &Prepared{Request: req, Database: inspect.Describe(dbc), State: st, cfg: cfg, dbc: dbc}
 	switch st.Kind {
 	case schema.KindSynapse:

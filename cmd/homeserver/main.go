@@ -26,7 +26,7 @@ var tool = cli.Tool{
 		{Class: fault.Usage, Meaning: "usage error"},
 		{Class: fault.Config, Meaning: "configuration error (also: the pid file names another homeserver process)"},
 		{Class: fault.Database, Meaning: "the database cannot be opened or reached"},
-		{Class: fault.NotOurs, Meaning: "not a database the engine can serve (a Synapse database, or not a homeserver database)"},
+		{Class: fault.NotOurs, Meaning: "not a database the engine can serve (a Synapse database, not a homeserver database, or a port into it not finished)"},
 		{Class: fault.Version, Meaning: "refused: versions or server checks (schema too new or too old, not upgraded for a worker,\nPostgreSQL too old, wrong encoding or locale, sequences behind their tables)"},
 		{Class: fault.Locked, Meaning: "another process holds the schema lock (update_database, port_db: it is named)"},
 		{Class: fault.InUse, Meaning: "already running (the pid file names this homeserver, alive)"},

@@ -32,6 +32,9 @@ type progress struct {
 	copyStart time.Time
 	// closing: the last redraw, after the copy.
 	closing bool
+	// rebuilt of toRebuild: the indexes and constraints dropped for the
+	// copy and put back.
+	rebuilt, toRebuild int64
 }
 
 type tableProgress struct {
@@ -77,6 +80,12 @@ func (p *progress) event(ev porter.Event) {
 		if !p.tty {
 			fmt.Fprintf(p.o.stdout, "%d rows to copy (%d already ported)\n", ev.Total-ev.Done, ev.Done)
 		}
+	case "rebuilt":
+		if p.tty {
+			p.redraw(false)
+		} else if p.o.verbose || ev.Done == ev.Total {
+			fmt.Fprintf(p.o.stdout, "%s: %s rebuilt (%d/%d)\n", ev.Table, ev.Message, ev.Done, ev.Total)
+		}
 	case "table", "batch", "table_done":
 		t := p.tables[ev.Table]
 		if p.tty {
@@ -102,6 +111,8 @@ func (p *progress) track(ev porter.Event) {
 		p.base, p.copyStart = ev.Done, time.Now()
 	case "pending":
 		p.tables[ev.Table] = &tableProgress{done: ev.Done, total: ev.Total}
+	case "rebuilt":
+		p.rebuilt, p.toRebuild = ev.Done, ev.Total
 	case "table", "batch", "table_done":
 		t := p.tables[ev.Table]
 		if t == nil {
@@ -214,6 +225,9 @@ func (p *progress) redraw(force bool) {
 	if total > 0 {
 		fmt.Fprintf(&b, "%s %3d%% %d/%d rows  %s  (%d tables done)\n",
 			bar(done, total, 30), done*100/total, done, total, speed(done-p.base, total-done, p.bytes, elapsed, p.closing), finished)
+	}
+	if p.toRebuild > 0 {
+		fmt.Fprintf(&b, "indexes and constraints rebuilt: %d of %d\n", p.rebuilt, p.toRebuild)
 	}
 	for i, name := range active {
 		if i == 8 {

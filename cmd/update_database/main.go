@@ -29,7 +29,7 @@ var tool = cli.Tool{
 		{Class: fault.Blockers, Meaning: "upgrade-check: something blocks the upgrade; rehearse: the upgrade failed on the copy"},
 		{Class: fault.Config, Meaning: "configuration error (missing, unreadable or invalid homeserver.yaml)"},
 		{Class: fault.Database, Meaning: "the database cannot be opened (missing file, not a database, server unreachable)"},
-		{Class: fault.NotOurs, Meaning: "refused: not a database this tool may change (a Synapse database, or not a homeserver database)"},
+		{Class: fault.NotOurs, Meaning: "refused: not a database this tool may change (a Synapse database, not a homeserver database, or a port into it not finished)"},
 		{Class: fault.Version, Meaning: "refused: versions (a database newer than hsops knows, database too old, bad target, server too old, wrong locale)"},
 		{Class: fault.Locked, Meaning: "another process holds the schema lock"},
 		{Class: fault.Delta, Meaning: "a schema delta failed (its version was rolled back)"},

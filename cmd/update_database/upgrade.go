@@ -12,6 +12,7 @@ import (
 	"hsops/internal/fault"
 	"hsops/internal/inspect"
 	"hsops/internal/offline"
+	"hsops/internal/portstate"
 	"hsops/schema"
 	"hsops/schema/engine"
 )
@@ -80,6 +81,9 @@ func planOne(ctx context.Context, o *upgradeOptions, cfg *config.Config, dbc con
 	}
 	if ro != nil {
 		err := schema.Preflight(ctx, ro, st, dbc.AllowUnsafeLocale)
+		if err == nil {
+			err = portstate.Check(ctx, ro)
+		}
 		ro.Close()
 		if err != nil {
 			return nil, err

@@ -13,6 +13,7 @@ import (
 	"hsops/internal/config"
 	"hsops/internal/db"
 	"hsops/internal/fault"
+	"hsops/internal/portstate"
 	"hsops/schema"
 )
 
@@ -69,7 +70,11 @@ func OpenEngine(ctx context.Context, dbc config.Database, what string) (*db.DB, 
 	if err != nil {
 		return nil, err
 	}
+	err = portstate.Check(ctx, ro)
 	ro.Close()
+	if err != nil {
+		return nil, err
+	}
 	switch st.Kind {
 	case schema.KindSynapse:
 		return nil, fault.Wrap(fault.NotOurs, fmt.Errorf("%w: this is a Synapse database: Synapse runs its background updates itself, so hsops will not %s here", schema.ErrNotEngine, what),

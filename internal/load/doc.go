@@ -10,5 +10,10 @@
 // digest before and after an upgrade, a port or a rollback means every
 // message is intact.
 //
-// Both return their report; the caller renders it.
+// BenchPort measures port_db on a generated database against a raw COPY of
+// the same rows into the same, fully indexed schema, and against the floor
+// of port_db's method (the rows by COPY into bare tables, then the same
+// index builds, porter.RawLoad), all in one run.
+//
+// All return their report; the caller renders it.
 package load

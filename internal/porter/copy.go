@@ -8,7 +8,6 @@ import (
 	"hash/fnv"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -18,43 +17,6 @@ import (
 	"hsops/internal/rowsum"
 )
 
-// copyAll copies the tables wave by wave (foreign-key order), up to Jobs
-// tables at once within a wave.
-func (p *porter) copyAll(ctx context.Context) error {
-	p.state("Copying to postgres")
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for _, wave := range waves(p.tables) {
-		sem := make(chan struct{}, p.opts.Jobs)
-		var wg sync.WaitGroup
-		var first error
-		var once sync.Once
-		for _, t := range wave {
-			t := t
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				if ctx.Err() != nil {
-					return
-				}
-				if err := p.copyTable(ctx, t); err != nil {
-					once.Do(func() { first = err; cancel() })
-				}
-			}()
-		}
-		wg.Wait()
-		if first != nil {
-			return first
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 func (p *porter) addResult(r TableResult) {
 	r.Millis = r.Duration.Milliseconds()
 	p.mu.Lock()
@@ -63,11 +25,25 @@ func (p *porter) addResult(r TableResult) {
 }
 
 // withConn runs fn on a dedicated pgx connection of the target, with the
-// porter's session settings: synchronous_commit off (each batch commits its
-// own bookkeeping, so a crash can only lose batches that will be copied
-// again) and no statement timeout.
+// port's session settings.
 func (p *porter) withConn(ctx context.Context, fn func(*pgx.Conn) error) error {
-	conn, err := p.tgt.Conn(ctx)
+	if p.opts.syncCommit {
+		return session(ctx, p.tgt, func(pc *pgx.Conn) error {
+			if _, err := pc.Exec(ctx, "SET synchronous_commit = on"); err != nil {
+				return err
+			}
+			return fn(pc)
+		})
+	}
+	return session(ctx, p.tgt, fn)
+}
+
+// session runs fn on a dedicated pgx connection with the settings of a
+// bulk load: synchronous_commit off (each batch commits its own
+// bookkeeping, so a crash can only lose batches that will be copied again)
+// and no statement timeout (an index build may take long).
+func session(ctx context.Context, d *db.DB, fn func(*pgx.Conn) error) error {
+	conn, err := d.Conn(ctx)
 	if err != nil {
 		return err
 	}
@@ -105,14 +81,6 @@ func columnList(t *Table) string {
 		names[i] = db.QuoteIdent(src)
 	}
 	return strings.Join(names, ", ")
-}
-
-func copyColumns(t *Table) []string {
-	out := make([]string, len(t.Columns))
-	for i, c := range t.Columns {
-		out[i] = c.Name
-	}
-	return out
 }
 
 // batch is a slice of rows read from SQLite, converted, with the
@@ -203,128 +171,126 @@ func (p *porter) readRows(ctx context.Context, t *Table, query string, args ...a
 // bookkeeping. Reading the next batch overlaps writing the current one.
 func (p *porter) copyAppendOnly(ctx context.Context, t *Table) error {
 	t0 := time.Now()
-	res := TableResult{Name: t.Name, Strategy: t.Strategy}
-	fwd, bwd, remaining := t.fwd, t.bwd, t.remaining
-	res.Already = t.already
-	total := res.Already + remaining
+	res := TableResult{Name: t.Name, Strategy: t.Strategy, Already: t.already}
+	total := res.Already + t.remaining
 	p.emit(Event{Type: "table", Table: t.Name, Done: res.Already, Total: total})
-	if remaining == 0 {
-		res.Duration = time.Since(t0)
-		p.addResult(res)
-		p.emit(Event{Type: "table_done", Table: t.Name, Done: total, Total: total})
-		return nil
+	if t.remaining > 0 {
+		batches := make(chan batch, 1)
+		readErr := make(chan error, 1)
+		rctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		// The reader reports on readErr on every way out (a cancelled read
+		// too), so the wait for it below cannot hang.
+		go func() { readErr <- p.readBatches(rctx, t, batches) }()
+		err := p.withConn(ctx, func(pc *pgx.Conn) error {
+			for b := range batches {
+				if err := commitBatch(ctx, pc, t, b); err != nil {
+					return err
+				}
+				n := int64(len(b.rows))
+				res.Copied += n
+				res.Bytes += b.bytes
+				res.NUL += b.fixes.NUL
+				res.BadUTF8 += b.fixes.BadUTF8
+				p.emit(Event{Type: "batch", Table: t.Name, Rows: n, Bytes: b.bytes, Done: res.Already + res.Copied, Total: total})
+			}
+			return nil
+		})
+		cancel()
+		if rerr := <-readErr; rerr != nil && !errors.Is(rerr, context.Canceled) && err == nil {
+			err = rerr
+		}
+		if err != nil {
+			return err
+		}
+		p.fixesWarning(t.Name, res)
 	}
+	res.Duration = time.Since(t0)
+	p.addResult(res)
+	p.emit(Event{Type: "table_done", Table: t.Name, Done: res.Already + res.Copied, Total: total})
+	return nil
+}
+
+// readBatches reads an append-only table's new rows into batches, forward
+// from t.fwd and backward from t.bwd, until both directions are exhausted
+// (then it closes batches) or ctx ends.
+func (p *porter) readBatches(ctx context.Context, t *Table, batches chan<- batch) error {
+	defer close(batches)
 	cols := columnList(t)
 	fq := "SELECT rowid, " + cols + " FROM " + db.QuoteIdent(t.Name) + " WHERE rowid >= ? ORDER BY rowid LIMIT ?"
 	bq := "SELECT rowid, " + cols + " FROM " + db.QuoteIdent(t.Name) + " WHERE rowid <= ? ORDER BY rowid DESC LIMIT ?"
-
-	batches := make(chan batch, 1)
-	readErr := make(chan error, 1)
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		// The reader reports on readErr on every way out (a cancelled
-		// read too), so the writer's wait for it cannot hang.
-		var rerr error
-		defer func() { readErr <- rerr }()
-		defer close(batches)
-		forwardOn, backwardOn := true, true
-		for forwardOn || backwardOn {
-			b := batch{forward: fwd, backward: bwd}
-			if forwardOn {
-				rows, ids, f, n, err := p.readRows(rctx, t, fq, fwd, p.opts.BatchSize)
-				if err != nil {
-					rerr = err
-					return
-				}
-				if len(rows) == 0 {
-					forwardOn = false
-				} else {
-					fwd = ids[len(ids)-1] + 1
-					b.rows = append(b.rows, rows...)
-					b.lastRowID = ids[len(ids)-1]
-					b.lastHash = rowHash(rows[len(rows)-1], t)
-					b.fixes.NUL += f.NUL
-					b.fixes.BadUTF8 += f.BadUTF8
-					b.bytes += n
-				}
-			}
-			if backwardOn {
-				rows, ids, f, n, err := p.readRows(rctx, t, bq, bwd, p.opts.BatchSize)
-				if err != nil {
-					rerr = err
-					return
-				}
-				if len(rows) == 0 {
-					backwardOn = false
-				} else {
-					bwd = ids[len(ids)-1] - 1
-					b.rows = append(b.rows, rows...)
-					b.fixes.NUL += f.NUL
-					b.fixes.BadUTF8 += f.BadUTF8
-					b.bytes += n
-				}
-			}
-			if len(b.rows) == 0 {
-				break
-			}
-			b.forward, b.backward = fwd, bwd
-			select {
-			case batches <- b:
-			case <-rctx.Done():
-				rerr = rctx.Err()
-				return
-			}
-		}
-	}()
-
-	done := res.Already
-	err := p.withConn(ctx, func(pc *pgx.Conn) error {
-		for b := range batches {
-			tx, err := pc.Begin(ctx)
+	fwd, bwd := t.fwd, t.bwd
+	forwardOn, backwardOn := true, true
+	for forwardOn || backwardOn {
+		var b batch
+		if forwardOn {
+			ids, err := p.readInto(ctx, t, fq, fwd, &b)
 			if err != nil {
 				return err
 			}
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{t.Name}, copyColumns(t), pgx.CopyFromRows(b.rows)); err != nil {
-				_ = tx.Rollback(ctx)
-				return fmt.Errorf("copy %s: %w", t.Name, err)
+			if forwardOn = len(ids) > 0; forwardOn {
+				fwd = ids[len(ids)-1] + 1
+				b.lastRowID = ids[len(ids)-1]
+				b.lastHash = rowHash(b.rows[len(b.rows)-1], t)
 			}
-			if _, err := tx.Exec(ctx, "UPDATE port_from_sqlite3 SET forward_rowid = $1, backward_rowid = $2 WHERE table_name = $3", b.forward, b.backward, t.Name); err != nil {
-				_ = tx.Rollback(ctx)
-				return err
-			}
-			if b.lastHash != "" {
-				if _, err := tx.Exec(ctx, `INSERT INTO hsops_port_tables (table_name, last_rowid, last_row_hash) VALUES ($1, $2, $3)
-					ON CONFLICT (table_name) DO UPDATE SET last_rowid = excluded.last_rowid, last_row_hash = excluded.last_row_hash`, t.Name, b.lastRowID, b.lastHash); err != nil {
-					_ = tx.Rollback(ctx)
-					return err
-				}
-			}
-			if err := tx.Commit(ctx); err != nil {
-				return err
-			}
-			n := int64(len(b.rows))
-			done += n
-			res.Copied += n
-			res.Bytes += b.bytes
-			res.NUL += b.fixes.NUL
-			res.BadUTF8 += b.fixes.BadUTF8
-			p.emit(Event{Type: "batch", Table: t.Name, Rows: n, Bytes: b.bytes, Done: done, Total: total})
 		}
-		return nil
-	})
-	cancel()
-	if rerr := <-readErr; rerr != nil && !errors.Is(rerr, context.Canceled) && err == nil {
-		err = rerr
+		if backwardOn {
+			ids, err := p.readInto(ctx, t, bq, bwd, &b)
+			if err != nil {
+				return err
+			}
+			if backwardOn = len(ids) > 0; backwardOn {
+				bwd = ids[len(ids)-1] - 1
+			}
+		}
+		if len(b.rows) == 0 {
+			return nil
+		}
+		b.forward, b.backward = fwd, bwd
+		select {
+		case batches <- b:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
+	return nil
+}
+
+// readInto reads up to a batch of rows from query (from the rowid from)
+// and adds them to b, returning their rowids.
+func (p *porter) readInto(ctx context.Context, t *Table, query string, from int64, b *batch) ([]int64, error) {
+	rows, ids, f, n, err := p.readRows(ctx, t, query, from, p.opts.BatchSize)
+	if err != nil {
+		return nil, err
+	}
+	b.rows = append(b.rows, rows...)
+	b.fixes.NUL += f.NUL
+	b.fixes.BadUTF8 += f.BadUTF8
+	b.bytes += n
+	return ids, nil
+}
+
+// commitBatch writes one batch and its bookkeeping (the rowids reached, the
+// fingerprint of the last forward row) in one transaction.
+func commitBatch(ctx context.Context, pc *pgx.Conn, t *Table, b batch) error {
+	tx, err := pc.Begin(ctx)
 	if err != nil {
 		return err
 	}
-	p.fixesWarning(t.Name, res)
-	res.Duration = time.Since(t0)
-	p.addResult(res)
-	p.emit(Event{Type: "table_done", Table: t.Name, Done: done, Total: total})
-	return nil
+	defer tx.Rollback(ctx)
+	if _, err := copyIn(ctx, pc, t, false, pgx.CopyFromRows(b.rows)); err != nil {
+		return fmt.Errorf("copy %s: %w", t.Name, err)
+	}
+	if _, err := tx.Exec(ctx, "UPDATE port_from_sqlite3 SET forward_rowid = $1, backward_rowid = $2 WHERE table_name = $3", b.forward, b.backward, t.Name); err != nil {
+		return err
+	}
+	if b.lastHash != "" {
+		if _, err := tx.Exec(ctx, `INSERT INTO hsops_port_tables (table_name, last_rowid, last_row_hash) VALUES ($1, $2, $3)
+			ON CONFLICT (table_name) DO UPDATE SET last_rowid = excluded.last_rowid, last_row_hash = excluded.last_row_hash`, t.Name, b.lastRowID, b.lastHash); err != nil {
+			return err
+		}
+	}
+	return tx.Commit(ctx)
 }
 
 func (p *porter) fixesWarning(table string, r TableResult) {
@@ -422,7 +388,7 @@ func (s *rowSource) Err() error {
 }
 
 // copyRecopy copies a whole table in one transaction and one COPY stream
-// (it was emptied when the run began).
+// (it was emptied when the run began, with the other re-copied tables).
 func (p *porter) copyRecopy(ctx context.Context, t *Table) error {
 	t0 := time.Now()
 	res := TableResult{Name: t.Name, Strategy: t.Strategy}
@@ -445,7 +411,15 @@ func (p *porter) copyRecopy(ctx context.Context, t *Table) error {
 				return err
 			}
 			defer tx.Rollback(ctx)
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{t.Name}, copyColumns(t), src); err != nil {
+			// Emptied again in this transaction (it is empty already), so
+			// that its rows are written frozen: nothing will have to visit
+			// them again to mark them visible.
+			if t.freeze {
+				if _, err := tx.Exec(ctx, "TRUNCATE "+db.QuoteIdent(t.Name)); err != nil {
+					return fmt.Errorf("empty %s: %w", t.Name, err)
+				}
+			}
+			if _, err := copyIn(ctx, pc, t, t.freeze, src); err != nil {
 				if src.err != nil {
 					return src.err
 				}

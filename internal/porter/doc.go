@@ -37,4 +37,35 @@
 // Two modes: an engine database is ported into a schema the porter creates
 // (at exactly the source's schema version) with the schema engine; a Synapse
 // database is ported into a schema Synapse prepared beforehand.
+//
+// # Speed: indexes after the copy
+//
+// A table whose copy starts on an empty target table (every re-copied
+// table, and an append-only one on a first port) is loaded without its
+// secondary indexes, primary key, unique indexes and foreign keys, which
+// are built again once it is copied. What is dropped is read from the
+// catalog (pg_get_indexdef, pg_get_constraintdef), so a schema Synapse
+// prepared is served as well as the engine's; anything a drop and a
+// re-creation could not restore exactly (a comment, a tablespace, CLUSTER,
+// replica identity, an invalid index, an exclusion constraint) stays. The
+// drop and its record in hsops_port_deferred (table, name, kind, the
+// catalog's definition, whether a key was validated) happen in one
+// transaction; putting an object back and deleting its record happen in
+// another (a primary key or unique constraint: its index built, then
+// attached; a foreign key: added NOT VALID, then validated, each step
+// recorded), so a port killed at any moment resumes with the same command
+// and ends with exactly the catalog it began with. Until then the target is
+// a port in progress, which portstate.Check refuses for the homeserver and
+// update_database.
+//
+// Tables are copied in foreign-key order (the membership tables' triggers
+// look events up as rows land, so a table starts once those it references
+// are copied and indexed), and each table's indexes are built as soon as it
+// is copied, beside other tables' copies: up to Jobs sessions at once, with
+// more maintenance_work_mem and parallel maintenance workers. Re-copied
+// tables are written with COPY FREEZE (emptied in the copy's transaction);
+// the port's sessions run with synchronous_commit off, a batch and its
+// bookkeeping still committing together. The source's checks (a quick_check
+// of every table, the counting of every row) run at once and while the
+// target is prepared, in a transaction committed only once they pass.
 package porter

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"hsops/internal/db"
+	"hsops/internal/portstate"
 	"hsops/schema"
 )
 
@@ -16,8 +17,11 @@ func (p *porter) dryRun(ctx context.Context) error {
 	if p.tgtSt.Kind == schema.KindEmpty {
 		p.note("would create the PostgreSQL schema at version %d with the schema engine", p.srcSt.Version)
 	}
-	if err := p.measure(ctx); err != nil {
+	if st, err := portstate.Read(ctx, p.tgt); err != nil {
 		return err
+	} else if !st.Done() {
+		p.res.InProgress = st.String()
+		p.note("a port is in progress: %s; this run would finish it", st)
 	}
 	for _, t := range p.tables {
 		p.res.Tables = append(p.res.Tables, TableResult{Name: t.Name, Strategy: t.Strategy, Already: t.already, Copied: t.remaining})

@@ -53,14 +53,30 @@ type Options struct {
 	// AllowInUse skips the check that no other process has the source open.
 	AllowInUse bool
 	Progress   func(Event)
+
+	// deferMin is the fewest rows a table loaded from empty must receive
+	// for its indexes and foreign keys to be dropped for the copy (0:
+	// deferMinRows); tests lower it.
+	deferMin int64
+	// noFreeze and syncCommit turn off COPY FREEZE and synchronous_commit
+	// = off, so that a benchmark can measure what each is worth.
+	noFreeze, syncCommit bool
 }
+
+// deferMinRows: a table receiving fewer rows keeps its indexes through its
+// copy. Measured on events (7 indexes): at 1,000 rows keeping them costs
+// PostgreSQL half what building them again does, from about 5,000 rows on
+// building them after wins; below 10,000 rows either way is a matter of
+// milliseconds, not worth a drop, a record and a rebuild per object.
+const deferMinRows = 10000
 
 // Event reports progress.
 type Event struct {
 	// Type is "state", "plan" (before the copy: the rows already ported
 	// and the total, over every table), "pending" (the same for one table),
-	// "table" (a table's copy begins), "batch", "table_done", "warning" or
-	// "note".
+	// "table" (a table's copy begins), "batch", "table_done", "rebuild" (an
+	// index or constraint dropped for the copy is being put back: Message
+	// names it), "rebuilt" (it is back: Done of Total), "warning" or "note".
 	Type    string `json:"event"`
 	State   string `json:"state,omitempty"`
 	Table   string `json:"table,omitempty"`
@@ -112,6 +128,28 @@ type Result struct {
 	Millis        int64            `json:"ms"`
 	Notes         []string         `json:"notes,omitempty"`
 	VerifyFailed  bool             `json:"verify_failed,omitempty"`
+	// Rebuilt counts the indexes and constraints dropped for the copy and
+	// put back; RebuildMillis is their build time added up (several are
+	// built at once, and during other tables' copies).
+	Rebuilt       int   `json:"rebuilt"`
+	RebuildMillis int64 `json:"rebuild_ms"`
+	// Phases is where the run's time went, in order.
+	Phases []Phase `json:"phases,omitempty"`
+	// InProgress is set when the target's port is still unfinished at the
+	// end (a dry run, or a verification that found it so).
+	InProgress string `json:"in_progress,omitempty"`
+}
+
+// Phase is a part of a run and its wall-clock time.
+type Phase struct {
+	// Name is "checks" (both databases checked, the source's pages read
+	// and its rows counted, the target prepared: these overlap),
+	// "sequences" (before and after the copy), "copy" (until the last
+	// table is copied; index builds of tables already copied run
+	// meanwhile), "index rebuild" (from the last copy to the last index or
+	// constraint put back) or "verify".
+	Name   string `json:"phase"`
+	Millis int64  `json:"ms"`
 }
 
 // porter is one run.
@@ -126,6 +164,33 @@ type porter struct {
 	srcAll map[string]string
 	res    *Result
 	mu     sync.Mutex
+	// deferred is what the load puts back: dropped for this run's copy or
+	// by an earlier run.
+	deferred []deferredObject
+	phases   map[string]time.Duration
+}
+
+func (p *porter) phase(name string, d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.phases == nil {
+		p.phases = map[string]time.Duration{}
+	}
+	if _, ok := p.phases[name]; !ok {
+		p.res.Phases = append(p.res.Phases, Phase{Name: name})
+	}
+	p.phases[name] += d
+	for i := range p.res.Phases {
+		p.res.Phases[i].Millis = p.phases[p.res.Phases[i].Name].Milliseconds()
+	}
+}
+
+// timed runs fn and adds its time to a phase.
+func (p *porter) timed(name string, fn func() error) error {
+	t0 := time.Now()
+	err := fn()
+	p.phase(name, time.Since(t0))
+	return err
 }
 
 func (p *porter) emit(ev Event) {
@@ -156,6 +221,15 @@ func targetErr(format string, args ...any) error {
 
 // Run ports the SQLite database into PostgreSQL (or, with DryRun, reports
 // what it would do without writing anything).
+//
+// The run: both databases checked (nothing written); then, at once, the
+// source's every page read (PRAGMA quick_check), its rows counted, and the
+// target prepared in one transaction that commits only once the source
+// passed (bookkeeping, the tables copied again emptied, and, for every table
+// loaded from empty, its indexes and foreign keys dropped and recorded);
+// sequences; the load (tables copied in foreign-key order, each table's
+// indexes and keys put back as soon as it is copied, up to Jobs tasks at
+// once); sequences again; verification.
 func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 	defer func() {
 		// Whatever else fails during a port is Synapse's exit 5.
@@ -169,10 +243,31 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 	if opts.Jobs <= 0 {
 		opts.Jobs = 1
 	}
+	if opts.deferMin <= 0 {
+		opts.deferMin = deferMinRows
+	}
 	t0 := time.Now()
 	p := &porter{opts: opts, res: &Result{DryRun: opts.DryRun}}
 	defer p.close()
-	if err := p.prepare(ctx); err != nil {
+	var lock *schema.Lock
+	defer func() { lock.Release() }()
+	err = p.timed("checks", func() error {
+		if err := p.prepare(ctx); err != nil {
+			return err
+		}
+		if opts.DryRun {
+			return p.checkAndCount(ctx, nil)
+		}
+		// One writer at a time: the schema lock keeps update_database, a
+		// starting homeserver and another port_db off the target until
+		// the port is done, and names this run to them.
+		var err error
+		if lock, err = schema.AcquireLock(ctx, p.tgt, "port_db"); err != nil {
+			return err
+		}
+		return p.checkAndPrepare(ctx)
+	})
+	if err != nil {
 		return nil, err
 	}
 	if opts.DryRun {
@@ -182,31 +277,27 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 		p.finish(t0)
 		return p.res, nil
 	}
-	// One writer at a time: the schema lock keeps update_database, a
-	// starting homeserver and another port_db off the target until the
-	// port is done, and names this run to them.
-	lock, err := schema.AcquireLock(ctx, p.tgt, "port_db")
-	if err != nil {
-		return nil, err
-	}
-	defer lock.Release()
-	if err := p.setupTarget(ctx); err != nil {
+	if err := p.timed("sequences", func() error {
+		p.state("Setting up sequence generators")
+		return p.setSequences(ctx)
+	}); err != nil {
 		return p.res, err
 	}
-	if err := p.measure(ctx); err != nil {
-		return p.res, err
-	}
-	if err := p.copyAll(ctx); err != nil {
+	if err := p.load(ctx); err != nil {
 		p.finish(t0)
 		return p.res, err
 	}
-	p.state("Setting up sequence generators")
-	if err := p.setSequences(ctx); err != nil {
+	if err := p.timed("sequences", func() error {
+		p.state("Setting up sequence generators")
+		return p.setSequences(ctx)
+	}); err != nil {
 		return p.res, err
 	}
 	if opts.Verify {
-		p.state("Verifying")
-		if err := p.verify(ctx); err != nil {
+		if err := p.timed("verify", func() error {
+			p.state("Verifying")
+			return p.verify(ctx)
+		}); err != nil {
 			return p.res, err
 		}
 	}
@@ -218,6 +309,26 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 		return p.res, fmt.Errorf("%w: see the summary", ErrVerify)
 	}
 	return p.res, nil
+}
+
+// load copies the tables and puts back what was dropped for the copy.
+func (p *porter) load(ctx context.Context) error {
+	p.state("Copying to postgres")
+	l := &load{jobs: p.opts.Jobs, session: p.withConn, copy: p.copyTable, record: true, emit: p.emit}
+	start := time.Now()
+	stats, err := l.run(ctx, p.tables, p.deferred)
+	end := time.Now()
+	// The copy ends with the last table that had rows to copy (a resumed
+	// port may have none: it only rebuilds).
+	copyEnd := stats.CopyEnd
+	if copyEnd.IsZero() {
+		copyEnd = start
+	}
+	p.phase("copy", copyEnd.Sub(start))
+	p.phase("index rebuild", end.Sub(copyEnd))
+	p.res.Rebuilt = stats.Rebuilt
+	p.res.RebuildMillis = stats.RebuildTime.Milliseconds()
+	return err
 }
 
 func (p *porter) finish(t0 time.Time) {
@@ -368,7 +479,7 @@ func (p *porter) checkSource(ctx context.Context) error {
 	}
 	if !p.opts.AllowInUse {
 		v := proc.HomeserverRunning(proc.Target{SQLite: []string{p.opts.SQLitePath}})
-		if err := v.Refusal("nothing was written: port a copy of the file (a snapshot) meanwhile, or --allow-in-use to port it anyway"); err != nil {
+		if err := v.Refusal("nothing was written: stop it, or port a copy of the file (a snapshot); --allow-in-use ports it anyway"); err != nil {
 			return fault.Wrap(fault.InUse, fmt.Errorf("%w: %w", ErrSource, err), fault.HintOf(err))
 		}
 	}
@@ -381,7 +492,7 @@ func (p *porter) checkSource(ctx context.Context) error {
 			}
 		}
 	}
-	return p.checkIntegrity(ctx)
+	return nil
 }
 
 // readProgress reads port_from_sqlite3: table -> (forward_rowid,
@@ -410,32 +521,55 @@ func (p *porter) readProgress(ctx context.Context) (map[string][2]int64, error) 
 	return progress, rows.Err()
 }
 
-// checkIntegrity reads every page of the source (PRAGMA quick_check), so
+// checkIntegrity reads every table and index of the source (PRAGMA
+// quick_check of each table, with its indexes, several tables at once), so
 // that a corrupt file is refused before anything is written rather than
-// half-way through the copy.
+// half-way through the copy. The free-page list, which nothing reads, is
+// not checked.
 func (p *porter) checkIntegrity(ctx context.Context) error {
-	p.state("Checking the SQLite file")
 	corrupt := func(what string) error {
 		return sourceErr("the SQLite database is corrupt (%s): port a good copy, or repair it first (sqlite3 homeserver.db .recover)", what)
 	}
-	rows, err := p.src.QueryContext(ctx, "PRAGMA quick_check")
+	tables, err := p.storedTables(ctx)
 	if err != nil {
 		return corrupt(err.Error())
 	}
-	defer rows.Close()
-	var problems []string
-	for rows.Next() {
-		var msg string
-		if err := rows.Scan(&msg); err != nil {
-			return err
-		}
-		if msg != "ok" {
-			problems = append(problems, msg)
-		}
+	var (
+		mu       sync.Mutex
+		problems []string
+		failed   error
+		next     int
+		wg       sync.WaitGroup
+	)
+	for w := 0; w < p.opts.Jobs; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				if next == len(tables) || failed != nil {
+					mu.Unlock()
+					return
+				}
+				table := tables[next]
+				next++
+				mu.Unlock()
+				found, err := p.quickCheck(ctx, table)
+				mu.Lock()
+				problems = append(problems, found...)
+				if err != nil && failed == nil {
+					failed = err
+				}
+				mu.Unlock()
+			}
+		}()
 	}
+	wg.Wait()
 	switch {
-	case rows.Err() != nil:
-		return corrupt(rows.Err().Error())
+	case failed != nil && ctx.Err() != nil:
+		return ctx.Err()
+	case failed != nil:
+		return corrupt(failed.Error())
 	case len(problems) == 1:
 		return corrupt(problems[0])
 	case len(problems) > 1:
@@ -474,6 +608,45 @@ func minorSeries(fs []releases.SchemaFact) string {
 		return minor(fs[0])
 	}
 	return minor(fs[0]) + " to " + minor(fs[len(fs)-1])
+}
+
+// storedTables lists the source's tables that have pages of their own.
+func (p *porter) storedTables(ctx context.Context) ([]string, error) {
+	rows, err := p.src.QueryContext(ctx, "SELECT name FROM sqlite_master WHERE type = 'table' AND rootpage > 0 ORDER BY name")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var tables []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, err
+		}
+		tables = append(tables, name)
+	}
+	return tables, rows.Err()
+}
+
+// quickCheck runs PRAGMA quick_check on one table and its indexes,
+// returning the problems it found.
+func (p *porter) quickCheck(ctx context.Context, table string) ([]string, error) {
+	rows, err := p.src.QueryContext(ctx, "PRAGMA quick_check("+db.QuoteIdent(table)+")")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var problems []string
+	for rows.Next() {
+		var msg string
+		if err := rows.Scan(&msg); err != nil {
+			return problems, err
+		}
+		if msg != "ok" {
+			problems = append(problems, msg)
+		}
+	}
+	return problems, rows.Err()
 }
 
 // checkTarget decides whether the target can receive this source.
@@ -623,32 +796,9 @@ func (p *porter) buildWorkSet(ctx context.Context) error {
 	if p.srcAll, err = sourceTables(ctx, p.src); err != nil {
 		return err
 	}
-	// An empty target gets the engine's schema at the source's version: the
-	// source is judged against that schema, built in a scratch SQLite file,
-	// so that a source the schema cannot hold is refused before the target
-	// is touched.
-	empty := p.tgtSt.Kind == schema.KindEmpty
-	inTarget := map[string]bool{}
-	fks := map[string][]string{}
-	var shape map[string][]string
-	if empty {
-		if shape, err = engineShape(ctx, p.srcSt.Version); err != nil {
-			return err
-		}
-		for t := range shape {
-			inTarget[t] = true
-		}
-	} else {
-		tgtTables, err := p.tgt.Tables(ctx, p.tgt)
-		if err != nil {
-			return err
-		}
-		for _, t := range tgtTables {
-			inTarget[t] = true
-		}
-		if fks, err = foreignKeys(ctx, p.tgt); err != nil {
-			return err
-		}
+	tgt, err := p.targetTables(ctx)
+	if err != nil {
+		return err
 	}
 	names := make([]string, 0, len(p.srcAll))
 	for n := range p.srcAll {
@@ -661,7 +811,7 @@ func (p *porter) buildWorkSet(ctx context.Context) error {
 		if never[name] || isDerived(name, p.srcAll) {
 			continue
 		}
-		if !inTarget[name] {
+		if !tgt.has[name] {
 			if !ignored[name] {
 				onlySource = append(onlySource, name)
 			}
@@ -671,25 +821,18 @@ func (p *porter) buildWorkSet(ctx context.Context) error {
 			// The target's queue is Synapse's: it runs it at first start.
 			continue
 		}
-		t := &Table{Name: name, Refs: fks[name]}
-		switch {
-		case ignored[name]:
-			t.Strategy = Ignored
-		case name == "event_search":
-			t.Strategy = Search
-		case name == "user_directory_stream_pos":
-			t.Strategy = DirectoryPos
-		case appendOnly[name]:
-			t.Strategy = AppendOnly
-		default:
-			t.Strategy = Recopy
+		t := &Table{Name: name, Refs: tgt.fks[name], Strategy: strategyOf(name)}
+		if name == "event_search" {
+			// Its rows are joined with events as they are written.
+			t.Refs = append(t.Refs, "events")
 		}
 		if t.Strategy == AppendOnly || t.Strategy == Recopy {
-			if empty {
-				if err := p.sourceColumnsIn(ctx, name, shape[name]); err != nil {
-					return err
-				}
-			} else if err := p.columnsOf(ctx, t); err != nil {
+			if tgt.empty {
+				err = p.sourceColumnsIn(ctx, name, tgt.shape[name])
+			} else {
+				err = p.columnsOf(ctx, t)
+			}
+			if err != nil {
 				return err
 			}
 		}
@@ -699,6 +842,59 @@ func (p *porter) buildWorkSet(ctx context.Context) error {
 		return sourceErr("tables exist only in the SQLite database, so the two schemas differ: %s", strings.Join(onlySource, ", "))
 	}
 	return nil
+}
+
+// strategyOf is how a table is copied.
+func strategyOf(name string) Strategy {
+	switch {
+	case ignored[name]:
+		return Ignored
+	case name == "event_search":
+		return Search
+	case name == "user_directory_stream_pos":
+		return DirectoryPos
+	case appendOnly[name]:
+		return AppendOnly
+	}
+	return Recopy
+}
+
+// targetTablesOf is what the port copies into: the target's tables and
+// their foreign keys, or, for an empty target, the tables and columns of
+// the engine's schema it will get (shape).
+type targetTablesOf struct {
+	empty bool
+	has   map[string]bool
+	fks   map[string][]string
+	shape map[string][]string
+}
+
+// targetTables reads the tables the port copies into. An empty target gets
+// the engine's schema at the source's version: the source is judged
+// against that schema, built in a scratch SQLite file, so that a source
+// the schema cannot hold is refused before the target is touched.
+func (p *porter) targetTables(ctx context.Context) (targetTablesOf, error) {
+	out := targetTablesOf{has: map[string]bool{}, fks: map[string][]string{}}
+	var err error
+	if p.tgtSt.Kind == schema.KindEmpty {
+		out.empty = true
+		if out.shape, err = engineShape(ctx, p.srcSt.Version); err != nil {
+			return out, err
+		}
+		for t := range out.shape {
+			out.has[t] = true
+		}
+		return out, nil
+	}
+	tables, err := p.tgt.Tables(ctx, p.tgt)
+	if err != nil {
+		return out, err
+	}
+	for _, t := range tables {
+		out.has[t] = true
+	}
+	out.fks, err = foreignKeys(ctx, p.tgt)
+	return out, err
 }
 
 // engineShape is the tables of a new engine database at a schema version,
@@ -770,7 +966,7 @@ func (p *porter) columnsOf(ctx context.Context, t *Table) error {
 			continue
 		}
 		name, typ, _ := strings.Cut(entry, "\x00")
-		t.Columns = append(t.Columns, Column{Name: name, Source: c, TargetType: typ, kind: kindOf(typ)})
+		t.Columns = append(t.Columns, Column{Name: name, Source: c, TargetType: typ, kind: kindOf(typ), bin: binEncOf(typ)})
 	}
 	if len(missing) > 0 {
 		return sourceErr("columns of %s exist only in the SQLite database: %s", t.Name, strings.Join(missing, ", "))

@@ -3,7 +3,6 @@ package porter
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 
 	"hsops/internal/db"
@@ -53,7 +52,7 @@ var ignored = map[string]bool{
 // belong to each side.
 var never = map[string]bool{
 	"schema_version": true, "applied_schema_deltas": true, "port_from_sqlite3": true,
-	"hsops_engine": true, "hsops_port": true, "hsops_port_tables": true,
+	"hsops_engine": true, "hsops_port": true, "hsops_port_tables": true, "hsops_port_deferred": true,
 }
 
 // ftsShadowSuffixes are the shadow tables of FTS3/4/5 virtual tables.
@@ -71,6 +70,10 @@ type Table struct {
 	// already in the target and the rows this run has to copy.
 	fwd, bwd           int64
 	already, remaining int64
+	// freeze: a re-copied table that no other table's foreign key points
+	// at during the copy, emptied again in its copy's transaction so that
+	// COPY FREEZE can write its rows.
+	freeze bool
 }
 
 // Column is a source column and the target type it converts to.
@@ -82,6 +85,7 @@ type Column struct {
 	// TargetType is PostgreSQL's type name (format_type).
 	TargetType string
 	kind       kind
+	bin        binEnc
 }
 
 // sourceTables lists the SQLite tables and virtual tables.
@@ -137,48 +141,6 @@ func foreignKeys(ctx context.Context, d *db.DB) (map[string][]string, error) {
 		out[t] = append(out[t], ref)
 	}
 	return out, rows.Err()
-}
-
-// waves orders tables so that each comes after the tables it references.
-// References to tables outside the set count as satisfied. Tables caught in
-// a cycle come last, together, in one wave.
-func waves(tables []*Table) [][]*Table {
-	in := map[string]*Table{}
-	for _, t := range tables {
-		in[t.Name] = t
-	}
-	done := map[string]bool{}
-	var out [][]*Table
-	remaining := append([]*Table{}, tables...)
-	for len(remaining) > 0 {
-		var wave, rest []*Table
-		for _, t := range remaining {
-			ready := true
-			for _, r := range t.Refs {
-				if _, inSet := in[r]; inSet && !done[r] {
-					ready = false
-					break
-				}
-			}
-			if ready {
-				wave = append(wave, t)
-			} else {
-				rest = append(rest, t)
-			}
-		}
-		if len(wave) == 0 {
-			// A cycle: the rest go together.
-			out = append(out, rest)
-			break
-		}
-		sort.Slice(wave, func(i, j int) bool { return wave[i].Name < wave[j].Name })
-		for _, t := range wave {
-			done[t.Name] = true
-		}
-		out = append(out, wave)
-		remaining = rest
-	}
-	return out
 }
 
 // targetColumns reads a PostgreSQL table's columns and types.

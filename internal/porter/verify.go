@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 
 	"hsops/internal/db"
+	"hsops/internal/portstate"
 	"hsops/internal/rowsum"
 )
 
@@ -21,6 +22,16 @@ type VerifyResult struct {
 // checksum of the contents, the source's values converted exactly as the
 // copy converts them.
 func (p *porter) verify(ctx context.Context) error {
+	// The schema first: everything dropped for the copy must be back.
+	deferred, err := readDeferred(ctx, p.tgt)
+	if err != nil {
+		return err
+	}
+	if n := len(deferred); n > 0 {
+		p.res.VerifyFailed = true
+		p.res.InProgress = fmt.Sprintf("%d indexes and constraints dropped for the copy are not rebuilt yet (%s of %s first)", n, deferred[0], deferred[0].Table)
+		p.emit(Event{Type: "warning", Message: "verification: " + portstate.ErrInProgress.Error() + ": " + p.res.InProgress})
+	}
 	for i := range p.res.Tables {
 		r := &p.res.Tables[i]
 		var t *Table

@@ -13,6 +13,7 @@ import (
 	"hsops/internal/db"
 	"hsops/internal/inspect"
 	"hsops/internal/offline"
+	"hsops/internal/portstate"
 	"hsops/schema"
 )
 
@@ -57,7 +58,11 @@ func StateGroupEdges(ctx context.Context, cfg *config.Config, opts Options) (*Ed
 	if err != nil {
 		return nil, err
 	}
+	err = portstate.Check(ctx, ro)
 	ro.Close()
+	if err != nil {
+		return nil, err
+	}
 	if st.Kind == schema.KindEmpty || st.Kind == schema.KindUnknown {
 		return nil, fmt.Errorf("%w: it has no state_group_edges table", schema.ErrNotHomeserver)
 	}

@@ -22,6 +22,7 @@ import (
 	"hsops/internal/config"
 	"hsops/internal/db"
 	"hsops/internal/fault"
+	"hsops/internal/portstate"
 	"hsops/internal/sequences"
 	"hsops/internal/store"
 	"hsops/schema"
@@ -173,6 +174,9 @@ func (s *Server) openDatabase(ctx context.Context, dbc config.Database) (*db.DB,
 			err = fault.Wrap(fault.NotOurs, err, "point the database section of <config> at an hsops engine database, or at an empty one to create it")
 		}
 		return nil, err
+	}
+	if err := portstate.Check(ctx, d); err != nil {
+		return fail(err)
 	}
 	set := engine.Schema()
 	opts := schema.Options{Stores: dbc.DataStores, Worker: s.worker, ServerName: s.cfg.ServerName,

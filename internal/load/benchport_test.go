@@ -1,0 +1,44 @@
+package load
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"hsops/internal/pgtest"
+)
+
+// TestBenchPort_SmallRun runs the whole benchmark on a small database: the
+// real port_db, the raw COPY and the floor all load the same rows, and the
+// floor rebuilds what port_db rebuilt.
+func TestBenchPort_SmallRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds port_db and loads a database three times")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "port_db")
+	if out, err := exec.Command("go", "build", "-o", bin, "hsops/cmd/port_db").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	res, err := BenchPort(context.Background(), BenchPortOptions{Events: 30000, Jobs: 2, BatchSize: 5000, Work: dir,
+		AdminURL: pgtest.AdminURL(t), PortDB: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Rows < 200000 || res.RawCopyRows < res.Rows-1 || res.RawCopyRows > res.Rows {
+		t.Errorf("port_db copied %d rows, the raw COPY %d", res.Rows, res.RawCopyRows)
+	}
+	if res.Rebuilt == 0 || res.FloorSeconds <= 0 || res.RawCopySeconds <= 0 || res.PeakRSSMB <= 0 {
+		t.Errorf("incomplete result: %+v", res)
+	}
+	phases := map[string]bool{}
+	for _, p := range res.PortPhases {
+		phases[p.Name] = true
+	}
+	for _, want := range []string{"checks", "copy", "index rebuild", "sequences"} {
+		if !phases[want] {
+			t.Errorf("no %q phase in %+v", want, res.PortPhases)
+		}
+	}
+}
