@@ -109,11 +109,7 @@ func TestPlanConfigEdit_Forms(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			section := tc.section
-			if !strings.HasSuffix(section, "\n") {
-				section += ""
-			}
-			checkSplice(t, e, tc.before, section, tc.after)
+			checkSplice(t, e, tc.before, tc.section, tc.after)
 		})
 	}
 }
@@ -156,7 +152,7 @@ func TestPlanConfigEdit_SplitConfig(t *testing.T) {
 func TestPlanConfigEdit_Refusals(t *testing.T) {
 	for _, tc := range []struct {
 		name, content string
-		want         error
+		want          error
 	}{
 		{"several documents", "server_name: a\ndatabase: {name: sqlite3, args: {database: a.db}}\n---\nx: 1\n", ErrConfigEdit},
 		{"multi-database form", "server_name: a\ndatabases:\n  one: {name: sqlite3, args: {database: a.db}}\n", ErrConfigEdit},
