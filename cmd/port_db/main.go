@@ -14,6 +14,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -39,11 +40,13 @@ var tool = cli.Tool{
 		{Class: fault.Version, Meaning: "refused: versions (a database newer than hsops knows, PostgreSQL too old, wrong encoding or locale)"},
 		{Class: fault.Locked, Meaning: "another process writes the target (update_database, another port_db: it is named)"},
 		{Class: fault.InUse, Meaning: "the SQLite database is open in another process (--allow-in-use to port anyway)"},
-		{Class: fault.Permission, Meaning: "refused: the --postgres-config user may not read the target's tables (they belong to another role)"},
+		{Class: fault.Permission, Meaning: "refused: the --postgres-config user may not read the target's tables (they belong to another role);\n--switch-config: the config (or its directory) is not writable, or a process may not be signalled"},
 		{Class: fault.Source, Meaning: "the SQLite database was refused (corrupt, auto_vacuum on, pending background updates,\nrowids moved since the last run, older than what was already ported, tables or columns the target schema lacks)"},
 		{Class: fault.Target, Meaning: "the PostgreSQL database was refused (a port of a different source, written to by the homeserver\nsince the last port, a schema at another version or not prepared)"},
 		{Class: fault.Verify, Meaning: "--verify found differences between the two databases"},
 		{Class: fault.Internal, Meaning: "internal error"},
+		{Class: fault.Down, Meaning: "--switch-config: not every process is up: a worker failed after the main process served from PostgreSQL,\nor the way back failed to start the homeserver on SQLite again (the message says where things stand)"},
+		{Class: fault.RolledBack, Meaning: "--switch-config: the switch failed before the homeserver served from PostgreSQL and was rolled back\n(the old config is back and the homeserver runs on SQLite; the reason is printed)"},
 		{Class: fault.Interrupted, Meaning: "interrupted (run the same command again to continue)"},
 	},
 	Interrupted: "everything committed so far is kept",
@@ -82,8 +85,14 @@ type options struct {
 	dryRun     bool
 	json       bool
 	allowInUse bool
-	stdout     io.Writer
-	stderr     io.Writer
+	// --switch-config and what goes with it.
+	switchConfig string
+	allDir       string
+	python       string
+	homeserver   string
+	timeout      time.Duration
+	stdout       io.Writer
+	stderr       io.Writer
 }
 
 func newRootCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
@@ -123,6 +132,11 @@ finished by the other (the progress is in port_from_sqlite3).
 	f.BoolVar(&o.dryRun, "dry-run", false, "check both databases and show what would be copied; write nothing")
 	f.BoolVar(&o.json, "json", false, "print progress and the summary as JSON lines")
 	f.BoolVar(&o.allowInUse, "allow-in-use", false, "port even though another process has the SQLite file open")
+	f.StringVar(&o.switchConfig, "switch-config", "", "switch this homeserver config (a file or a directory, as synctl's) to PostgreSQL: pre-copy, stop, final port, rewrite, start")
+	f.StringVarP(&o.allDir, "all-processes", "a", "", "--switch-config: the worker configs directory, as synctl -a (every worker is stopped and started)")
+	f.StringVar(&o.python, "python", "", "--switch-config: start real Synapse with this Python, as synctl --python (also SYNCTL_PYTHON)")
+	f.StringVar(&o.homeserver, "homeserver", "", "--switch-config: the homeserver binary (default: next to port_db, then PATH)")
+	f.DurationVar(&o.timeout, "timeout", 60*time.Second, "--switch-config: how long to wait for each process to stop or to answer /health")
 	cli.RequireFlags(root, "sqlite-database", "postgres-config")
 	addCompletion(root)
 	return root
@@ -131,6 +145,12 @@ finished by the other (the progress is in port_from_sqlite3).
 func runPort(ctx context.Context, o *options) error {
 	if o.batchSize < 1 || o.jobs < 1 {
 		return cli.Usagef("--batch-size and --jobs must be at least 1")
+	}
+	if o.switchConfig == "" && (o.allDir != "" || o.python != "" || o.homeserver != "") {
+		return cli.Usagef("-a, --python and --homeserver go with --switch-config")
+	}
+	if o.switchConfig != "" && (o.allowInUse || o.verify) {
+		return cli.Usagef("--switch-config always verifies its final port, and never ports a file in use")
 	}
 	if st, err := os.Stat(o.sqlitePath); err != nil || st.IsDir() {
 		return fault.Errorf(fault.NoSQLite, "check the path given to --sqlite-database", "the SQLite database %q does not exist", o.sqlitePath)
@@ -157,6 +177,9 @@ func runPort(ctx context.Context, o *options) error {
 		// requires it; it checks the source's users against it.
 		return fault.Errorf(fault.Config, fmt.Sprintf("add server_name: <the homeserver's name, the one the SQLite database was created with> to %s; nothing was changed", o.pgConfig),
 			"%s has no server_name: port_db checks that every user in the SQLite database belongs to it, as Synapse's synapse_port_db does", o.pgConfig)
+	}
+	if o.switchConfig != "" {
+		return runSwitch(ctx, o)
 	}
 	out := newProgress(o)
 	res, err := porter.Run(ctx, porter.Options{

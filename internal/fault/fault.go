@@ -97,6 +97,10 @@ const (
 	Rejected
 	// Failed: the operation failed for a reason its message gives (hsload).
 	Failed
+	// RolledBack: a switch to PostgreSQL failed before the homeserver
+	// served from it and was undone: the old config is back and the
+	// homeserver runs on SQLite again (port_db --switch-config).
+	RolledBack
 )
 
 var codes = map[Class]int{
@@ -130,6 +134,7 @@ var codes = map[Class]int{
 	Listen:       23,
 	Rejected:     24,
 	Failed:       25,
+	RolledBack:   26,
 }
 
 var names = map[Class]string{
@@ -139,7 +144,7 @@ var names = map[Class]string{
 	Delta: "delta", Update: "update", DataLoss: "data-loss", InUse: "in-use", Backup: "backup",
 	NotConfirmed: "not-confirmed", Permission: "permission", Source: "source", Target: "target",
 	Verify: "verify", StopTimeout: "stop-timeout", Unhealthy: "unhealthy", Down: "down", Listen: "listen",
-	Rejected: "rejected", Failed: "failed",
+	Rejected: "rejected", Failed: "failed", RolledBack: "rolled-back",
 }
 
 // shared are the classes that share a code on purpose: a gate that fails
@@ -186,7 +191,7 @@ func ParseClass(name string) (Class, bool) {
 // Classes lists every class in table order.
 func Classes() []Class {
 	out := make([]Class, 0, len(codes))
-	for c := Internal; c <= Failed; c++ {
+	for c := Internal; c <= RolledBack; c++ {
 		out = append(out, c)
 	}
 	return out
