@@ -207,6 +207,9 @@ type switcher struct {
 	served   bool // the main process answered /health on PostgreSQL
 	applied  bool // the config was rewritten
 	snapshot string
+	// failure is the last process failure the supervisor reported, in its
+	// own words (a roll-back's reason).
+	failure string
 }
 
 func (s *switcher) emit(ev Event) {
@@ -312,7 +315,11 @@ func (s *switcher) processEvent(e proc.Event) {
 	if e.Kind == proc.Started && e.Process.Main && (e.Healthy || e.Process.HealthURL == "") && s.applied {
 		s.served = true
 	}
-	if msg := describe(e); msg != "" {
+	msg := describe(e)
+	if e.Kind == proc.StartFailed || e.Kind == proc.Unhealthy {
+		s.failure, _, _ = strings.Cut(msg, " hint: ")
+	}
+	if msg != "" {
 		s.emit(Event{Type: "process", Message: msg, Millis: e.Elapsed.Milliseconds()})
 	}
 }
@@ -560,6 +567,9 @@ func (s *switcher) finalPort(ctx context.Context) error {
 // the end even when the run was interrupted.
 func (s *switcher) rollback(ctx context.Context, phase string, cause error) error {
 	ctx = context.WithoutCancel(ctx)
+	if phase == PhaseStart && s.failure != "" {
+		cause = fmt.Errorf("%w (%s)", cause, s.failure)
+	}
 	s.res.RolledBack, s.res.Reason = true, oneLine(cause)
 	s.emit(Event{Type: "rollback", Phase: phase, Message: oneLine(cause)})
 	err := s.phase(PhaseRollback, func() error {

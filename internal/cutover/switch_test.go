@@ -1,0 +1,210 @@
+package cutover
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"hsops/internal/fault"
+)
+
+// TestSwitch_UnderLoad switches a homeserver that hsload keeps writing to
+// during the pre-copy: afterwards it serves from PostgreSQL every message
+// it had, the old config is kept, and the operator's comments survive.
+func TestSwitch_UnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the homeserver and drives it over HTTP")
+	}
+	d := newDeployment(t, false)
+	d.load("alice", 100)
+
+	// hsload writes while the pre-copy runs; the stop waits for it, and a
+	// few more messages come after the last snapshot.
+	loadErr := make(chan error, 1)
+	var digest string
+	opts := d.options()
+	opts.Progress = func(ev Event) {
+		switch {
+		case ev.Type == "phase" && ev.Phase == PhasePreCopy:
+			go func() {
+				cmd := exec.Command(filepath.Join(binDir, "hsload"), "http", "-c", d.config, "--users", "3", "--rooms", "1", "--members", "3",
+					"--messages", "150", "--reads", "5", "--searches", "2", "--concurrency", "3", "--prefix", "bob")
+				out, err := cmd.CombinedOutput()
+				if err != nil {
+					err = errors.New(string(out))
+				}
+				loadErr <- err
+			}()
+		case ev.Type == "phase" && ev.Phase == PhaseStop:
+			if err := <-loadErr; err != nil {
+				t.Errorf("hsload during the pre-copy: %v", err)
+			}
+			d.load("carol", 20)
+			digest = d.digest("alice", "bob", "carol")
+		}
+	}
+	res, err := Run(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.database(); !got.IsPostgres() {
+		t.Fatalf("the config names %s", got)
+	}
+	d.healthy()
+	if got := d.digest("alice", "bob", "carol"); got != digest {
+		t.Fatalf("messages and digest on PostgreSQL %s, on SQLite %s", got, digest)
+	}
+	if res.FinalRows == 0 || res.FinalTables["events"] == 0 {
+		t.Errorf("the final port moved %d rows (events %d): the messages sent after the snapshot must move then", res.FinalRows, res.FinalTables["events"])
+	}
+	if len(res.PreCopy) == 0 || res.PreCopy[0].Rows == 0 {
+		t.Errorf("no pre-copy: %+v", res.PreCopy)
+	}
+	if res.DowntimeMillis <= 0 {
+		t.Errorf("downtime %d ms", res.DowntimeMillis)
+	}
+	kept, err := os.ReadFile(res.Backup)
+	if err != nil || !bytes.Equal(kept, d.original) {
+		t.Fatalf("the old config is not kept as %s (%v)", res.Backup, err)
+	}
+	now, err := os.ReadFile(d.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := bytes.Index(d.original, []byte("database:\n"))
+	end := bytes.Index(d.original, []byte("\n# logging"))
+	if !bytes.HasPrefix(now, d.original[:start]) || !bytes.HasSuffix(now, d.original[end:]) {
+		t.Fatalf("the config outside its database section changed:\n%s", now)
+	}
+	for _, c := range []string{comment, "# loopback only", "# logging (this comment belongs to log_config)"} {
+		if !strings.Contains(string(now), c) {
+			t.Errorf("comment %q is gone", c)
+		}
+	}
+	if _, err := os.Stat(d.sqlite + ".switch-snapshot"); err == nil {
+		t.Error("the pre-copy's snapshot was left behind")
+	}
+
+	// Run again: the config already names the complete port.
+	res, err = Run(context.Background(), d.options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Resumed {
+		t.Error("a second run did not see the switch done")
+	}
+}
+
+// TestSwitch_FailuresRollBack fails the switch at each step after the
+// stop: every time the old config is back and the homeserver serves from
+// SQLite, with every message.
+func TestSwitch_FailuresRollBack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the homeserver")
+	}
+	for _, tc := range []struct {
+		name  string
+		phase string
+		proxy bool
+		fail  func(d *deployment)
+		fix   func(d *deployment)
+	}{
+		{name: "postgres unreachable at the final port", phase: PhaseFinalPort, proxy: true,
+			fail: func(d *deployment) { d.proxy.cut() }},
+		{name: "the final port fails", phase: PhaseStop,
+			fail: func(d *deployment) {
+				// New messages, which the final port cannot insert.
+				d.load("carol", 10)
+				d.exec("ALTER TABLE events ADD CONSTRAINT cutover_test CHECK (stream_ordering < 0) NOT VALID")
+			},
+			fix: func(d *deployment) { d.exec("ALTER TABLE events DROP CONSTRAINT cutover_test") }},
+		{name: "the homeserver does not start on PostgreSQL", phase: PhaseStart,
+			fail: func(d *deployment) { d.exec("UPDATE schema_compat_version SET compat_version = 999") },
+			fix:  func(d *deployment) { d.exec("UPDATE schema_compat_version SET compat_version = 83") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newDeployment(t, tc.proxy)
+			d.load("alice", 40)
+			before := d.digest("alice")
+			opts := d.options()
+			opts.Progress = func(ev Event) {
+				if ev.Type == "phase" && ev.Phase == tc.phase {
+					tc.fail(d)
+				}
+			}
+			res, err := Run(context.Background(), opts)
+			var rb *RolledBackError
+			if !errors.As(err, &rb) || fault.ClassOf(err) != fault.RolledBack {
+				t.Fatalf("error %v (%T), want a roll-back", err, err)
+			}
+			if !res.RolledBack || strings.Contains(err.Error(), "\n") {
+				t.Errorf("result %+v, error %q: want rolled back, a one-line reason", res, err)
+			}
+			d.onSQLite()
+			if tc.name == "the final port fails" {
+				before = d.digest("alice", "carol")
+			} else if got := d.digest("alice"); got != before {
+				t.Fatalf("digest on SQLite after the roll-back %s, before %s", got, before)
+			}
+			if tc.fix == nil {
+				return
+			}
+			// Fixed, the same command does the job.
+			tc.fix(d)
+			d.load("dave", 10)
+			if tc.name == "the final port fails" {
+				before = d.digest("alice", "carol", "dave")
+			} else {
+				before = d.digest("alice", "dave")
+			}
+			if _, err := Run(context.Background(), d.options()); err != nil {
+				t.Fatal(err)
+			}
+			if !d.database().IsPostgres() {
+				t.Fatal("not switched")
+			}
+			var after string
+			if tc.name == "the final port fails" {
+				after = d.digest("alice", "carol", "dave")
+			} else {
+				after = d.digest("alice", "dave")
+			}
+			if after != before {
+				t.Fatalf("digest on PostgreSQL %s, on SQLite %s", after, before)
+			}
+		})
+	}
+}
+
+// TestSwitch_DryRunChangesNothing checks and plans, and changes nothing.
+func TestSwitch_DryRunChangesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the homeserver")
+	}
+	d := newDeployment(t, false)
+	d.load("alice", 10)
+	opts := d.options()
+	opts.DryRun = true
+	res, err := Run(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Plan) == 0 || len(res.Checks) < 3 || !strings.Contains(res.NewSection, "psycopg2") {
+		t.Errorf("dry run: %+v", res)
+	}
+	d.onSQLite()
+	if d.portComplete() {
+		t.Error("the dry run ported")
+	}
+	entries, _ := os.ReadDir(filepath.Dir(d.config))
+	for _, e := range entries {
+		if strings.Contains(e.Name(), "sqlite-") || strings.Contains(e.Name(), "snapshot") {
+			t.Errorf("the dry run left %s", e.Name())
+		}
+	}
+}
