@@ -1,0 +1,104 @@
+package cutover
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+// TestSwitch_KillAnywhere kills port_db --switch-config (SIGKILL) at each
+// step. Whatever the moment, the config is either the old one or names a
+// completely ported database; and the same command then finishes the job
+// with every message there.
+func TestSwitch_KillAnywhere(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the homeserver and kills port_db")
+	}
+	for _, tc := range []struct {
+		name string
+		at   func(ev map[string]any) bool
+	}{
+		{"pre-copy", phaseIs("pre-copy")},
+		{"stop", phaseIs("stop")},
+		{"final port begins", phaseIs("final-port")},
+		{"final port copying", func(ev map[string]any) bool {
+			port, _ := ev["port"].(map[string]any)
+			return ev["event"] == "port" && port["event"] == "table_done" && port["table"] == "events" && ev["phase"] == nil && finalStarted
+		}},
+		{"rewrite", phaseIs("rewrite")},
+		{"start", phaseIs("start")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			finalStarted = false
+			d := newDeployment(t, false)
+			d.load("alice", 60)
+			before := d.digest("alice")
+			args := []string{"--sqlite-database", d.sqlite, "--postgres-config", d.pgConfig, "--switch-config", d.config,
+				"--homeserver", filepath.Join(binDir, "homeserver"), "--timeout", "30s", "--batch-size", "20"}
+			cmd := exec.Command(filepath.Join(binDir, "port_db"), append(args, "--json", "-v")...)
+			cmd.Dir = d.dir
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd.Stderr = os.Stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			killed := false
+			sc := bufio.NewScanner(out)
+			sc.Buffer(make([]byte, 1<<20), 1<<20)
+			for sc.Scan() {
+				var ev map[string]any
+				if json.Unmarshal(sc.Bytes(), &ev) != nil {
+					continue
+				}
+				if ev["event"] == "phase" && ev["phase"] == "final-port" {
+					finalStarted = true
+				}
+				if !killed && tc.at(ev) {
+					_ = cmd.Process.Signal(syscall.SIGKILL)
+					killed = true
+				}
+			}
+			_ = cmd.Wait()
+			if !killed {
+				t.Fatal("the switch ended before the kill point")
+			}
+
+			// The invariant.
+			data, err := os.ReadFile(d.config)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case string(data) == string(d.original):
+			case d.database().IsPostgres() && d.portComplete():
+			default:
+				t.Fatalf("after the kill the config is neither the old one nor a complete port's:\n%s", data)
+			}
+
+			// The same command finishes the job.
+			d.run(0, "port_db", args...)
+			if !d.database().IsPostgres() {
+				t.Fatal("not switched")
+			}
+			d.healthy()
+			if got := d.digest("alice"); got != before {
+				t.Fatalf("digest on PostgreSQL %s, on SQLite %s", got, before)
+			}
+		})
+	}
+}
+
+// finalStarted is set once the killed run's final port began (the kill
+// point "final port copying" is a table of that port, not of a pre-copy).
+var finalStarted bool
+
+func phaseIs(name string) func(map[string]any) bool {
+	return func(ev map[string]any) bool { return ev["event"] == "phase" && ev["phase"] == name }
+}
