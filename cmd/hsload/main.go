@@ -55,7 +55,8 @@ func newRootCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
 			return cli.Usagef("name a subcommand: generate, http, check, bench-port or bench-rehearse")
 		},
 	}
-	root.AddCommand(newGenerateCmd(ctx, stdout), newHTTPCmd(ctx, stdout), newCheckCmd(ctx, stdout), newBenchPortCmd(ctx, stdout, stderr), newBenchRehearseCmd(ctx, stdout, stderr))
+	root.AddCommand(newGenerateCmd(ctx, stdout), newHTTPCmd(ctx, stdout), newCheckCmd(ctx, stdout), newBenchPortCmd(ctx, stdout, stderr),
+		newBenchRehearseCmd(ctx, stdout, stderr), newBenchSwitchCmd(ctx, stdout))
 	addCompletion(root)
 	return root
 }

@@ -91,6 +91,7 @@ type options struct {
 	python       string
 	homeserver   string
 	timeout      time.Duration
+	switchVerify string
 	stdout       io.Writer
 	stderr       io.Writer
 }
@@ -136,6 +137,7 @@ finished by the other (the progress is in port_from_sqlite3).
 	f.StringVarP(&o.allDir, "all-processes", "a", "", "--switch-config: the worker configs directory, as synctl -a (every worker is stopped and started)")
 	f.StringVar(&o.python, "python", "", "--switch-config: start real Synapse with this Python, as synctl --python (also SYNCTL_PYTHON)")
 	f.StringVar(&o.homeserver, "homeserver", "", "--switch-config: the homeserver binary (default: next to port_db, then PATH)")
+	f.StringVar(&o.switchVerify, "switch-verify", "full", "--switch-config: how the final port is verified while the homeserver is down: full (counts and checksums of every table, as --verify) or counts (row counts of every table)")
 	f.DurationVar(&o.timeout, "timeout", 60*time.Second, "--switch-config: how long to wait for each process to stop or to answer /health")
 	cli.RequireFlags(root, "sqlite-database", "postgres-config")
 	addCompletion(root)

@@ -22,7 +22,7 @@ func runSwitch(ctx context.Context, o *options) error {
 	res, err := cutover.Run(ctx, cutover.Options{
 		SQLitePath: o.sqlitePath, PostgresConfig: o.pgConfig, Config: o.switchConfig, AllDir: o.allDir,
 		Launcher: proc.Launcher{Python: python, Homeserver: o.homeserver},
-		Timeout:  o.timeout, BatchSize: o.batchSize, Jobs: o.jobs, DryRun: o.dryRun,
+		Timeout:  o.timeout, BatchSize: o.batchSize, Jobs: o.jobs, DryRun: o.dryRun, Verify: o.switchVerify,
 		Progress: func(ev cutover.Event) {
 			if o.json {
 				if ev.Type != "port" || o.verbose {

@@ -27,6 +27,16 @@ const (
 	PhaseRollback  = "rollback"
 )
 
+// The verifications of the final port.
+const (
+	VerifyFull   = "full"
+	VerifyCounts = "counts"
+)
+
+// ErrCounts is a final port whose row counts differ from the source's.
+var ErrCounts = fault.New(fault.Verify, "verification found differences",
+	"compare the two with port_db --verify (the homeserver stopped), or port into an empty database")
+
 // Errors of a switch refused before anything changed.
 var (
 	// ErrNotThisDatabase is a config whose database is not the SQLite file
@@ -67,6 +77,12 @@ type Options struct {
 	// downtime will copy.
 	PreCopyPasses int
 	PreCopyGoal   time.Duration
+	// Verify is how the final port is verified before the config names
+	// PostgreSQL: VerifyFull (default) compares row counts and content
+	// checksums of every table, as port_db --verify, reading both databases
+	// whole while the homeserver is down; VerifyCounts compares the row
+	// counts of every table, in seconds.
+	Verify string
 	// DryRun makes every check and reports the plan; it changes nothing.
 	DryRun bool
 	// Progress receives each step (nil: none). It is called synchronously.
@@ -251,6 +267,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.PreCopyGoal <= 0 {
 		o.PreCopyGoal = 10 * time.Second
 	}
+	switch o.Verify {
+	case "":
+		o.Verify = VerifyFull
+	case VerifyFull, VerifyCounts:
+	default:
+		return nil, fault.Usagef("unknown verification %q: full or counts", o.Verify)
+	}
 	s := &switcher{o: o, res: &Result{DryRun: o.DryRun}, snapshot: o.SQLitePath + ".switch-snapshot"}
 	s.sup = &proc.Supervisor{Launcher: o.Launcher, Timeout: o.Timeout, Progress: s.processEvent}
 	if err := s.phase(PhaseChecks, func() error { return s.prepare(ctx) }); err != nil {
@@ -415,7 +438,7 @@ func (s *switcher) prepare(ctx context.Context) error {
 	s.res.Plan = []string{
 		fmt.Sprintf("pre-copy: snapshot %s (SQLite backup API) and port it while the homeserver serves, up to %d times while a pass takes over %s", o.SQLitePath, o.PreCopyPasses, o.PreCopyGoal),
 		fmt.Sprintf("stop: %s (as synctl stop, timeout %s)", strings.Join(s.res.Processes, ", "), o.Timeout),
-		fmt.Sprintf("final port: %s once more (only new rows of append-only tables), then verify", o.SQLitePath),
+		fmt.Sprintf("final port: %s once more (only new rows of append-only tables), then verify (%s)", o.SQLitePath, o.Verify),
 		fmt.Sprintf("rewrite: the database section of %s (old file kept as %s)", s.edit.File, s.edit.Backup),
 		"start: main process, then workers (as synctl start), and wait for every /health",
 		"on failure before the homeserver serves from PostgreSQL: the old config back, the homeserver started again on SQLite",
@@ -547,9 +570,14 @@ func (s *switcher) portOptions(path string, verify bool) porter.Options {
 
 // finalPort ports the live file with the homeserver stopped, and verifies.
 func (s *switcher) finalPort(ctx context.Context) error {
-	res, err := porter.Run(ctx, s.portOptions(s.o.SQLitePath, true))
+	res, err := porter.Run(ctx, s.portOptions(s.o.SQLitePath, s.o.Verify == VerifyFull))
 	if err != nil {
 		return err
+	}
+	if s.o.Verify == VerifyCounts {
+		if err := s.verifyCounts(ctx, res); err != nil {
+			return err
+		}
 	}
 	s.res.FinalRows = res.Rows
 	s.res.FinalTables = map[string]int64{}
@@ -602,4 +630,40 @@ func (s *switcher) rollback(ctx context.Context, phase string, cause error) erro
 		return fmt.Errorf("rolled back after the switch was interrupted at %s: %w", phase, cause)
 	}
 	return &RolledBackError{Phase: phase, Err: cause}
+}
+
+// verifyCounts compares the row count of every copied table on both sides
+// (the rows this run skipped, whose events are missing, excepted).
+func (s *switcher) verifyCounts(ctx context.Context, res *porter.Result) error {
+	src, err := db.Open(ctx, config.Database{Name: config.EngineSQLite, Args: map[string]string{"database": s.o.SQLitePath}}, db.Options{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	tgt, err := db.Open(ctx, s.target, db.Options{ReadOnly: true, AppName: "hsops port_db"})
+	if err != nil {
+		return err
+	}
+	defer tgt.Close()
+	var diffs []string
+	for _, t := range res.Tables {
+		if t.Strategy != porter.AppendOnly && t.Strategy != porter.Recopy {
+			continue
+		}
+		var a, b int64
+		q := "SELECT count(*) FROM " + db.QuoteIdent(t.Name)
+		if err := src.QueryRowContext(ctx, q).Scan(&a); err != nil {
+			return fmt.Errorf("count %s in SQLite: %w", t.Name, err)
+		}
+		if err := tgt.QueryRowContext(ctx, q).Scan(&b); err != nil {
+			return fmt.Errorf("count %s in PostgreSQL: %w", t.Name, err)
+		}
+		if b != a && b != a-t.Skipped {
+			diffs = append(diffs, fmt.Sprintf("%s has %d rows in SQLite and %d in PostgreSQL", t.Name, a, b))
+		}
+	}
+	if len(diffs) > 0 {
+		return fmt.Errorf("%w: %s", ErrCounts, strings.Join(diffs, "; "))
+	}
+	return nil
 }

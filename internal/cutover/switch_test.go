@@ -7,10 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"hsops/internal/fault"
+	"hsops/internal/proc"
 )
 
 // TestSwitch_UnderLoad switches a homeserver that hsload keeps writing to
@@ -206,5 +209,63 @@ func TestSwitch_DryRunChangesNothing(t *testing.T) {
 		if strings.Contains(e.Name(), "sqlite-") || strings.Contains(e.Name(), "snapshot") {
 			t.Errorf("the dry run left %s", e.Name())
 		}
+	}
+}
+
+// TestSwitch_WorkersThroughPython switches a main process and a worker
+// (-a) started as synctl --python starts real Synapse: PYTHON -m <app> -c
+// CONFIG [-c WORKERCONFIG] --daemonize (a launcher script stands in for
+// Python and execs the engine).
+func TestSwitch_WorkersThroughPython(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the homeserver")
+	}
+	d := newDeployment(t, false)
+	d.load("alice", 20)
+	before := d.digest("alice")
+	python := filepath.Join(d.dir, "fake-python")
+	script := "#!/bin/sh\necho \"$*\" >> " + filepath.Join(d.dir, "launcher.log") + "\n[ \"$1\" = \"-m\" ] || exit 9\nshift 2\nexec " + filepath.Join(binDir, "homeserver") + " \"$@\"\n"
+	if err := os.WriteFile(python, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	workers := filepath.Join(d.dir, "workers")
+	writeFile(t, filepath.Join(workers, "main.yaml"), "worker_app: synapse.app.homeserver\n")
+	wport := freePort(t)
+	writeFile(t, filepath.Join(workers, "worker1.yaml"), "worker_app: synapse.app.generic_worker\nworker_name: worker1\nworker_pid_file: "+
+		filepath.Join(d.dir, "worker1.pid")+"\nworker_listeners:\n  - port: "+strconv.Itoa(wport)+"\n    type: http\n    bind_addresses: ['127.0.0.1']\n    resources:\n      - names: [client]\n")
+	opts := d.options()
+	opts.AllDir = workers
+	opts.Launcher = proc.Launcher{Python: python}
+	opts.Verify = VerifyCounts
+	pl, err := proc.Discover(proc.Selection{Config: d.config, AllDir: workers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sup := d.supervisor()
+	sup.Launcher = opts.Launcher
+	if err := sup.Start(context.Background(), pl); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sup.Kill = true
+		_ = sup.Stop(context.Background(), pl)
+	})
+	res, err := Run(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Processes) != 2 || !d.database().IsPostgres() {
+		t.Fatalf("processes %v, database %s", res.Processes, d.database())
+	}
+	if err := proc.WaitHealthy(context.Background(), pl.Workers[0].HealthURL, 10*time.Second); err != nil {
+		t.Fatalf("the worker is not healthy: %v", err)
+	}
+	if got := d.digest("alice"); got != before {
+		t.Fatalf("digest on PostgreSQL %s, on SQLite %s", got, before)
+	}
+	log, _ := os.ReadFile(filepath.Join(d.dir, "launcher.log"))
+	want := "-m synapse.app.generic_worker -c " + d.config + " -c " + filepath.Join(workers, "worker1.yaml") + " --daemonize"
+	if strings.Count(string(log), want) != 2 || strings.Count(string(log), "-m synapse.app.homeserver -c "+d.config+" --daemonize") != 1 {
+		t.Errorf("launches:\n%s\nwant the worker started twice (before and by the switch) as %q, the main process once (by the switch)", log, want)
 	}
 }
