@@ -154,11 +154,18 @@ type Result struct {
 type RolledBackError struct {
 	Phase string
 	Err   error
+	// Stopped: the homeserver was not running before the switch, and is
+	// left stopped.
+	Stopped bool
 }
 
 func (e *RolledBackError) Error() string {
-	return fmt.Sprintf("the switch failed at %s and was rolled back (the old config is back, the homeserver runs on SQLite): %s",
-		e.Phase, oneLine(e.Err))
+	state := "the homeserver runs on SQLite"
+	if e.Stopped {
+		state = "the homeserver, stopped before, is left stopped"
+	}
+	return fmt.Sprintf("the switch failed at %s and was rolled back (the old config is back, %s): %s",
+		e.Phase, state, oneLine(e.Err))
 }
 
 func (e *RolledBackError) Unwrap() error { return e.Err }
@@ -223,6 +230,8 @@ type switcher struct {
 	served   bool // the main process answered /health on PostgreSQL
 	applied  bool // the config was rewritten
 	snapshot string
+	// first is the snapshot the checks made, ported by the first pass.
+	first *sqlitecopy.Copy
 	// failure is the last process failure the supervisor reported, in its
 	// own words (a roll-back's reason).
 	failure string
@@ -419,8 +428,26 @@ func (s *switcher) prepare(ctx context.Context) error {
 	}
 	s.res.File, s.res.Backup, s.res.NewSection = s.edit.File, s.edit.Backup, s.edit.NewSection
 	s.check("config writable", "%s is rewritten (its database section only; the old file kept as %s)", s.edit.File, s.edit.Backup)
-	res, err := porter.Run(ctx, porter.Options{SQLitePath: o.SQLitePath, Target: s.target, ServerName: s.pg.ServerName,
-		BatchSize: o.BatchSize, Jobs: o.Jobs, DryRun: true, AllowInUse: true})
+	// The port's own checks, in full, on what it would port: the live file
+	// when the homeserver is stopped; else a snapshot (its integrity check
+	// reads every page, which in rollback-journal mode would hold the
+	// homeserver's writes for as long), which the first pre-copy pass then
+	// ports.
+	checked := o.SQLitePath
+	if s.running {
+		removeSQLite(s.snapshot)
+		cp, err := sqlitecopy.Backup(ctx, o.SQLitePath, s.snapshot, nil)
+		if err != nil {
+			removeSQLite(s.snapshot)
+			return err
+		}
+		s.first, checked = &cp, s.snapshot
+	}
+	res, err := porter.Run(ctx, porter.Options{SQLitePath: checked, Target: s.target, ServerName: s.pg.ServerName,
+		BatchSize: o.BatchSize, Jobs: o.Jobs, DryRun: true})
+	if o.DryRun || err != nil {
+		removeSQLite(s.snapshot)
+	}
 	if err != nil {
 		return err
 	}
@@ -526,17 +553,22 @@ func sameFile(configured, given string) error {
 // With the homeserver stopped, there is nothing to gain: the final port
 // does it all.
 func (s *switcher) preCopy(ctx context.Context) error {
+	defer removeSQLite(s.snapshot)
 	if !s.running {
 		s.emit(Event{Type: "pass", Phase: PhasePreCopy, Message: "the homeserver is not running: the final port copies everything"})
 		return nil
 	}
-	defer removeSQLite(s.snapshot)
 	for i := 1; i <= s.o.PreCopyPasses; i++ {
 		t0 := time.Now()
-		removeSQLite(s.snapshot)
-		cp, err := sqlitecopy.Backup(ctx, s.o.SQLitePath, s.snapshot, nil)
-		if err != nil {
-			return err
+		var cp sqlitecopy.Copy
+		if i == 1 && s.first != nil {
+			cp = *s.first
+		} else {
+			removeSQLite(s.snapshot)
+			var err error
+			if cp, err = sqlitecopy.Backup(ctx, s.o.SQLitePath, s.snapshot, nil); err != nil {
+				return err
+			}
 		}
 		res, err := porter.Run(ctx, s.portOptions(s.snapshot, false))
 		if err != nil {
@@ -629,7 +661,7 @@ func (s *switcher) rollback(ctx context.Context, phase string, cause error) erro
 	if fault.IsInterrupted(cause) {
 		return fmt.Errorf("rolled back after the switch was interrupted at %s: %w", phase, cause)
 	}
-	return &RolledBackError{Phase: phase, Err: cause}
+	return &RolledBackError{Phase: phase, Err: cause, Stopped: !s.running}
 }
 
 // verifyCounts compares the row count of every copied table on both sides

@@ -232,7 +232,7 @@ func TestSwitch_WorkersThroughPython(t *testing.T) {
 	writeFile(t, filepath.Join(workers, "main.yaml"), "worker_app: synapse.app.homeserver\n")
 	wport := freePort(t)
 	writeFile(t, filepath.Join(workers, "worker1.yaml"), "worker_app: synapse.app.generic_worker\nworker_name: worker1\nworker_pid_file: "+
-		filepath.Join(d.dir, "worker1.pid")+"\nworker_listeners:\n  - port: "+strconv.Itoa(wport)+"\n    type: http\n    bind_addresses: ['127.0.0.1']\n    resources:\n      - names: [client]\n")
+		filepath.Join(d.dir, "worker1.pid")+"\nworker_log_config: "+filepath.Join(d.dir, "hs", "example.org.log.config")+"\nworker_listeners:\n  - port: "+strconv.Itoa(wport)+"\n    type: http\n    bind_addresses: ['127.0.0.1']\n    resources:\n      - names: [client]\n")
 	opts := d.options()
 	opts.AllDir = workers
 	opts.Launcher = proc.Launcher{Python: python}
