@@ -1,7 +1,8 @@
 // Command hsload makes load for the homeserver and its tools: it fills
 // databases directly (generate), drives a running homeserver through its
 // HTTP API (http), and measures port_db against a raw PostgreSQL COPY of the
-// same rows (bench-port).
+// same rows (bench-port), and port_db --switch-config under load
+// (bench-switch).
 package main
 
 import (
@@ -47,12 +48,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func newRootCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
-		Use:   "hsload generate|http|check|bench-port|bench-rehearse",
+		Use:   "hsload generate|http|check|bench-port|bench-rehearse|bench-switch",
 		Short: "Load generators and benchmarks for the homeserver and its tools",
 		Long:  tool.ExitHelp(),
 		Args:  cli.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			return cli.Usagef("name a subcommand: generate, http, check, bench-port or bench-rehearse")
+			return cli.Usagef("name a subcommand: generate, http, check, bench-port, bench-rehearse or bench-switch")
 		},
 	}
 	root.AddCommand(newGenerateCmd(ctx, stdout), newHTTPCmd(ctx, stdout), newCheckCmd(ctx, stdout), newBenchPortCmd(ctx, stdout, stderr),
