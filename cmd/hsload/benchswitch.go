@@ -72,6 +72,7 @@ type benchSwitchResult struct {
 	Verify       string          `json:"verify"`
 	SentDuring   int             `json:"messages_sent_during_pre_copy"`
 	SendErrors   int             `json:"send_errors"`
+	LoadError    string          `json:"load_error,omitempty"`
 	LoadAvg      string          `json:"loadavg_at_stop"`
 	LoadAvgAfter string          `json:"loadavg_after"`
 	Switch       *cutover.Result `json:"switch"`
@@ -192,6 +193,7 @@ func benchSwitch(ctx context.Context, stdout io.Writer, o benchSwitchOptions) er
 	res.LoadAvgAfter = loadAvg()
 	res.Switch = sw
 	if rep != nil {
+		res.LoadError = rep.FirstError
 		for _, ph := range rep.Phases {
 			if ph.Name == "send" {
 				res.SentDuring, res.SendErrors = ph.Requests, ph.Errors
@@ -206,6 +208,9 @@ func benchSwitch(ctx context.Context, stdout io.Writer, o benchSwitchOptions) er
 	}
 	fmt.Fprintf(stdout, "\n%d messages (%.0f MB of SQLite), %d clients sending during the pre-copy (%d messages sent)\n",
 		res.Events, res.SQLiteMB, res.Clients, res.SentDuring)
+	if res.LoadError != "" {
+		fmt.Fprintf(stdout, "the clients' first error: %s\n", res.LoadError)
+	}
 	for i, p := range sw.PreCopy {
 		fmt.Fprintf(stdout, "pre-copy pass %d: snapshot %s %.1fs, %d rows, %.1fs in all\n", i+1, p.Snapshot.Method, float64(p.Snapshot.Millis)/1000, p.Rows, float64(p.Millis)/1000)
 	}
