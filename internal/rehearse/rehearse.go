@@ -19,6 +19,7 @@ import (
 	"hsops/internal/db"
 	"hsops/internal/fault"
 	"hsops/internal/releases"
+	"hsops/internal/sqlitecopy"
 	"hsops/internal/synapse"
 	"hsops/schema"
 	"hsops/schema/engine"
@@ -223,13 +224,13 @@ func inspectSource(ctx context.Context, dbc config.Database) (*source, error) {
 	var d *db.DB
 	if dbc.IsSQLite() {
 		path := dbc.SQLitePath()
-		sdb, err := openSourceSQLite(ctx, path)
+		sdb, err := sqlitecopy.OpenReadOnly(ctx, path)
 		if err != nil {
 			return nil, err
 		}
 		d = &db.DB{DB: sdb, Engine: db.SQLite, Path: path, Label: dbc.Label, DataStores: dbc.DataStores,
 			Desc: fmt.Sprintf("SQLite database %q", path)}
-		s.size = sqliteSize(path)
+		s.size = sqlitecopy.Size(path)
 	} else {
 		var err error
 		d, err = db.Open(ctx, dbc, db.Options{ReadOnly: true, AppName: inspectApp, MaxConns: 1})

@@ -1,15 +1,17 @@
 // Package sqlitecopy makes a consistent copy of a live SQLite database (the
-// homeserver's, while it serves): the online backup API in WAL mode, a copy
-// under the read lock in rollback-journal mode once the homeserver's writes
-// keep restarting the backup. Pages are copied as they are, so rowids are
-// the source's (a VACUUM INTO would renumber them, which a resumable port
-// cannot allow). Used by rehearse (its scratch copy) and by port_db
-// --switch-config (its pre-copy).
+// homeserver's, while it serves): the online backup API in WAL mode; in
+// rollback-journal mode a plain copy under the read lock when nobody else
+// has the file open, else the backup API, restarted by the homeserver's
+// writes, then the copy under the read lock. Pages are copied as they are,
+// so rowids are the source's (a VACUUM INTO would renumber them, which a
+// resumable port cannot allow). Used by rehearse (its scratch copy) and by
+// port_db --switch-config (its pre-copy).
 package sqlitecopy
 
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -136,7 +138,7 @@ func Backup(ctx context.Context, src, dst string, progress func(done, total int6
 	wal := strings.EqualFold(mode, "wal")
 	var pageSize int64
 	if err := conn.QueryRowContext(ctx, "PRAGMA page_size").Scan(&pageSize); err != nil {
-		return c, err
+		return c, fmt.Errorf("read the page size of %q: %w", src, err)
 	}
 	inTx := false
 	lock := func() error {
@@ -224,6 +226,21 @@ func backupAPI(ctx context.Context, conn *sql.Conn, src, dst string, pageSize in
 				return err
 			}
 			more, err := b.Step(pagesPerStep)
+			if err != nil && isBusy(err) {
+				// A writer of another process holds the file (the backup
+				// does not wait for its read lock as a query does): it
+				// counts as a restart, and the step is tried again.
+				if restarts > 0 {
+					if seen++; seen >= restarts {
+						return b.Finish()
+					}
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(10 * time.Millisecond):
+				}
+				continue
+			}
 			if err != nil {
 				_ = b.Finish()
 				return fmt.Errorf("copy %q: %w", src, err)
@@ -252,6 +269,17 @@ func backupAPI(ctx context.Context, conn *sql.Conn, src, dst string, pageSize in
 		err = os.Remove(dst)
 	}
 	return done, err
+}
+
+// isBusy reports whether err is SQLite's SQLITE_BUSY or SQLITE_LOCKED
+// (primary codes 5 and 6).
+func isBusy(err error) bool {
+	var se interface{ Code() int }
+	if !errors.As(err, &se) {
+		return false
+	}
+	c := se.Code() & 0xff
+	return c == 5 || c == 6
 }
 
 // copyFileProgress copies a file (in the kernel where it can), in chunks
