@@ -17,6 +17,7 @@ import (
 	"hsops/internal/cli"
 	"hsops/internal/fault"
 	"hsops/internal/proc"
+	"hsops/internal/synapse"
 )
 
 // tool is synctl's exit table; 1 and 2 keep Synapse's synctl's meanings.
@@ -82,9 +83,12 @@ listener (--no-wait skips); stop waits up to --timeout for each process to exit,
 then names the ones that did not (--kill sends SIGKILL to them). Stale and
 recycled pid files are detected; zombies count as stopped.
 
-Processes are started with the homeserver binary next to synctl or on PATH;
-with --python PATH (or SYNCTL_PYTHON) a real Synapse is started instead, as
-PATH -m <worker_app> -c CONFIG [-c WORKERCONFIG] --daemonize.
+A real Synapse is started, as PY -m <worker_app> -c CONFIG [-c WORKERCONFIG]
+--daemonize, with the Python of the Synapse installation: --python PY, else
+$SYNAPSE_PYTHON (or $SYNCTL_PYTHON), else the interpreter of the synapse
+package on PATH (the #! line of its update_synapse_database, synapse_homeserver
+or synctl script). Without one, the homeserver binary next to synctl or on PATH
+is started.
 
 ` + tool.ExitHelp(),
 		Args: cli.NoArgs,
@@ -96,7 +100,7 @@ PATH -m <worker_app> -c CONFIG [-c WORKERCONFIG] --daemonize.
 	f.StringVarP(&o.worker, "worker", "w", "", "act on this worker config only")
 	f.StringVarP(&o.allDir, "all-processes", "a", "", "act on every *.yaml worker config in this directory")
 	f.BoolVar(&o.noDaemonize, "no-daemonize", false, "run the process in the foreground (synctl waits for it to exit)")
-	f.StringVar(&o.python, "python", "", "start real Synapse with this Python (also SYNCTL_PYTHON)")
+	f.StringVar(&o.python, "python", "", "start real Synapse with this Python (default: $SYNAPSE_PYTHON, else the synapse installed on PATH)")
 	f.StringVar(&o.homeserver, "homeserver", "", "the homeserver binary (default: next to synctl, then PATH)")
 	f.DurationVar(&o.timeout, "timeout", 60*time.Second, "how long to wait for a process to become healthy or to exit")
 	f.BoolVar(&o.kill, "kill", false, "stop: send SIGKILL to processes still running after --timeout")
@@ -124,10 +128,7 @@ func (o *options) plan(args []string) (proc.Plan, error) {
 
 // supervisor is the supervisor the flags describe, reporting to out.
 func (o *options) supervisor(out *printer) *proc.Supervisor {
-	python := o.python
-	if python == "" {
-		python = os.Getenv("SYNCTL_PYTHON")
-	}
+	python := synapse.ResolvePython(o.python).Path
 	return &proc.Supervisor{
 		Launcher: proc.Launcher{Python: python, Homeserver: o.homeserver, NoDaemonize: o.noDaemonize,
 			Stdin: os.Stdin, Stdout: o.stdout, Stderr: o.stderr},

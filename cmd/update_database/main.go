@@ -90,9 +90,14 @@ planned and checked before the first write, each schema version is applied in
 one transaction, and two runs cannot change the same database at once.
 
 It accepts the flags of Synapse's update_synapse_database. It upgrades and
-rolls back only databases created by the hsops engine; on a Synapse database
-it reports where the database stands (status, upgrade-check) and runs the
-repairs and rollbacks Synapse's upgrade notes prescribe.
+rolls back databases created by the hsops engine itself. On a Synapse
+database, with the Python of a Synapse release (--python PY, else
+$SYNAPSE_PYTHON, else the synapse installed on PATH), it runs that release's
+update_synapse_database with the same guards: the plan first, the refusal
+under a running homeserver, the schema lock, progress per background update,
+and Synapse's hang after a failing background update detected and stopped.
+It also reports where a Synapse database stands (status, upgrade-check) and
+runs the repairs and rollbacks Synapse's upgrade notes prescribe.
 
 ` + tool.ExitHelp(),
 		Args: cli.NoArgs,
@@ -108,6 +113,7 @@ repairs and rollbacks Synapse's upgrade notes prescribe.
 	f.BoolVar(&opts.runBackground, "run-background-updates", false, "after the schema upgrade, run every pending background update to completion")
 	f.BoolVar(&opts.dryRun, "dry-run", false, "print the plan and change nothing")
 	f.IntVar(&opts.target, "to-version", 0, "stop at this schema version (default: the newest, 83)")
+	f.StringVar(&opts.python, "python", "", "Synapse databases: run the upgrade of the Synapse release installed at this Python (default: $SYNAPSE_PYTHON, else the synapse on PATH)")
 	root.AddCommand(newStatusCmd(g), newBackgroundCmd(g), newRepairCmd(g), newUpgradeCheckCmd(g), newNotesCmd(g), newRollbackCmd(g), newRehearseCmd(g))
 	addCompletion(root)
 	return root

@@ -22,6 +22,7 @@ type upgradeOptions struct {
 	runBackground bool
 	dryRun        bool
 	target        int
+	python        string
 }
 
 func runUpgrade(ctx context.Context, o *upgradeOptions) error {
@@ -32,13 +33,16 @@ func runUpgrade(ctx context.Context, o *upgradeOptions) error {
 	if o.dryRun && o.runBackground {
 		return cli.Usagef("--dry-run and --run-background-updates cannot be used together")
 	}
+	if py, ok := synapsePython(ctx, o, cfg); ok {
+		return runSynapseUpgrade(ctx, o, cfg, py)
+	}
 	// Every database is checked and planned before the first is written:
 	// a refusal of the second leaves the first untouched too.
 	plans := make([]*planned, 0, len(cfg.Databases))
 	for _, dbc := range cfg.Databases {
 		p, err := planOne(ctx, o, cfg, dbc)
 		if err != nil {
-			return fault.InterruptCtx(ctx, err, "nothing was changed")
+			return fault.InterruptCtx(ctx, needPython(err), "nothing was changed")
 		}
 		plans = append(plans, p)
 	}

@@ -30,17 +30,21 @@ type Release struct {
 	Schema int `json:"schema_version"`
 	// Compat is SCHEMA_COMPAT_VERSION (0 before v1.37, which had none).
 	Compat int `json:"compat_version"`
+	// SchemaDir is the release's synapse/storage/schema directory, where
+	// its delta files are.
+	SchemaDir string `json:"schema_dir,omitempty"`
 }
 
 // probeScript prints the release as one JSON line. Importing the schema
 // module is what Synapse's start-up does too; it needs no config.
-const probeScript = `import json, synapse
+const probeScript = `import json, os, synapse
+import synapse.storage.schema as schema_pkg
 from synapse.storage.schema import SCHEMA_VERSION
 try:
     from synapse.storage.schema import SCHEMA_COMPAT_VERSION
 except ImportError:
     SCHEMA_COMPAT_VERSION = 0
-print(json.dumps({"version": synapse.__version__, "schema": SCHEMA_VERSION, "compat": SCHEMA_COMPAT_VERSION}))
+print(json.dumps({"version": synapse.__version__, "schema": SCHEMA_VERSION, "compat": SCHEMA_COMPAT_VERSION, "dir": os.path.dirname(os.path.abspath(schema_pkg.__file__))}))
 `
 
 // Probe asks python which Synapse release it has installed.
@@ -65,11 +69,12 @@ func Probe(ctx context.Context, python string) (*Release, error) {
 		Version string `json:"version"`
 		Schema  int    `json:"schema"`
 		Compat  int    `json:"compat"`
+		Dir     string `json:"dir"`
 	}
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &got); err != nil || got.Schema == 0 {
 		return nil, fmt.Errorf("%w: %s: it did not say its schema version (%q)", ErrNoSynapse, python, lines[len(lines)-1])
 	}
-	return &Release{Python: python, Version: got.Version, Schema: got.Schema, Compat: got.Compat}, nil
+	return &Release{Python: python, Version: got.Version, Schema: got.Schema, Compat: got.Compat, SchemaDir: got.Dir}, nil
 }
 
 // lastLine is the last non-empty line of s.

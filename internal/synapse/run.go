@@ -68,6 +68,12 @@ type Event struct {
 	Progress string `json:"progress_json,omitempty"`
 	Millis   int64  `json:"ms,omitempty"`
 	Error    string `json:"error,omitempty"`
+	// Done, Total and ETAMillis are an update's items done (this run's
+	// batches and those before), its estimated total and the time left at
+	// the rate so far; set by Upgrade when the update's work is known.
+	Done      int64 `json:"done,omitempty"`
+	Total     int64 `json:"total,omitempty"`
+	ETAMillis int64 `json:"eta_ms,omitempty"`
 }
 
 // DatabaseState is a database's bookkeeping at one moment.
