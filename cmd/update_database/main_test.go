@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
@@ -23,6 +24,7 @@ func TestMain(m *testing.M) {
 func TestScripts(t *testing.T) {
 	p := scripttest.Params("testdata/script")
 	p.Cmds["serve"] = serve
+	p.Cmds["waitfor"] = waitfor
 	scripttest.Run(t, p)
 }
 
@@ -49,4 +51,19 @@ func serve(ts *testscript.TestScript, neg bool, args []string) {
 		cancel()
 		<-done
 	})
+}
+
+// waitfor FILE waits (up to a minute) for a file to exist: a run started
+// in the background with & has reached that point.
+func waitfor(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: waitfor FILE")
+	}
+	p := ts.MkAbs(args[0])
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(p); err == nil {
+			return
+		}
+	}
+	ts.Fatalf("waitfor: %s did not appear", args[0])
 }

@@ -54,7 +54,7 @@ func FixFor(f *Failure) string {
 	case f.Delta != "":
 		return fmt.Sprintf("nothing of delta %s was kept (its file and its bookkeeping row roll back together): the error above comes from Synapse's delta; fix what it names, or report it to Synapse with the output", f.Delta)
 	case f.Update != "":
-		return fmt.Sprintf("background update %q keeps its saved progress: fix what the error names; Synapse retries it at its next start (or run update_synapse_database --run-background-updates)", f.Update)
+		return fmt.Sprintf("background update %q keeps its saved progress: fix what the error names; Synapse retries it at its next start (or run update_database --database-config <config> --python PY --run-background-updates)", f.Update)
 	}
 	return "read the output above for the cause"
 }
