@@ -90,7 +90,7 @@ func printQueue(g *globals, q status.Queue) {
 		fmt.Fprintln(g.stdout, "   * runs next")
 	}
 	if q.Kind == schema.KindSynapse {
-		fmt.Fprintln(g.stdout, "   Synapse runs these itself while it serves (or with update_synapse_database --run-background-updates)")
+		fmt.Fprintln(g.stdout, "   Synapse runs these itself while it serves (or now: update_database --database-config CONFIG --python PY --run-background-updates)")
 	}
 }
 

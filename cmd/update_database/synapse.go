@@ -152,6 +152,9 @@ func (s *synapseReporter) event(ev synapse.Event) {
 		}
 		// Without a terminal: the first batch, then a line every 5 s.
 		key := ev.Update
+		if s.last == nil {
+			s.last = map[string]time.Time{}
+		}
 		if t, seen := s.last[key]; seen && time.Since(t) < 5*time.Second {
 			return
 		}
@@ -162,7 +165,11 @@ func (s *synapseReporter) event(ev synapse.Event) {
 		fmt.Fprintf(w, "  %s: attempt failed: %s\n", ev.Update, ev.Error)
 	case "update_done":
 		s.finishBar()
-		fmt.Fprintf(w, "background update %s: done in %s (%s)\n", ev.Update, ms(ev.Millis), nOf(int(ev.Items), "item", "items"))
+		items := ""
+		if ev.Items > 0 {
+			items = " (" + nOf(int(ev.Items), "item", "items") + ")"
+		}
+		fmt.Fprintf(w, "background update %s: done in %s%s\n", ev.Update, ms(ev.Millis), items)
 	case "aborted":
 		fmt.Fprintf(w, "Synapse logged \"5 back-to-back background update failures; aborting.\" (update %s)\n", ev.Update)
 	case "stopping":

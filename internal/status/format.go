@@ -86,7 +86,11 @@ func (s Database) Format(w io.Writer, configArg string) {
 		if u.DependsOn != "" {
 			dep = ", after " + u.DependsOn
 		}
-		fmt.Fprintf(w, "%-20s   %s (ordering %d%s) progress %s\n", "", u.Name, u.Ordering, dep, u.Progress)
+		work := ""
+		if wk, ok := s.Work[u.Name]; ok && wk.Total > 0 {
+			work = fmt.Sprintf(", %d/%d items done (%d%%)", wk.Done, wk.Total, 100*wk.Done/wk.Total)
+		}
+		fmt.Fprintf(w, "%-20s   %s (ordering %d%s) progress %s%s\n", "", u.Name, u.Ordering, dep, u.Progress, work)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"hsops/internal/fault"
 	"hsops/internal/inspect"
 	"hsops/internal/releases"
+	"hsops/internal/synapse"
 	"hsops/schema"
 	"hsops/schema/engine"
 )
@@ -40,8 +41,11 @@ type Database struct {
 	PendingDeltas        []string               `json:"pending_deltas"`
 	PendingTarget        int                    `json:"pending_target,omitempty"`
 	Updates              []schema.PendingUpdate `json:"pending_background_updates"`
-	CreatedVersion       int                    `json:"created_at_schema,omitempty"`
-	CreatedAt            string                 `json:"created_at,omitempty"`
+	// Work is the estimated work of pending Synapse background updates,
+	// by name, where it is known (synapse.Estimate).
+	Work           map[string]Work `json:"background_update_work,omitempty"`
+	CreatedVersion int             `json:"created_at_schema,omitempty"`
+	CreatedAt      string          `json:"created_at,omitempty"`
 	// Note says why nothing is pending on a database newer than hsops
 	// knows that this version may use.
 	Note string `json:"note,omitempty"`
@@ -96,6 +100,16 @@ func One(ctx context.Context, dbc config.Database) (Database, error) {
 		Applied: len(st.Applied), Updates: st.Updates, PendingDeltas: []string{}}
 	if s.Updates == nil {
 		s.Updates = []schema.PendingUpdate{}
+	}
+	if ro != nil && st.Kind == schema.KindSynapse {
+		for _, u := range st.Updates {
+			if left, total, ok := synapse.Estimate(ctx, ro, u.Name, u.Progress); ok {
+				if s.Work == nil {
+					s.Work = map[string]Work{}
+				}
+				s.Work[u.Name] = Work{Done: total - left, Total: total}
+			}
+		}
 	}
 	if ro == nil && dbc.IsSQLite() {
 		s.Kind = "missing"
@@ -166,6 +180,12 @@ func (s *Database) pending(st *schema.State, dbc config.Database) {
 	}
 }
 
+// Work is a background update's estimated items done and total.
+type Work struct {
+	Done  int64 `json:"items_done"`
+	Total int64 `json:"items_total"`
+}
+
 // Queue is the background-update queue of one database.
 type Queue struct {
 	// Database describes the database (Describe).
@@ -183,6 +203,15 @@ func Updates(ctx context.Context, cfg *config.Config) ([]Queue, error) {
 			return nil, err
 		}
 		q := Queue{Database: inspect.Describe(dbc), UpdatesStatus: engine.Schema().Updates.Status(ctx, ro, st)}
+		if st.Kind == schema.KindSynapse {
+			// Synapse runs its own handlers: the work is estimated from
+			// progress_json and the table each walks.
+			for i, u := range q.Pending {
+				if left, total, ok := synapse.Estimate(ctx, ro, u.Name, u.Progress); ok {
+					q.Pending[i].Left, q.Pending[i].Total = &left, &total
+				}
+			}
+		}
 		ro.Close()
 		out = append(out, q)
 	}

@@ -318,6 +318,20 @@ func (w *watcher) run(ctx context.Context) error {
 			if !waiting {
 				continue
 			}
+			// The output read so far comes first: a batch logged before
+			// its update's row was seen gone belongs to that update.
+			for more := lines != nil; more; {
+				select {
+				case l, ok := <-lines:
+					if !ok {
+						linesDone, lines, more = true, nil, false
+						continue
+					}
+					w.line(l)
+				default:
+					more = false
+				}
+			}
 			w.poll(ctx)
 			if !w.aborted.IsZero() && !stopping && time.Since(w.aborted) >= w.opts.AbortGrace {
 				// Synapse gave up its background updates but keeps
