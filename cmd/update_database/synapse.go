@@ -84,6 +84,9 @@ type synapseReporter struct {
 
 	bar  *progressbar.ProgressBar
 	last map[string]time.Time
+	// done are the updates whose end was shown (a late batch line of
+	// theirs is not).
+	done map[string]bool
 }
 
 func (s *synapseReporter) plan(p *synapse.UpgradePlan) {
@@ -108,7 +111,7 @@ func (s *synapseReporter) plan(p *synapse.UpgradePlan) {
 			fmt.Fprintln(w, "  the schema is up to date")
 		}
 		if n := len(d.Pending); n > 0 {
-			fmt.Fprintf(w, "  %d background update(s) pending (%d queued before this run)\n", n, n)
+			fmt.Fprintf(w, "  %d background update(s) queued\n", n)
 		}
 	}
 }
@@ -143,6 +146,9 @@ func (s *synapseReporter) event(ev synapse.Event) {
 		}
 		fmt.Fprintf(w, "background update %s: started%s\n", ev.Update, workOf(ev))
 	case "update_batch":
+		if s.done[ev.Update] {
+			return
+		}
 		if s.bar != nil {
 			if ev.Total > s.bar.GetMax64() {
 				s.bar.ChangeMax64(ev.Total)
@@ -165,6 +171,10 @@ func (s *synapseReporter) event(ev synapse.Event) {
 		fmt.Fprintf(w, "  %s: attempt failed: %s\n", ev.Update, ev.Error)
 	case "update_done":
 		s.finishBar()
+		if s.done == nil {
+			s.done = map[string]bool{}
+		}
+		s.done[ev.Update] = true
 		items := ""
 		if ev.Items > 0 {
 			items = " (" + nOf(int(ev.Items), "item", "items") + ")"
