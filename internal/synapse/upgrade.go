@@ -250,6 +250,9 @@ type work struct {
 	known    bool
 	start    time.Time
 	measured time.Time
+	// finished: its row was gone when measured (later batch lines add
+	// nothing).
+	finished bool
 }
 
 // estimator adds the work done, the total and an ETA to the run's events.
@@ -270,7 +273,9 @@ func (e *estimator) event(ev Event) {
 		w.initial = w.done
 		e.fill(&ev, w)
 	case "update_batch":
-		if w := e.work[key]; w != nil {
+		if w := e.work[key]; w != nil && w.finished {
+			e.fill(&ev, w)
+		} else if w != nil {
 			// The batch is committed when Synapse logs it: the table
 			// and progress_json say how far it is (read at most once a
 			// second; in between, the batches' items are added).
@@ -313,6 +318,13 @@ func (e *estimator) measure(ev Event, w *work) {
 		if left, total, ok := Estimate(e.ctx, d, ev.Update, u.Progress); ok {
 			w.known, w.total, w.done, w.measured = true, total, total-left, time.Now()
 		}
+		return
+	}
+	// Its row is gone: the update finished before its log lines were
+	// read. All of its work is done.
+	if _, total, ok := Estimate(e.ctx, d, ev.Update, "{}"); ok {
+		w.known, w.total, w.done, w.measured = true, total, total, time.Now()
+		w.finished = true
 	}
 }
 
@@ -323,7 +335,9 @@ func (e *estimator) fill(ev *Event, w *work) {
 		return
 	}
 	if w.done > w.total {
-		w.total = w.done // rows added while it runs
+		// A batch counted both from the table and from its log line:
+		// the table is right (the next measure corrects the total).
+		w.done = w.total
 	}
 	ev.Total = w.total
 	elapsed := time.Since(w.start)
