@@ -122,7 +122,7 @@ func Prepare(ctx context.Context, cfg *config.Config, req Request) ([]*Prepared,
 }
 
 func prepare(ctx context.Context, cfg *config.Config, dbc config.Database, req Request) (*Prepared, error) {
-	ro, st, err := inspect.InspectExisting(ctx, dbc)
+	ro, st, err := inspect.ForWriting(ctx, dbc)
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"hsops/internal/config"
 	"hsops/internal/db"
@@ -25,7 +26,7 @@ func Inspect(ctx context.Context, dbc config.Database) (*db.DB, *schema.State, e
 		return nil, &schema.State{Kind: schema.KindEmpty}, nil
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, busy(dbc, err)
 	}
 	st, err := schema.ReadState(ctx, d, d.DB)
 	if err != nil {
@@ -33,6 +34,30 @@ func Inspect(ctx context.Context, dbc config.Database) (*db.DB, *schema.State, e
 		return nil, nil, err
 	}
 	return d, st, nil
+}
+
+// ForWriting is InspectExisting for a command that will change the
+// database: another hsops tool holding the schema lock is named at once,
+// before a read that its open transaction would hold up.
+func ForWriting(ctx context.Context, dbc config.Database) (*db.DB, *schema.State, error) {
+	if dbc.IsSQLite() {
+		if err := schema.CheckLockFile(dbc.SQLitePath()); err != nil {
+			return nil, nil, err
+		}
+	}
+	return InspectExisting(ctx, dbc)
+}
+
+// busy names what keeps a SQLite file locked past the busy timeout: the
+// hsops tool holding the schema lock, or else another process's write.
+func busy(dbc config.Database, err error) error {
+	if !dbc.IsSQLite() || !strings.Contains(err.Error(), "SQLITE_BUSY") {
+		return err
+	}
+	if lerr := schema.CheckLockFile(dbc.SQLitePath()); lerr != nil {
+		return lerr
+	}
+	return fault.Wrap(fault.Locked, err, "another process holds a write transaction open on it (the homeserver, a backup, a sqlite3 shell): wait for it to end, then run the same command again")
 }
 
 // InspectExisting is Inspect for a database that must exist: a missing

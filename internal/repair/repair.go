@@ -54,7 +54,7 @@ func StateGroupEdges(ctx context.Context, cfg *config.Config, opts Options) (*Ed
 	if err != nil {
 		return nil, err
 	}
-	ro, st, err := inspect.InspectExisting(ctx, dbc)
+	ro, st, err := inspect.ForWriting(ctx, dbc)
 	if err != nil {
 		return nil, err
 	}
