@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -128,7 +129,15 @@ func (o *options) plan(args []string) (proc.Plan, error) {
 
 // supervisor is the supervisor the flags describe, reporting to out.
 func (o *options) supervisor(out *printer) *proc.Supervisor {
-	python := synapse.ResolvePython(o.python).Path
+	py := synapse.ResolvePython(o.python)
+	if strings.HasPrefix(py.From, "PATH") {
+		// A Synapse merely installed on PATH does not displace the engine:
+		// it is started only when no engine binary is found.
+		if _, err := proc.FindEngine(o.homeserver); err == nil {
+			py = synapse.Python{}
+		}
+	}
+	python := py.Path
 	return &proc.Supervisor{
 		Launcher: proc.Launcher{Python: python, Homeserver: o.homeserver, NoDaemonize: o.noDaemonize,
 			Stdin: os.Stdin, Stdout: o.stdout, Stderr: o.stderr},

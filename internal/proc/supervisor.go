@@ -275,9 +275,13 @@ func (s *Supervisor) command(p Process) (*exec.Cmd, error) {
 
 // binary finds the engine: the Homeserver given, else next to this
 // program, else on PATH.
-func (s *Supervisor) binary() (string, error) {
-	if s.Homeserver != "" {
-		return s.Homeserver, nil
+func (s *Supervisor) binary() (string, error) { return FindEngine(s.Homeserver) }
+
+// FindEngine finds the engine's binary: given if not "", else the
+// homeserver next to this program, else on PATH; ErrNoBinary if none.
+func FindEngine(given string) (string, error) {
+	if given != "" {
+		return given, nil
 	}
 	if exe, err := os.Executable(); err == nil {
 		candidate := filepath.Join(filepath.Dir(exe), "homeserver")
