@@ -20,7 +20,7 @@ import (
 	"hsops/internal/config"
 	"hsops/internal/db"
 	"hsops/internal/gen"
-	"hsops/internal/pgtest"
+	"hsops/internal/pgcluster"
 )
 
 func newBenchRehearseCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
@@ -63,10 +63,12 @@ cluster is started from the initdb and pg_ctl on the machine.`,
 			}
 			if on == "postgres" || on == "both" {
 				if pgURL == "" {
-					if pgURL, err = pgtest.Admin(); err != nil {
+					cluster, err := pgcluster.Start()
+					if err != nil {
 						return fmt.Errorf("no PostgreSQL: pass --postgres-url or install initdb/pg_ctl: %w", err)
 					}
-					defer pgtest.Stop()
+					defer cluster.Stop()
+					pgURL = cluster.AdminURL()
 				}
 				if err := b.postgres(pgURL); err != nil {
 					return err
@@ -82,7 +84,7 @@ cluster is started from the initdb and pg_ctl on the machine.`,
 	f.IntVar(&rounds, "rounds", 1, "measure this many times (each round: reference copy, real upgrade, rehearsal)")
 	f.BoolVar(&wal, "sqlite-wal", false, "SQLite: the database in WAL mode, as Synapse's (copied with the backup API)")
 	f.StringVar(&work, "work", filepath.Join(os.TempDir(), "hsops-bench-rehearse"), "directory for the generated database (reused across runs)")
-	f.StringVar(&pgURL, "postgres-url", os.Getenv(pgtest.EnvURL), "PostgreSQL admin URL")
+	f.StringVar(&pgURL, "postgres-url", os.Getenv(pgcluster.EnvURL), "PostgreSQL admin URL")
 	f.StringVar(&updateDB, "update-database", "", "the update_database binary (default: next to hsload, then PATH)")
 	return cmd
 }
