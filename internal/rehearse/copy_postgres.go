@@ -257,7 +257,7 @@ func snapshotCopy(ctx context.Context, maint *pgx.Conn, dbc config.Database, scr
 			}
 			defer conn.Close(context.WithoutCancel(ctx))
 			for _, stmt := range jobs[i] {
-				if _, err := conn.Exec(ctx, stmt); err != nil {
+				if err := execRetryingDeadlocks(ctx, conn, stmt); err != nil {
 					return fmt.Errorf("rebuild %s in %s: %w", firstLine(stmt), scratch, err)
 				}
 			}
@@ -462,4 +462,23 @@ func firstLine(s string) string {
 func dropPostgres(ctx context.Context, maint *pgx.Conn, name string) error {
 	_, err := maint.Exec(ctx, "DROP DATABASE IF EXISTS "+qi(name))
 	return err
+}
+
+// execRetryingDeadlocks runs one statement of the rebuild. Two foreign keys
+// added side by side lock both of their tables, so tables that reference
+// each other can deadlock: PostgreSQL aborts one of them, which is run
+// again (nothing of it was kept).
+func execRetryingDeadlocks(ctx context.Context, conn *pgx.Conn, stmt string) error {
+	for attempt := 1; ; attempt++ {
+		_, err := conn.Exec(ctx, stmt)
+		var pe *pgconn.PgError
+		if err == nil || attempt == 5 || !errors.As(err, &pe) || pe.Code != "40P01" {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(attempt*50) * time.Millisecond):
+		}
+	}
 }
