@@ -602,6 +602,16 @@ func (s *switcher) portOptions(path string, verify bool) porter.Options {
 
 // finalPort ports the live file with the homeserver stopped, and verifies.
 func (s *switcher) finalPort(ctx context.Context) error {
+	// A stopped process may still be closing the file (its pid file gone
+	// before its exit): wait for the last holder, as long as a stop may take.
+	deadline := time.Now().Add(max(s.o.Timeout, 10*time.Second))
+	for proc.HomeserverRunning(proc.Target{SQLite: []string{s.o.SQLitePath}}).Running() && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 	res, err := porter.Run(ctx, s.portOptions(s.o.SQLitePath, s.o.Verify == VerifyFull))
 	if err != nil {
 		return err
