@@ -2,55 +2,31 @@ package rehearse
 
 import (
 	"encoding/xml"
-	"fmt"
+	"time"
 
+	"hsops/internal/junit"
 	"hsops/internal/upgradecheck"
 )
-
-// The JUnit report of a rehearsal: test cases with their times.
-type rehearsalSuites struct {
-	XMLName xml.Name         `xml:"testsuites"`
-	Suites  []rehearsalSuite `xml:"testsuite"`
-}
-
-type rehearsalSuite struct {
-	Name     string          `xml:"name,attr"`
-	Tests    int             `xml:"tests,attr"`
-	Failures int             `xml:"failures,attr"`
-	Skipped  int             `xml:"skipped,attr"`
-	Cases    []rehearsalCase `xml:"testcase"`
-}
-
-type rehearsalCase struct {
-	Class   string            `xml:"classname,attr"`
-	Name    string            `xml:"name,attr"`
-	Time    string            `xml:"time,attr,omitempty"`
-	Failure *rehearsalMessage `xml:"failure,omitempty"`
-	Skipped *rehearsalMessage `xml:"skipped,omitempty"`
-}
 
 // JUnit renders the report as a JUnit XML document for CI: one test case
 // per delta and per background update (with its time; a failure carries the
 // fix) and one per check, so that a CI system shows which step failed.
 func (rep *Report) JUnit() ([]byte, error) {
-	var suites rehearsalSuites
+	var suites junit.Suites
 	for _, d := range rep.Databases {
-		s := rehearsalSuite{Name: "rehearse " + d.Source}
+		s := &junit.Suite{Name: "rehearse " + d.Source}
 		add := func(class, name string, st *Step, failure, skipped string) {
-			c := rehearsalCase{Class: class, Name: name}
+			c := junit.Case{Class: class, Name: name}
 			if st != nil && st.Millis >= 0 {
-				c.Time = fmt.Sprintf("%.3f", float64(st.Millis)/1000)
+				c.Time = junit.Duration(time.Duration(st.Millis) * time.Millisecond)
 			}
 			switch {
 			case failure != "":
-				c.Failure = &rehearsalMessage{Message: failure, Text: failure}
-				s.Failures++
+				c.Failure = &junit.Message{Message: failure, Text: failure}
 			case skipped != "":
-				c.Skipped = &rehearsalMessage{Message: skipped}
-				s.Skipped++
+				c.Skipped = &junit.Message{Message: skipped}
 			}
-			s.Cases = append(s.Cases, c)
-			s.Tests++
+			s.Add(c)
 		}
 		for i := range d.Deltas {
 			st := &d.Deltas[i]
