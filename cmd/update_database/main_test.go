@@ -1,18 +1,14 @@
 package main
 
 import (
-	"context"
-	"io"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
-	"hsops/internal/config"
 	"hsops/internal/pgtest"
 	"hsops/internal/scripttest"
-	"hsops/internal/server"
 )
 
 func TestMain(m *testing.M) {
@@ -23,34 +19,9 @@ func TestMain(m *testing.M) {
 
 func TestScripts(t *testing.T) {
 	p := scripttest.Params("testdata/script")
-	p.Cmds["serve"] = serve
+	p.Cmds["serve"] = scripttest.Serve
 	p.Cmds["waitfor"] = waitfor
 	scripttest.Run(t, p)
-}
-
-// serve CONFIG... runs the engine in the test process on the configs until
-// the script ends (upgrade-check asks a running server).
-func serve(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) == 0 {
-		ts.Fatalf("usage: serve CONFIG...")
-	}
-	for i, a := range args {
-		args[i] = ts.MkAbs(a)
-	}
-	cfg, err := config.Load(args...)
-	ts.Check(err)
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.Start(ctx, server.Options{Config: cfg, Log: server.NewLogger(io.Discard, "test")})
-	if err != nil {
-		cancel()
-		ts.Fatalf("serve: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	ts.Defer(func() {
-		cancel()
-		<-done
-	})
 }
 
 // waitfor FILE waits (up to a minute) for a file to exist: a run started
