@@ -4,7 +4,6 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -110,7 +109,7 @@ func Run(t Tool, root *cobra.Command, args []string, stdout, stderr io.Writer) i
 	// returned (a driver's own "interrupted", a half-read answer) is the
 	// interruption.
 	if ctx := root.Context(); ctx != nil && ctx.Err() != nil && !fault.IsInterrupted(err) {
-		err = &fault.InterruptedError{Committed: fault.CommittedOf(err), Err: fmt.Errorf("%w (%v)", context.Canceled, err)}
+		err = fault.InterruptCtx(ctx, err, fault.CommittedOf(err))
 	}
 	t.Print(stderr, err)
 	return t.Code(err)

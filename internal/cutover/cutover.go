@@ -2,7 +2,6 @@ package cutover
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"os"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"hsops/internal/db"
 	"hsops/internal/fault"
 	"hsops/internal/porter"
+	"hsops/internal/portstate"
 	"hsops/internal/proc"
 	"hsops/internal/sqlitecopy"
 )
@@ -529,8 +529,13 @@ func (s *switcher) prepareResume(ctx context.Context, cur config.Database) error
 		return err
 	}
 	defer d.Close()
-	var done sql.NullInt64
-	if err := d.QueryRowContext(ctx, "SELECT completed_ts FROM hsops_port").Scan(&done); err != nil || !done.Valid {
+	// Complete means copied and every index and key dropped for the copy
+	// back (portstate's rule, which the homeserver's start-up applies too).
+	st, err := portstate.Read(ctx, d)
+	if err != nil {
+		return err
+	}
+	if !st.Ours || !st.Done() {
 		return fmt.Errorf("%w: %s", ErrIncompletePort, s.target)
 	}
 	s.res.Resumed = true
@@ -677,7 +682,7 @@ func (s *switcher) rollback(ctx context.Context, phase string, cause error) erro
 // verifyCounts compares the row count of every copied table on both sides
 // (the rows this run skipped, whose events are missing, excepted).
 func (s *switcher) verifyCounts(ctx context.Context, res *porter.Result) error {
-	src, err := db.Open(ctx, config.Database{Name: config.EngineSQLite, Args: map[string]string{"database": s.o.SQLitePath}}, db.Options{ReadOnly: true})
+	src, err := db.OpenSQLite(ctx, s.o.SQLitePath, db.Options{ReadOnly: true})
 	if err != nil {
 		return err
 	}

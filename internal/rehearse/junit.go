@@ -1,7 +1,6 @@
 package rehearse
 
 import (
-	"encoding/xml"
 	"time"
 
 	"hsops/internal/junit"
@@ -63,14 +62,5 @@ func (rep *Report) JUnit() ([]byte, error) {
 		}
 		suites.Suites = append(suites.Suites, s)
 	}
-	data, err := xml.MarshalIndent(suites, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	return append([]byte(xml.Header), append(data, '\n')...), nil
-}
-
-type rehearsalMessage struct {
-	Message string `xml:"message,attr"`
-	Text    string `xml:",chardata"`
+	return suites.Marshal()
 }

@@ -18,6 +18,7 @@ import (
 	"hsops/internal/config"
 	"hsops/internal/db"
 	"hsops/internal/fault"
+	"hsops/internal/inspect"
 	"hsops/internal/releases"
 	"hsops/internal/sqlitecopy"
 	"hsops/internal/synapse"
@@ -308,7 +309,7 @@ func (r *rehearsal) planEngine() error {
 	r.report.Target = t.schema
 	nothing := true
 	for _, s := range r.sources {
-		p, err := set.Plan(s.state, engineOf(s.dbc), schema.Options{Target: t.schema, Stores: s.dbc.DataStores, ServerName: r.o.Config.ServerName})
+		p, err := set.Plan(s.state, inspect.EngineOf(s.dbc), schema.Options{Target: t.schema, Stores: s.dbc.DataStores, ServerName: r.o.Config.ServerName})
 		if err != nil {
 			return err
 		}

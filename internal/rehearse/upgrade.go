@@ -18,13 +18,6 @@ import (
 	"hsops/schema/engine"
 )
 
-func engineOf(dbc config.Database) db.Engine {
-	if dbc.IsPostgres() {
-		return db.Postgres
-	}
-	return db.SQLite
-}
-
 // upgradeEngine runs the engine's upgrade on the copies for real: every
 // database's deltas (the blocking phase: the engine applies them at
 // start-up, before it serves), then their background updates (the
@@ -216,7 +209,6 @@ func (r *rehearsal) upgradeSynapse(ctx context.Context) error {
 				r.emit(Event{Type: "update_start", Database: ev.Database, Name: ev.Update})
 			case "update_batch":
 				r.emit(Event{Type: "update_batch", Database: ev.Database, Name: ev.Update, Rows: ev.Items})
-				r.report.Batches++
 			case "update_done":
 				r.emit(Event{Type: "update_done", Database: ev.Database, Name: ev.Update, Rows: ev.Items, Millis: ev.Millis})
 			case "update_error":
