@@ -822,10 +822,6 @@ func (p *porter) buildWorkSet(ctx context.Context) error {
 			continue
 		}
 		t := &Table{Name: name, Refs: tgt.fks[name], Strategy: strategyOf(name)}
-		if name == "event_search" {
-			// Its rows are joined with events as they are written.
-			t.Refs = append(t.Refs, "events")
-		}
 		if t.Strategy == AppendOnly || t.Strategy == Recopy {
 			if tgt.empty {
 				err = p.sourceColumnsIn(ctx, name, tgt.shape[name])

@@ -18,37 +18,48 @@ import (
 var contentOption = regexp.MustCompile(`\bcontent\s*=`)
 
 // searchQuery returns the query reading event_search rows from a rowid on,
-// and the one counting them. The rows are read from the table holding the
-// text: the content table of the engine's FTS5 table (a plain table, much
-// cheaper to read than through the virtual table), or of Synapse's FTS4 one,
-// which the cgo-free SQLite has no module for. Their events are joined on the
-// PostgreSQL side (copySearch).
+// each with its event's origin_server_ts and stream_ordering, and the one
+// counting them. The rows are read from the table holding the text: the
+// content table of the engine's FTS5 table (a plain table, much cheaper to
+// read than through the virtual table), or of Synapse's FTS4 one, which the
+// cgo-free SQLite has no module for. Their events are joined in SQLite, as
+// Synapse's porter does, so that the copy needs nothing of the target's
+// events table and starts with the load; the join is a left one, so that
+// the rows whose event is missing are counted (readSearchBatches skips them,
+// as Synapse's inner join does).
 func (p *porter) searchQuery() (query, count string) {
-	sql := strings.ToLower(p.srcAll["event_search"])
-	if strings.Contains(sql, "fts5") {
+	// The table read, its rowid, and its columns event_id, room_id, sender,
+	// key and value.
+	from, id, cols := "event_search_content", "docid", []string{"c0event_id", "c1room_id", "c2sender", "c3key", "c4value"}
+	if sql := strings.ToLower(p.srcAll["event_search"]); strings.Contains(sql, "fts5") {
+		from, id, cols = "event_search", "rowid", []string{"event_id", "room_id", "sender", "key", "value"}
 		if _, ok := p.srcAll["event_search_content"]; ok && !contentOption.MatchString(sql) {
-			return `SELECT id, c0, c1, c2, c3, c4 FROM event_search_content WHERE id >= ? ORDER BY id LIMIT ?`,
-				`SELECT count(*) FROM event_search_content WHERE id >= ?`
+			from, id, cols = "event_search_content", "id", []string{"c0", "c1", "c2", "c3", "c4"}
 		}
-		return `SELECT rowid, event_id, room_id, sender, key, value FROM event_search WHERE rowid >= ? ORDER BY rowid LIMIT ?`,
-			`SELECT count(*) FROM event_search WHERE rowid >= ?`
 	}
-	return `SELECT docid, c0event_id, c1room_id, c2sender, c3key, c4value FROM event_search_content WHERE docid >= ? ORDER BY docid LIMIT ?`,
-		`SELECT count(*) FROM event_search_content WHERE docid >= ?`
+	return "SELECT es." + id + ", es." + strings.Join(cols, ", es.") + ", e.origin_server_ts, e.stream_ordering, e.rowid" +
+			" FROM " + from + " AS es LEFT JOIN events AS e ON e.event_id = es." + cols[0] + " AND e.room_id = es." + cols[1] +
+			" WHERE es." + id + " >= ? ORDER BY es." + id + " LIMIT ?",
+		"SELECT count(*) FROM " + from + " WHERE " + id + " >= ?"
 }
 
-// searchColumns are what is read of each search row.
-var searchColumns = []Column{
-	{Name: "event_id", kind: kText}, {Name: "room_id", kind: kText}, {Name: "sender", kind: kText},
-	{Name: "key", kind: kText}, {Name: "value", kind: kText},
-}
+// searchColumns are what is kept of each search row; searchRead adds what
+// is read with it: its event's origin_server_ts and stream_ordering, and
+// the event's rowid (NULL when the event is missing).
+var (
+	searchColumns = []Column{
+		{Name: "event_id", kind: kText}, {Name: "room_id", kind: kText}, {Name: "sender", kind: kText},
+		{Name: "key", kind: kText}, {Name: "value", kind: kText},
+	}
+	searchRead = append(append([]Column(nil), searchColumns...),
+		Column{Name: "origin_server_ts", kind: kInt}, Column{Name: "stream_ordering", kind: kInt}, Column{Name: "events.rowid", kind: kInt})
+)
 
 // copySearch ports event_search: each batch becomes tsvectors
 // (to_tsvector('english', value)) in one INSERT ... SELECT over the batch's
-// columns passed as arrays, joined with events (already copied and indexed:
-// the load copies event_search after events) for their origin_server_ts and
-// stream_ordering. Search rows whose event is missing are skipped, as
-// Synapse's porter skips them, and counted.
+// columns passed as arrays, with their events' origin_server_ts and
+// stream_ordering read with them (searchQuery). Search rows whose event is
+// missing are skipped, as Synapse's porter skips them, and counted.
 //
 // Its rows are the costliest to write, so two sessions write batches at
 // once (with Jobs of 2 or more) while the next ones are read; the batches
@@ -139,7 +150,7 @@ type searchBatch struct {
 func (p *porter) readSearchBatches(ctx context.Context, t *Table, batches chan<- searchBatch) error {
 	defer close(batches)
 	query, _ := p.searchQuery()
-	st := &Table{Name: "event_search", Columns: searchColumns}
+	st := &Table{Name: "event_search", Columns: searchRead}
 	fwd := t.fwd
 	after := make(chan struct{})
 	close(after)
@@ -163,27 +174,39 @@ func (p *porter) readSearchBatches(ctx context.Context, t *Table, batches chan<-
 // with events), then, once the batch before it has committed, records its
 // progress and commits. It returns the rows inserted.
 func writeSearchBatch(ctx context.Context, pc *pgx.Conn, b searchBatch) (int64, error) {
-	cols := make([][]any, len(searchColumns))
+	// The columns of the rows whose event was found (the last one read is
+	// its rowid), as arrays.
+	cols := make([][]any, len(searchRead)-1)
 	for i := range cols {
-		cols[i] = make([]any, len(b.rows))
+		cols[i] = make([]any, 0, len(b.rows))
 	}
-	for r, row := range b.rows {
-		for i, v := range row {
-			cols[i][r] = v
+	for _, row := range b.rows {
+		if row[len(row)-1] == nil {
+			continue
+		}
+		for i := range cols {
+			cols[i] = append(cols[i], row[i])
 		}
 	}
-	tx, err := pc.Begin(ctx)
+	if len(cols[0]) == 0 {
+		cols = nil
+	}
+tx, err := pc.Begin(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer tx.Rollback(ctx)
-	tag, err := tx.Exec(ctx, `INSERT INTO event_search (event_id, room_id, sender, key, vector, origin_server_ts, stream_ordering)
-		SELECT s.event_id, s.room_id, s.sender, s.key, to_tsvector('english', s.value), e.origin_server_ts, e.stream_ordering
-		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS s (event_id, room_id, sender, key, value)
-		JOIN events AS e ON e.event_id = s.event_id AND e.room_id = s.room_id`,
-		cols[0], cols[1], cols[2], cols[3], cols[4])
-	if err != nil {
-		return 0, fmt.Errorf("copy event_search: %w", err)
+	var inserted int64
+	if cols != nil {
+		tag, err := tx.Exec(ctx, `INSERT INTO event_search (event_id, room_id, sender, key, vector, origin_server_ts, stream_ordering)
+			SELECT s.event_id, s.room_id, s.sender, s.key, to_tsvector('english', s.value), s.origin_server_ts, s.stream_ordering
+			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[])
+				AS s (event_id, room_id, sender, key, value, origin_server_ts, stream_ordering)`,
+			cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6])
+		if err != nil {
+			return 0, fmt.Errorf("copy event_search: %w", err)
+		}
+		inserted = tag.RowsAffected()
 	}
 	// Commit in order: a batch is recorded only after the ones before it.
 	select {
@@ -198,5 +221,5 @@ func writeSearchBatch(ctx context.Context, pc *pgx.Conn, b searchBatch) (int64, 
 		return 0, err
 	}
 	close(b.done)
-	return tag.RowsAffected(), nil
+	return inserted, nil
 }
