@@ -35,14 +35,17 @@ the very same rows are loaded twice more:
              and constraint builds as port_db, with the same --jobs: the best
              port_db's method could do without reading SQLite.
 
-It reports the ratio of port_db's time to each.
+It reports the ratio of port_db's time to each. On a machine whose load
+changes during a run, --rounds 3 measures the three loads three times, port_db
+first, then last, then first again, and reports the round of median ratio
+with every round's times.
 
 --postgres-url is a role that may create databases; without it a throwaway
 cluster is started from the initdb and pg_ctl on the machine.`,
 		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.Events < 1 || o.Jobs < 1 || o.BatchSize < 1 {
-				return cli.Usagef("--events, --jobs and --batch-size must be at least 1")
+			if o.Events < 1 || o.Jobs < 1 || o.BatchSize < 1 || o.Rounds < 1 {
+				return cli.Usagef("--events, --jobs, --batch-size and --rounds must be at least 1")
 			}
 			bin, err := findBinary("port_db", portDB)
 			if err != nil {
@@ -70,6 +73,7 @@ cluster is started from the initdb and pg_ctl on the machine.`,
 	f.IntVar(&o.Events, "events", 1000000, "messages in the generated database")
 	f.IntVar(&o.Jobs, "jobs", 2, "port_db --jobs (and the floor's)")
 	f.IntVar(&o.BatchSize, "batch-size", 10000, "port_db --batch-size")
+	f.IntVar(&o.Rounds, "rounds", 1, "measure the three loads this many times, alternating their order; report the round of median ratio")
 	f.StringVar(&o.Work, "work", filepath.Join(os.TempDir(), "hsops-bench-port"), "directory for the generated database (reused across runs)")
 	f.StringVar(&o.AdminURL, "postgres-url", os.Getenv(pgcluster.EnvURL), "PostgreSQL admin URL")
 	// The rules, not this machine's values (--help, docs).
@@ -107,6 +111,17 @@ func printBenchPort(w io.Writer, r *load.BenchPortResult) {
 	fmt.Fprintf(w, "floor (bare COPY + builds): %7.1f s  (copy %.1f s, then builds %.1f s)\n", r.FloorSeconds, r.FloorCopySeconds, r.FloorRebuildSeconds)
 	fmt.Fprintf(w, "time ratio port_db / raw COPY: %.2f\n", r.Ratio)
 	fmt.Fprintf(w, "time ratio port_db / floor:    %.2f\n", r.FloorRatio)
+	if len(r.AllRounds) > 1 {
+		fmt.Fprintf(w, "rounds (the one above is the median):\n")
+		for i, rr := range r.AllRounds {
+			order := "port_db first"
+			if !rr.PortFirst {
+				order = "port_db last "
+			}
+			fmt.Fprintf(w, "  %d, %s: port_db %6.1f s, raw COPY %6.1f s, floor %6.1f s, ratio %.2f, floor ratio %.2f, load average %s -> %s\n",
+				i+1, order, rr.PortSeconds, rr.RawCopySeconds, rr.FloorSeconds, rr.Ratio, rr.FloorRatio, rr.LoadAvgStart, rr.LoadAvgEnd)
+		}
+	}
 	data, _ := json.Marshal(r)
 	fmt.Fprintln(w, string(data))
 }

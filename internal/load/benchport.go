@@ -35,6 +35,11 @@ type BenchPortOptions struct {
 	// Jobs and BatchSize are port_db's --jobs and --batch-size; the floor
 	// runs with the same Jobs.
 	Jobs, BatchSize int
+	// Rounds is how many times the three loads are measured (at least 1).
+	// The order alternates from one round to the next (port_db first,
+	// then last), so that a machine whose load drifts during a run favours
+	// neither side; the result is the round of median ratio.
+	Rounds int
 	// Work is the directory of the generated source (reused across runs:
 	// generating 1,000,000 messages takes minutes).
 	Work string
@@ -87,6 +92,24 @@ type BenchPortResult struct {
 	FloorRebuildSeconds float64 `json:"floor_rebuild_seconds"`
 	// FloorRatio is port_db's time over the floor's.
 	FloorRatio float64 `json:"floor_ratio"`
+
+	// AllRounds are every round's times, in the order they ran; the fields
+	// above are those of the round of median ratio.
+	AllRounds []BenchPortRound `json:"rounds"`
+}
+
+// BenchPortRound is one round of the three loads.
+type BenchPortRound struct {
+	PortFirst      bool    `json:"port_first"`
+	PortSeconds    float64 `json:"port_seconds"`
+	RawCopySeconds float64 `json:"raw_copy_seconds"`
+	FloorSeconds   float64 `json:"floor_seconds"`
+	Ratio          float64 `json:"ratio"`
+	FloorRatio     float64 `json:"floor_ratio"`
+	// LoadAvg is the machine's load average (1, 5, 15 minutes) at the
+	// round's start and end.
+	LoadAvgStart string `json:"loadavg_start"`
+	LoadAvgEnd   string `json:"loadavg_end"`
 }
 
 // BenchPort measures port_db on a generated engine database against a raw
@@ -103,6 +126,9 @@ type BenchPortResult struct {
 //     every index and constraint in place, table after table in foreign-key
 //     order on one connection: the raw COPY;
 //  5. load them into another such database with porter.RawLoad: the floor.
+//
+// With Rounds above 1, steps 2, 4 and 5 are repeated, port_db last in
+// every other round, and the round of median ratio is reported.
 func BenchPort(ctx context.Context, o BenchPortOptions) (*BenchPortResult, error) {
 	say := o.Progress
 	if say == nil {
@@ -124,56 +150,110 @@ func BenchPort(ctx context.Context, o BenchPortOptions) (*BenchPortResult, error
 		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
 	}
 	defer admin.Close(context.Background())
-	newDB := func(name string) (config.Database, error) {
-		_, _ = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-		if _, err := admin.Exec(ctx, "CREATE DATABASE "+name+" ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"); err != nil {
-			return config.Database{}, err
+	run := &benchPortRun{o: o, src: src, admin: admin, say: say, rounds: max(o.Rounds, 1)}
+	var measured []BenchPortResult
+	for r := 0; r < run.rounds; r++ {
+		round, err := run.round(ctx, r, *res)
+		if err != nil {
+			return nil, err
 		}
-		return databaseConfig(o.AdminURL, name)
+		res.AllRounds = append(res.AllRounds, round.AllRounds[len(round.AllRounds)-1])
+		measured = append(measured, round)
 	}
-
-	ported, err := newDB("hsops_bench_ported")
-	if err != nil {
-		return nil, err
-	}
-	say(fmt.Sprintf("porting with %s --jobs %d --batch-size %d...", o.PortDB, o.Jobs, o.BatchSize))
-	if err := runPortDB(ctx, o, src, ported, res); err != nil {
-		return nil, err
-	}
-
-	dumps, err := dumpTables(ctx, ported)
-	if err != nil {
-		return nil, err
-	}
-	say("raw COPY of the same rows into the same, fully indexed schema...")
-	refCfg, err := newDB("hsops_bench_rawcopy")
-	if err != nil {
-		return nil, err
-	}
-	secs, rows, err := rawCopyIndexed(ctx, refCfg, dumps)
-	if err != nil {
-		return nil, err
-	}
-	res.RawCopySeconds, res.RawCopyRows = secs, rows
-	res.Ratio = res.PortSeconds / res.RawCopySeconds
-
-	say(fmt.Sprintf("the floor: raw COPY into bare tables, then the index builds, %d at once...", o.Jobs))
-	floorCfg, err := newDB("hsops_bench_floor")
-	if err != nil {
-		return nil, err
-	}
-	floor, err := measureFloor(ctx, floorCfg, dumps, o.Jobs)
-	if err != nil {
-		return nil, err
-	}
-	res.FloorSeconds = floor.Total.Seconds()
-	res.FloorCopySeconds = floor.Copy.Seconds()
-	res.FloorRebuildSeconds = floor.Rebuild.Seconds()
-	res.FloorRatio = res.PortSeconds / res.FloorSeconds
+	// The round of median ratio (the lower of the two middle ones).
+	sort.SliceStable(measured, func(i, j int) bool { return measured[i].Ratio < measured[j].Ratio })
+	all := res.AllRounds
+	*res = measured[(len(measured)-1)/2]
+	res.AllRounds = all
 	for _, name := range []string{"hsops_bench_rawcopy", "hsops_bench_floor"} {
 		_, _ = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
 	}
 	return res, nil
+}
+
+// benchPortRun is one BenchPort: its source, its server, and the dumps of
+// the first port, which the references load.
+type benchPortRun struct {
+	o      BenchPortOptions
+	src    string
+	admin  *pgx.Conn
+	say    func(string)
+	rounds int
+	dumps  map[string][]byte
+}
+
+// round measures the three loads once, port_db first in even rounds and
+// last in odd ones, and returns res with this round's figures, the round
+// itself appended to AllRounds.
+func (b *benchPortRun) round(ctx context.Context, r int, res BenchPortResult) (BenchPortResult, error) {
+	rr := BenchPortRound{PortFirst: r%2 == 0, LoadAvgStart: loadAvg()}
+	steps := []func(context.Context, int, *BenchPortResult) error{b.port, b.references}
+	if !rr.PortFirst {
+		steps[0], steps[1] = steps[1], steps[0]
+	}
+	for _, step := range steps {
+		if err := step(ctx, r, &res); err != nil {
+			return res, err
+		}
+	}
+	res.Ratio = res.PortSeconds / res.RawCopySeconds
+	res.FloorRatio = res.PortSeconds / res.FloorSeconds
+	rr.PortSeconds, rr.RawCopySeconds, rr.FloorSeconds = res.PortSeconds, res.RawCopySeconds, res.FloorSeconds
+	rr.Ratio, rr.FloorRatio, rr.LoadAvgEnd = res.Ratio, res.FloorRatio, loadAvg()
+	res.AllRounds = append(res.AllRounds, rr)
+	return res, nil
+}
+
+// newDB (re)creates an empty database and returns its section.
+func (b *benchPortRun) newDB(ctx context.Context, name string) (config.Database, error) {
+	_, _ = b.admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+	if _, err := b.admin.Exec(ctx, "CREATE DATABASE "+name+" ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"); err != nil {
+		return config.Database{}, err
+	}
+	return databaseConfig(b.o.AdminURL, name)
+}
+
+// port runs port_db into a new database; the first port's tables are
+// dumped for the references.
+func (b *benchPortRun) port(ctx context.Context, r int, res *BenchPortResult) error {
+	ported, err := b.newDB(ctx, "hsops_bench_ported")
+	if err != nil {
+		return err
+	}
+	b.say(fmt.Sprintf("round %d of %d: porting with %s --jobs %d --batch-size %d...", r+1, b.rounds, b.o.PortDB, b.o.Jobs, b.o.BatchSize))
+	if err := runPortDB(ctx, b.o, b.src, ported, res); err != nil {
+		return err
+	}
+	if b.dumps == nil {
+		b.dumps, err = dumpTables(ctx, ported)
+	}
+	return err
+}
+
+// references loads the dumps by raw COPY into the fully indexed schema,
+// then measures the floor.
+func (b *benchPortRun) references(ctx context.Context, r int, res *BenchPortResult) error {
+	b.say(fmt.Sprintf("round %d of %d: raw COPY of the same rows into the same, fully indexed schema...", r+1, b.rounds))
+	refCfg, err := b.newDB(ctx, "hsops_bench_rawcopy")
+	if err != nil {
+		return err
+	}
+	if res.RawCopySeconds, res.RawCopyRows, err = rawCopyIndexed(ctx, refCfg, b.dumps); err != nil {
+		return err
+	}
+	b.say(fmt.Sprintf("round %d of %d: the floor: raw COPY into bare tables, then the index builds, %d at once...", r+1, b.rounds, b.o.Jobs))
+	floorCfg, err := b.newDB(ctx, "hsops_bench_floor")
+	if err != nil {
+		return err
+	}
+	floor, err := measureFloor(ctx, floorCfg, b.dumps, b.o.Jobs)
+	if err != nil {
+		return err
+	}
+	res.FloorSeconds = floor.Total.Seconds()
+	res.FloorCopySeconds = floor.Copy.Seconds()
+	res.FloorRebuildSeconds = floor.Rebuild.Seconds()
+	return nil
 }
 
 // benchSourceFile is the generated source of o.Events messages in o.Work,
