@@ -191,7 +191,7 @@ func writeSearchBatch(ctx context.Context, pc *pgx.Conn, b searchBatch) (int64, 
 	if len(cols[0]) == 0 {
 		cols = nil
 	}
-tx, err := pc.Begin(ctx)
+	tx, err := pc.Begin(ctx)
 	if err != nil {
 		return 0, err
 	}
