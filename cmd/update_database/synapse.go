@@ -13,6 +13,7 @@ import (
 	"hsops/internal/config"
 	"hsops/internal/fault"
 	"hsops/internal/inspect"
+	"hsops/internal/plural"
 	"hsops/internal/synapse"
 	"hsops/schema"
 )
@@ -177,7 +178,7 @@ func (s *synapseReporter) event(ev synapse.Event) {
 		s.done[ev.Update] = true
 		items := ""
 		if ev.Items > 0 {
-			items = " (" + nOf(int(ev.Items), "item", "items") + ")"
+			items = " (" + plural.Count(ev.Items, "item") + ")"
 		}
 		fmt.Fprintf(w, "background update %s: done in %s%s\n", ev.Update, ms(ev.Millis), items)
 	case "aborted":
