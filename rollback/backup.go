@@ -34,13 +34,13 @@ func BackupPath(path string, from, to int) string {
 // it. named says the tool chose the name (not --backup-database).
 func BackupPostgres(ctx context.Context, dbc config.Database, name string, named bool) error {
 	orSkip := "or take a copy yourself first (pg_dump -Fc) and add --no-backup"
-	d, err := maintenance(ctx, dbc)
+	maint, err := db.ConnectMaintenance(ctx, dbc, appName)
 	if err != nil {
-		return fault.Wrap(fault.Backup, fmt.Errorf("%w: connect to the maintenance database: %v", ErrBackup, err),
+		return fault.Wrap(fault.Backup, fmt.Errorf("%w: %v", ErrBackup, err),
 			"nothing was changed: the copy is made from the postgres database, which this user must be able to reach; "+orSkip)
 	}
-	defer d.Close()
-	_, err = d.ExecContext(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", db.QuoteIdent(name), db.QuoteIdent(dbc.DBName())))
+	defer maint.Close(context.WithoutCancel(ctx))
+	_, err = maint.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", db.QuoteIdent(name), db.QuoteIdent(dbc.DBName())))
 	var pgErr *pgconn.PgError
 	switch {
 	case err == nil:
@@ -66,23 +66,11 @@ func BackupPostgres(ctx context.Context, dbc config.Database, name string, named
 
 // DropCopy drops a copy BackupPostgres made.
 func DropCopy(ctx context.Context, dbc config.Database, name string) error {
-	d, err := maintenance(ctx, dbc)
+	maint, err := db.ConnectMaintenance(ctx, dbc, appName)
 	if err != nil {
 		return err
 	}
-	defer d.Close()
-	_, err = d.ExecContext(ctx, "DROP DATABASE "+db.QuoteIdent(name))
+	defer maint.Close(context.WithoutCancel(ctx))
+	_, err = maint.Exec(ctx, "DROP DATABASE "+db.QuoteIdent(name))
 	return err
-}
-
-// maintenance connects to the postgres database of dbc's server.
-func maintenance(ctx context.Context, dbc config.Database) (*db.DB, error) {
-	maint := dbc
-	maint.Args = map[string]string{}
-	for k, v := range dbc.Args {
-		maint.Args[k] = v
-	}
-	delete(maint.Args, "database")
-	maint.Args["dbname"] = "postgres"
-	return db.Open(ctx, maint, db.Options{AppName: appName})
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"hsops/internal/plural"
 	"hsops/internal/releases"
 )
 
@@ -63,7 +64,7 @@ func formatPlan(w io.Writer, desc string, p *Plan, backup, backupDB string, allo
 		created = fmt.Sprintf("; it counts as created at schema %d", p.CreatedAfter)
 	}
 	fmt.Fprintf(w, "  bookkeeping: schema_version %d -> %d, schema_compat_version %d -> %d, %s removed%s\n",
-		p.From, p.Target, p.State.Compat, p.CompatAfter, plural(int64(len(p.RemoveApplied)), "applied_schema_deltas row"), created)
+		p.From, p.Target, p.State.Compat, p.CompatAfter, plural.Count(len(p.RemoveApplied), "applied_schema_deltas row"), created)
 	if len(p.Dequeued) > 0 {
 		fmt.Fprintf(w, "  background updates removed: %s\n", strings.Join(p.Dequeued, ", "))
 	}
@@ -111,9 +112,9 @@ func formatPlan(w io.Writer, desc string, p *Plan, backup, backupDB string, allo
 	}
 	formatBackup(w, backup, backupDB)
 	if len(p.Lost()) > 0 || len(p.Unrecoverable()) > 0 {
-		fmt.Fprintf(w, "  %s in %s, in one transaction; %s\n", plural(int64(p.ReverseCount()), "reverse"), plural(int64(len(p.Steps)), "version"), verdict)
+		fmt.Fprintf(w, "  %s in %s, in one transaction; %s\n", plural.Count(p.ReverseCount(), "reverse"), plural.Count(len(p.Steps), "version"), verdict)
 	} else {
-		fmt.Fprintf(w, "  %s in %s, in one transaction; nothing to lose\n", plural(int64(p.ReverseCount()), "reverse"), plural(int64(len(p.Steps)), "version"))
+		fmt.Fprintf(w, "  %s in %s, in one transaction; nothing to lose\n", plural.Count(p.ReverseCount(), "reverse"), plural.Count(len(p.Steps), "version"))
 	}
 }
 
@@ -122,9 +123,9 @@ func countText(c Count) string {
 	case c.Rows < 0:
 		return "not present"
 	case c.Kind == "column":
-		return plural(c.Rows, "value")
+		return plural.Count(c.Rows, "value")
 	}
-	return plural(c.Rows, "row")
+	return plural.Count(c.Rows, "row")
 }
 
 func joinData(cs []Count) string {

@@ -8,6 +8,7 @@ import (
 
 	"hsops/internal/db"
 	"hsops/internal/fault"
+	"hsops/internal/plural"
 	"hsops/schema"
 )
 
@@ -157,12 +158,12 @@ type DataLossError struct {
 func (e *DataLossError) Error() string {
 	var parts []string
 	for _, c := range e.Lost {
-		parts = append(parts, fmt.Sprintf("%s (%s)", c.String(), plural(c.Rows, "row")))
+		parts = append(parts, fmt.Sprintf("%s (%s)", c.String(), plural.Count(c.Rows, "row")))
 	}
 	for _, i := range e.Irreversible {
 		what := i.Delta + " cannot be undone"
 		if i.Affects != nil {
-			what += fmt.Sprintf(" (%s: %s)", i.Affects.String(), plural(i.Affects.Rows, "row"))
+			what += fmt.Sprintf(" (%s: %s)", i.Affects.String(), plural.Count(i.Affects.Rows, "row"))
 		}
 		parts = append(parts, what)
 	}
@@ -427,11 +428,4 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-func plural(n int64, word string) string {
-	if n == 1 {
-		return "1 " + word
-	}
-	return fmt.Sprintf("%d %ss", n, word)
 }

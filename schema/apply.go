@@ -50,95 +50,136 @@ func (s *Set) Apply(ctx context.Context, d *db.DB, opts Options) (*Result, error
 // Execute runs a plan. The caller holds the schema lock.
 func (s *Set) Execute(ctx context.Context, d *db.DB, plan *Plan, opts Options) (*Result, error) {
 	start := time.Now()
+	x := &executor{s: s, d: d, plan: plan, opts: opts, book: bookkeeping.New(d.Engine),
+		env:    Env{Engine: d.Engine, New: plan.Create, ServerName: opts.ServerName},
+		compat: plan.State.Compat, hasCompat: plan.State.HasCompat}
 	res := &Result{Plan: plan, Version: plan.State.Version}
-	emit := func(ev Event) {
-		if opts.Progress != nil {
-			opts.Progress(ev)
-		}
-	}
-	env := Env{Engine: d.Engine, New: plan.Create, ServerName: opts.ServerName}
-	book := bookkeeping.New(d.Engine)
-	compat, hasCompat := plan.State.Compat, plan.State.HasCompat
 	if plan.Create {
-		t0 := time.Now()
-		err := InTx(ctx, d, func(tx *sql.Tx) error {
-			if err := s.execBookkeeping(ctx, tx); err != nil {
-				return err
-			}
-			for _, f := range plan.SnapshotFiles {
-				if _, err := tx.ExecContext(ctx, f.SQL); err != nil {
-					return &DeltaError{Version: plan.Snapshot, File: f.Path, Err: err}
-				}
-			}
-			if err := book.SetVersion(ctx, tx, plan.Snapshot, false); err != nil {
-				return err
-			}
-			if err := book.SetCompat(ctx, tx, s.CompatFor(plan.Snapshot)); err != nil {
-				return err
-			}
-			return book.SetMark(ctx, tx, Mark{Engine: s.Name, CreatedVersion: plan.Snapshot, CreatedTS: time.Now().UnixMilli()})
-		})
-		if err != nil {
+		if err := x.createFromSnapshot(ctx); err != nil {
 			return nil, fault.InterruptCtx(ctx, err, "nothing was created (the snapshot's transaction was rolled back)")
 		}
 		res.Version = plan.Snapshot
-		compat, hasCompat = s.CompatFor(plan.Snapshot), true
-		emit(Event{Type: "snapshot", Version: plan.Snapshot, Millis: time.Since(t0).Milliseconds()})
 	}
-	done := 0
-	for _, step := range plan.Steps {
-		emit(Event{Type: "version", Version: step.Version})
-		var applied []string
-		err := InTx(ctx, d, func(tx *sql.Tx) error {
-			applied = applied[:0]
-			if !plan.Create {
-				if err := s.execBookkeeping(ctx, tx); err != nil {
-					return err
-				}
-			}
-			if !hasCompat || step.Compat != compat {
-				if err := book.SetCompat(ctx, tx, step.Compat); err != nil {
-					return err
-				}
-			}
-			if err := book.SetVersion(ctx, tx, step.Version, true); err != nil {
-				return err
-			}
-			for _, dl := range step.Deltas {
-				t0 := time.Now()
-				var c0 int64
-				if opts.CountRows {
-					c0 = RowChanges(ctx, tx, d.Engine)
-				}
-				if err := runDelta(ctx, tx, dl, env); err != nil {
-					return &DeltaError{Version: dl.Version, File: dl.Name, Err: err}
-				}
-				if err := book.RecordDelta(ctx, tx, dl.Version, dl.Key()); err != nil {
-					return &DeltaError{Version: dl.Version, File: dl.Name, Err: err}
-				}
-				applied = append(applied, dl.Key())
-				ev := Event{Type: "delta", Version: dl.Version, File: dl.Name, Millis: time.Since(t0).Milliseconds()}
-				if opts.CountRows {
-					ev.Rows = -1
-					if c1 := RowChanges(ctx, tx, d.Engine); c0 >= 0 && c1 >= 0 {
-						ev.Rows = c1 - c0
-					}
-				}
-				emit(ev)
-			}
-			return nil
-		})
+	for done, step := range plan.Steps {
+		x.emit(Event{Type: "version", Version: step.Version})
+		applied, err := x.applyStep(ctx, step)
 		if err != nil {
 			res.Duration = time.Since(start)
 			return res, fault.InterruptCtx(ctx, err, committedBefore(res, done, step.Version))
 		}
-		done++
 		res.Applied = append(res.Applied, applied...)
 		res.Version = step.Version
-		compat, hasCompat = step.Compat, true
 	}
 	res.Duration = time.Since(start)
 	return res, nil
+}
+
+// executor runs one plan; compat is the database's compat version as the
+// versions committed so far left it.
+type executor struct {
+	s         *Set
+	d         *db.DB
+	plan      *Plan
+	opts      Options
+	book      bookkeeping.Store
+	env       Env
+	compat    int
+	hasCompat bool
+}
+
+func (x *executor) emit(ev Event) {
+	if x.opts.Progress != nil {
+		x.opts.Progress(ev)
+	}
+}
+
+// createFromSnapshot creates a new database from the plan's full-schema
+// snapshot, its bookkeeping and the engine's mark, in one transaction.
+func (x *executor) createFromSnapshot(ctx context.Context) error {
+	t0 := time.Now()
+	plan := x.plan
+	err := InTx(ctx, x.d, func(tx *sql.Tx) error {
+		if err := x.s.execBookkeeping(ctx, tx); err != nil {
+			return err
+		}
+		for _, f := range plan.SnapshotFiles {
+			if _, err := tx.ExecContext(ctx, f.SQL); err != nil {
+				return &DeltaError{Version: plan.Snapshot, File: f.Path, Err: err}
+			}
+		}
+		if err := x.book.SetVersion(ctx, tx, plan.Snapshot, false); err != nil {
+			return err
+		}
+		if err := x.book.SetCompat(ctx, tx, x.s.CompatFor(plan.Snapshot)); err != nil {
+			return err
+		}
+		return x.book.SetMark(ctx, tx, Mark{Engine: x.s.Name, CreatedVersion: plan.Snapshot, CreatedTS: time.Now().UnixMilli()})
+	})
+	if err != nil {
+		return err
+	}
+	x.compat, x.hasCompat = x.s.CompatFor(plan.Snapshot), true
+	x.emit(Event{Type: "snapshot", Version: plan.Snapshot, Millis: time.Since(t0).Milliseconds()})
+	return nil
+}
+
+// applyStep applies one version's deltas and its bookkeeping in one
+// transaction, and returns the deltas applied.
+func (x *executor) applyStep(ctx context.Context, step Step) ([]string, error) {
+	var applied []string
+	err := InTx(ctx, x.d, func(tx *sql.Tx) error {
+		applied = applied[:0]
+		if !x.plan.Create {
+			if err := x.s.execBookkeeping(ctx, tx); err != nil {
+				return err
+			}
+		}
+		if !x.hasCompat || step.Compat != x.compat {
+			if err := x.book.SetCompat(ctx, tx, step.Compat); err != nil {
+				return err
+			}
+		}
+		if err := x.book.SetVersion(ctx, tx, step.Version, true); err != nil {
+			return err
+		}
+		for _, dl := range step.Deltas {
+			if err := x.applyDelta(ctx, tx, dl); err != nil {
+				return &DeltaError{Version: dl.Version, File: dl.Name, Err: err}
+			}
+			applied = append(applied, dl.Key())
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	x.compat, x.hasCompat = step.Compat, true
+	return applied, nil
+}
+
+// applyDelta runs one delta and records it, timed, with the rows it
+// changed when the options ask for them.
+func (x *executor) applyDelta(ctx context.Context, tx *sql.Tx, dl Delta) error {
+	t0 := time.Now()
+	var c0 int64
+	if x.opts.CountRows {
+		c0 = RowChanges(ctx, tx, x.d.Engine)
+	}
+	if err := runDelta(ctx, tx, dl, x.env); err != nil {
+		return err
+	}
+	if err := x.book.RecordDelta(ctx, tx, dl.Version, dl.Key()); err != nil {
+		return err
+	}
+	ev := Event{Type: "delta", Version: dl.Version, File: dl.Name, Millis: time.Since(t0).Milliseconds()}
+	if x.opts.CountRows {
+		ev.Rows = -1
+		if c1 := RowChanges(ctx, tx, x.d.Engine); c0 >= 0 && c1 >= 0 {
+			ev.Rows = c1 - c0
+		}
+	}
+	x.emit(ev)
+	return nil
 }
 
 // committedBefore says what a run interrupted while applying version at

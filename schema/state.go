@@ -7,7 +7,6 @@ import (
 	"fmt"
 
 	"hsops/internal/db"
-	"hsops/internal/fault"
 	"hsops/schema/bookkeeping"
 )
 
@@ -148,26 +147,6 @@ func ReadUpdates(ctx context.Context, q db.Querier) ([]PendingUpdate, error) {
 	return bookkeeping.Store{}.Updates(ctx, q)
 }
 
-// UnreadableError is a PostgreSQL database whose bookkeeping the session's
-// user may not read: the tables belong to a role it is not a member of.
-// (information_schema hides such tables, which made the database look like
-// it had no schema_version.)
-type UnreadableError struct {
-	Database, User, Table, Owner string
-}
-
-func (e *UnreadableError) Error() string {
-	return fmt.Sprintf("%s is not readable by user %s: table %s is owned by role %s", e.Database, e.User, e.Table, e.Owner)
-}
-
-// Class is fault.Permission.
-func (e *UnreadableError) Class() fault.Class { return fault.Permission }
-
-// Hint says whom to run it as.
-func (e *UnreadableError) Hint() string {
-	return fmt.Sprintf("nothing was changed: run it with the homeserver's database user (the database args of <config>), which owns the tables (%s)", e.Owner)
-}
-
 // checkReadable refuses a PostgreSQL schema_version the user may not read.
 func checkReadable(ctx context.Context, d *db.DB, q db.Querier) error {
 	if d.Engine != db.Postgres {
@@ -183,5 +162,6 @@ func checkReadable(ctx context.Context, d *db.DB, q db.Querier) error {
 	if err != nil {
 		return fmt.Errorf("ask %s whether schema_version is readable: %w", d.Desc, err)
 	}
-	return &UnreadableError{Database: d.Desc, User: user, Table: "schema_version", Owner: owner}
+	return &db.NotPermittedError{Database: d.Desc, User: user, Owner: owner, Access: "readable",
+		Why: fmt.Sprintf("table schema_version is owned by role %s", owner)}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"hsops/internal/cli"
+	"hsops/internal/complete"
 	"hsops/internal/fault"
 	"hsops/internal/server"
 )
@@ -97,7 +98,7 @@ background-update batch, remove the pid file, exit 0. SIGHUP: reopen the log.
 	o.gen.flags(root)
 	root.AddCommand(newGenerateCmd())
 	root.AddCommand(newRegisterCmd(stdin, stdout, stderr))
-	addCompletion(root)
+	complete.Add(root)
 	return root
 }
 

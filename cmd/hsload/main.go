@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"hsops/internal/cli"
+	"hsops/internal/complete"
 	"hsops/internal/config"
 	"hsops/internal/fault"
 )
@@ -58,7 +59,7 @@ func newRootCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.AddCommand(newGenerateCmd(ctx, stdout), newHTTPCmd(ctx, stdout), newCheckCmd(ctx, stdout), newBenchPortCmd(ctx, stdout, stderr),
 		newBenchRehearseCmd(ctx, stdout, stderr), newBenchSwitchCmd(ctx, stdout))
-	addCompletion(root)
+	complete.Add(root)
 	return root
 }
 

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
+	"io"
 	"os"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"github.com/spf13/cobra"
 
+	"hsops/internal/clidoc"
 	"hsops/internal/pgtest"
 	"hsops/internal/scripttest"
 )
@@ -20,4 +24,11 @@ func TestScripts(t *testing.T) {
 	p := scripttest.Params("testdata/script")
 	p.Cmds["serve"] = scripttest.Serve
 	scripttest.Run(t, p)
+}
+
+// TestDocs holds docs/reference, docs/man and the exit table of
+// docs/hsload.md to what the commands say (regenerate them with
+// go test ./cmd/hsload -run TestDocs -update).
+func TestDocs(t *testing.T) {
+	clidoc.Test(t, tool, func() *cobra.Command { return newRootCmd(context.Background(), io.Discard, io.Discard) })
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"hsops/internal/cli"
+	"hsops/internal/complete"
 	"hsops/internal/config"
 	"hsops/internal/fault"
 	"hsops/internal/porter"
@@ -140,7 +141,7 @@ finished by the other (the progress is in port_from_sqlite3).
 	f.StringVar(&o.switchVerify, "switch-verify", "full", "--switch-config: how the final port is verified while the homeserver is down: full (counts and checksums of every table, as --verify) or counts (row counts of every table)")
 	f.DurationVar(&o.timeout, "timeout", 60*time.Second, "--switch-config: how long to wait for each process to stop or to answer /health")
 	cli.RequireFlags(root, "sqlite-database", "postgres-config")
-	addCompletion(root)
+	complete.Add(root)
 	return root
 }
 

@@ -18,8 +18,10 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"github.com/spf13/cobra"
 
 	"hsops/internal/catalog"
+	"hsops/internal/clidoc"
 	"hsops/internal/config"
 	"hsops/internal/db"
 	"hsops/internal/gen"
@@ -363,4 +365,11 @@ func TestInterrupt_SaysWhatIsCommitted(t *testing.T) {
 	if out, err := exec.Command(bin, append(args, "--verify")...).CombinedOutput(); err != nil {
 		t.Fatalf("the same command again: %v\n%s", err, out)
 	}
+}
+
+// TestDocs holds docs/reference, docs/man and the exit table of
+// docs/port_db.md to what the commands say (regenerate them with
+// go test ./cmd/port_db -run TestDocs -update).
+func TestDocs(t *testing.T) {
+	clidoc.Test(t, tool, func() *cobra.Command { return newRootCmd(context.Background(), io.Discard, io.Discard) })
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"hsops/internal/cli"
+	"hsops/internal/complete"
 	"hsops/internal/fault"
 	"hsops/internal/proc"
 	"hsops/internal/synapse"
@@ -108,7 +109,7 @@ is started.
 	f.BoolVar(&o.noWait, "no-wait", false, "start: do not wait for /health")
 	f.BoolVar(&o.json, "json", false, "status: print JSON")
 	root.AddCommand(newStartCmd(o), newStopCmd(o), newRestartCmd(o), newStatusCmd(o))
-	addCompletion(root)
+	complete.Add(root)
 	return root
 }
 

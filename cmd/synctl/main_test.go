@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,7 +10,9 @@ import (
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"github.com/spf13/cobra"
 
+	"hsops/internal/clidoc"
 	"hsops/internal/pgtest"
 	"hsops/internal/scripttest"
 )
@@ -58,4 +61,11 @@ func killLeftovers(bin string) {
 
 func TestScripts(t *testing.T) {
 	scripttest.Run(t, scripttest.Params("testdata/script"))
+}
+
+// TestDocs holds docs/reference, docs/man and the exit table of
+// docs/synctl.md to what the commands say (regenerate them with
+// go test ./cmd/synctl -run TestDocs -update).
+func TestDocs(t *testing.T) {
+	clidoc.Test(t, tool, func() *cobra.Command { return newRootCmd(io.Discard, io.Discard) })
 }

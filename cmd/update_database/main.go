@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"hsops/internal/cli"
+	"hsops/internal/complete"
 	"hsops/internal/config"
 	"hsops/internal/fault"
 )
@@ -115,7 +116,7 @@ runs the repairs and rollbacks Synapse's upgrade notes prescribe.
 	f.IntVar(&opts.target, "to-version", 0, "stop at this schema version (default: the newest, 83)")
 	f.StringVar(&opts.python, "python", "", "Synapse databases: run the upgrade of the Synapse release installed at this Python (default: $SYNAPSE_PYTHON, else the synapse on PATH)")
 	root.AddCommand(newStatusCmd(g), newBackgroundCmd(g), newRepairCmd(g), newUpgradeCheckCmd(g), newNotesCmd(g), newRollbackCmd(g), newRehearseCmd(g))
-	addCompletion(root)
+	complete.Add(root)
 	return root
 }
 

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"io"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"github.com/spf13/cobra"
 
+	"hsops/internal/clidoc"
 	"hsops/internal/pgtest"
 	"hsops/internal/scripttest"
 )
@@ -37,4 +40,11 @@ func waitfor(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	}
 	ts.Fatalf("waitfor: %s did not appear", args[0])
+}
+
+// TestDocs holds docs/reference, docs/man and the exit table of
+// docs/update_database.md to what the commands say (regenerate them with
+// go test ./cmd/update_database -run TestDocs -update).
+func TestDocs(t *testing.T) {
+	clidoc.Test(t, tool, func() *cobra.Command { return newRootCmd(&globals{stdout: io.Discard, stderr: io.Discard}) })
 }

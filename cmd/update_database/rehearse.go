@@ -14,6 +14,7 @@ import (
 
 	"hsops/internal/cli"
 	"hsops/internal/fault"
+	"hsops/internal/plural"
 	"hsops/internal/rehearse"
 )
 
@@ -333,7 +334,7 @@ func printRehearsal(w io.Writer, rep *rehearse.Report, verbose bool) {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
 	fmt.Fprintf(w, "predicted downtime: %s (the schema deltas)\n", ms(rep.BlockingMillis))
-	fmt.Fprintf(w, "background work: %s flat out in %s; about %s at the homeserver's pace\n", ms(rep.BackgroundMillis), nOf(rep.Batches, "batch", "batches"), ms(rep.PacedMillis))
+	fmt.Fprintf(w, "background work: %s flat out in %s; about %s at the homeserver's pace\n", ms(rep.BackgroundMillis), plural.Irregular(rep.Batches, "batch", "batches"), ms(rep.PacedMillis))
 	if f := rep.Failure; f != nil {
 		fmt.Fprintf(w, "result: FAILED at %s %s\n", f.Phase, f.Step)
 	} else {
@@ -348,13 +349,6 @@ func printRehearsal(w io.Writer, rep *rehearse.Report, verbose bool) {
 	} else {
 		fmt.Fprintln(w, "the original database was not written")
 	}
-}
-
-func nOf(n int, one, many string) string {
-	if n == 1 {
-		return "1 " + one
-	}
-	return fmt.Sprintf("%d %s", n, many)
 }
 
 // slowest keeps the n slowest steps and every failed one, in their order.
@@ -394,7 +388,7 @@ func stepLine(s rehearse.Step, unit string) string {
 		line += fmt.Sprintf(" %8d %s", s.Rows, unit)
 	}
 	if s.Batches > 0 {
-		line += " in " + nOf(s.Batches, "batch", "batches")
+		line += " in " + plural.Irregular(s.Batches, "batch", "batches")
 	}
 	if s.Error != "" {
 		line += ": " + s.Error

@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"hsops/internal/cli"
+	"hsops/internal/plural"
 	"hsops/internal/repair"
 )
 
@@ -56,10 +57,10 @@ func printRepair(g *globals, r *repair.EdgesReport, dryRun bool) {
 	}
 	res := r.Result
 	if res.Pairs == 0 {
-		fmt.Fprintf(g.stdout, "%s: no duplicate state_group_edges rows (%s); nothing to do\n", r.Database, plural(int(res.Remaining), "row"))
+		fmt.Fprintf(g.stdout, "%s: no duplicate state_group_edges rows (%s); nothing to do\n", r.Database, plural.Count(res.Remaining, "row"))
 		return
 	}
-	fmt.Fprintf(g.stdout, "%s: %s, %s\n", r.Database, plural(int(res.Pairs), "duplicated (state_group, prev_state_group) pair"), plural(int(res.Removed), "extra row"))
+	fmt.Fprintf(g.stdout, "%s: %s, %s\n", r.Database, plural.Count(res.Pairs, "duplicated (state_group, prev_state_group) pair"), plural.Count(res.Removed, "extra row"))
 	for _, e := range r.Duplicates {
 		fmt.Fprintf(g.stdout, "  state_group %d -> prev_state_group %d: %d copies\n", e.StateGroup, e.PrevStateGroup, e.Count)
 	}
@@ -67,10 +68,10 @@ func printRepair(g *globals, r *repair.EdgesReport, dryRun bool) {
 		fmt.Fprintf(g.stdout, "  ... and %d more\n", n)
 	}
 	if dryRun {
-		fmt.Fprintf(g.stdout, "would remove %s, keeping one of each pair; nothing was changed (--dry-run)\n", plural(int(res.Removed), "row"))
+		fmt.Fprintf(g.stdout, "would remove %s, keeping one of each pair; nothing was changed (--dry-run)\n", plural.Count(res.Removed, "row"))
 		return
 	}
-	fmt.Fprintf(g.stdout, "removed %s in one transaction; %s remain, each pair once\n", plural(int(res.Removed), "row"), plural(int(res.Remaining), "row"))
+	fmt.Fprintf(g.stdout, "removed %s in one transaction; %s remain, each pair once\n", plural.Count(res.Removed, "row"), plural.Count(res.Remaining, "row"))
 	if r.Engine {
 		fmt.Fprintf(g.stdout, "next: update_database --database-config %s --run-background-updates\n", g.configArg())
 	} else {

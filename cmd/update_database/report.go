@@ -7,6 +7,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"hsops/internal/cli"
+	"hsops/internal/plural"
 	"hsops/schema"
 )
 
@@ -67,9 +68,9 @@ func (r *reporter) schemaResult(desc string, res *schema.Result) {
 	case p.Create && len(p.Steps) == 0:
 		r.line("%s: created at schema %d in %s", desc, res.Version, round(res.Duration))
 	case p.Create:
-		r.line("%s: created at schema %d and upgraded to %d (%s) in %s", desc, p.Snapshot, res.Version, plural(len(res.Applied), "delta"), round(res.Duration))
+		r.line("%s: created at schema %d and upgraded to %d (%s) in %s", desc, p.Snapshot, res.Version, plural.Count(len(res.Applied), "delta"), round(res.Duration))
 	default:
-		r.line("%s: upgraded from schema %d to %d (%s in %s) in %s", desc, p.State.Version, res.Version, plural(len(res.Applied), "delta"), plural(len(p.Steps), "version"), round(res.Duration))
+		r.line("%s: upgraded from schema %d to %d (%s in %s) in %s", desc, p.State.Version, res.Version, plural.Count(len(res.Applied), "delta"), plural.Count(len(p.Steps), "version"), round(res.Duration))
 	}
 }
 

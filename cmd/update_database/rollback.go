@@ -10,6 +10,7 @@ import (
 
 	"hsops/internal/cli"
 	"hsops/internal/fault"
+	"hsops/internal/plural"
 	"hsops/internal/releases"
 	"hsops/rollback"
 )
@@ -169,14 +170,14 @@ func reportRollback(g *globals, desc string, out *rollback.Outcome) error {
 		return nil
 	}
 	fmt.Fprintf(g.stdout, "rolled back from schema %d to %d (compat %d): %s in one transaction, %d ms\n",
-		p.From, res.Version, p.CompatAfter, plural(p.ReverseCount(), "reverse"), res.Duration.Milliseconds())
+		p.From, res.Version, p.CompatAfter, plural.Count(p.ReverseCount(), "reverse"), res.Duration.Milliseconds())
 	if backup != "" {
 		fmt.Fprintf(g.stdout, "the database as it was is in %s\n", backup)
 	}
 	fmt.Fprintf(g.stdout, "next: run a release at schema %d (%s), or upgrade again with update_database --database-config %s\n",
 		res.Version, rollback.AcceptedBy(res.Version, p.CompatAfter), g.configArg())
 	if n := len(res.After); n > 0 {
-		fmt.Fprintf(g.stdout, "%s pending; they run when the homeserver starts, or with --run-background-updates\n", plural(n, "background update"))
+		fmt.Fprintf(g.stdout, "%s pending; they run when the homeserver starts, or with --run-background-updates\n", plural.Count(n, "background update"))
 	}
 	return nil
 }
@@ -205,11 +206,4 @@ func recipeNames(rs []rollback.Recipe) string {
 		out = append(out, r.Name)
 	}
 	return strings.Join(out, ", then ")
-}
-
-func plural(n int, word string) string {
-	if n == 1 {
-		return "1 " + word
-	}
-	return fmt.Sprintf("%d %ss", n, word)
 }

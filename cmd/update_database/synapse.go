@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"hsops/internal/config"
 	"hsops/internal/fault"
 	"hsops/internal/inspect"
+	"hsops/internal/plural"
 	"hsops/internal/synapse"
 	"hsops/schema"
 )
@@ -20,21 +20,11 @@ import (
 // synapsePython is the Python to upgrade the config's databases with: the
 // one --python, SYNAPSE_PYTHON or PATH names when a database is Synapse's
 // (--python always). ok is false for an hsops engine upgrade.
-func synapsePython(ctx context.Context, o *upgradeOptions, cfg *config.Config) (synapse.Python, bool) {
+func synapsePython(o *upgradeOptions, looks inspect.Looks) (synapse.Python, bool) {
 	if o.python != "" {
 		return synapse.ResolvePython(o.python), true
 	}
-	synapseDB := false
-	for _, dbc := range cfg.Databases {
-		ro, st, err := inspect.Inspect(ctx, dbc)
-		if ro != nil {
-			ro.Close()
-		}
-		if err == nil && st.Kind == schema.KindSynapse {
-			synapseDB = true
-		}
-	}
-	if !synapseDB {
+	if !looks.Any(schema.KindSynapse) {
 		return synapse.Python{}, false
 	}
 	py := synapse.ResolvePython("")
@@ -44,22 +34,19 @@ func synapsePython(ctx context.Context, o *upgradeOptions, cfg *config.Config) (
 // needPython adds to the engine's refusal of a Synapse database how to
 // have Synapse's own upgrade run.
 func needPython(err error) error {
-	if !errors.Is(err, schema.ErrNotEngine) || !strings.Contains(err.Error(), "Synapse applies its own deltas") {
-		return err
-	}
 	return fault.Wrap(fault.NotOurs, err, "nothing was changed: to run Synapse's own upgrade with hsops' guards and progress, name its Python:\n"+
 		"update_database --database-config <config> --python /opt/venvs/matrix-synapse/bin/python [--run-background-updates]\n"+
 		"(or set "+synapse.PythonEnv+", or put the synapse installation on PATH)")
 }
 
 // runSynapseUpgrade runs the Synapse release at py on a Synapse deployment.
-func runSynapseUpgrade(ctx context.Context, o *upgradeOptions, cfg *config.Config, py synapse.Python) error {
+func runSynapseUpgrade(ctx context.Context, o *upgradeOptions, cfg *config.Config, looks inspect.Looks, py synapse.Python) error {
 	if o.target != 0 {
 		return cli.Usagef("--to-version is for hsops engine databases: with --python, the Synapse release at %s decides the schema version", py.Path)
 	}
 	out := &synapseReporter{g: o.globals, r: newReporter(o.globals), from: py.From}
 	opts := synapse.UpgradeOptions{
-		Python: py.Path, Config: cfg, RunBackgroundUpdates: o.runBackground, DryRun: o.dryRun,
+		Python: py.Path, Config: cfg, Databases: looks, RunBackgroundUpdates: o.runBackground, DryRun: o.dryRun,
 		Holder: "update_database --python", Verbose: o.verbose,
 		OnPlan: out.plan, OnEvent: out.event,
 	}
@@ -177,7 +164,7 @@ func (s *synapseReporter) event(ev synapse.Event) {
 		s.done[ev.Update] = true
 		items := ""
 		if ev.Items > 0 {
-			items = " (" + nOf(int(ev.Items), "item", "items") + ")"
+			items = " (" + plural.Count(ev.Items, "item") + ")"
 		}
 		fmt.Fprintf(w, "background update %s: done in %s%s\n", ev.Update, ms(ev.Millis), items)
 	case "aborted":

@@ -33,18 +33,20 @@ func runUpgrade(ctx context.Context, o *upgradeOptions) error {
 	if o.dryRun && o.runBackground {
 		return cli.Usagef("--dry-run and --run-background-updates cannot be used together")
 	}
-	if py, ok := synapsePython(ctx, o, cfg); ok {
-		return runSynapseUpgrade(ctx, o, cfg, py)
+	// One read-only look at every database decides between Synapse's
+	// upgrade and the engine's, and plans the engine's.
+	looks, err := inspect.All(ctx, cfg)
+	if err != nil {
+		return fault.InterruptCtx(ctx, err, "nothing was changed")
 	}
-	// Every database is checked and planned before the first is written:
-	// a refusal of the second leaves the first untouched too.
-	plans := make([]*planned, 0, len(cfg.Databases))
-	for _, dbc := range cfg.Databases {
-		p, err := planOne(ctx, o, cfg, dbc)
-		if err != nil {
-			return fault.InterruptCtx(ctx, needPython(err), "nothing was changed")
-		}
-		plans = append(plans, p)
+	if py, ok := synapsePython(o, looks); ok {
+		defer looks.Close()
+		return runSynapseUpgrade(ctx, o, cfg, looks, py)
+	}
+	plans, err := planAll(ctx, o, cfg, looks)
+	looks.Close()
+	if err != nil {
+		return fault.InterruptCtx(ctx, err, "nothing was changed")
 	}
 	// Deltas are not applied under a running homeserver (background
 	// updates may run beside it).
@@ -76,20 +78,30 @@ type planned struct {
 	plan *schema.Plan
 }
 
-// planOne reads a database's state, checks its server and plans its
-// upgrade, writing nothing.
-func planOne(ctx context.Context, o *upgradeOptions, cfg *config.Config, dbc config.Database) (*planned, error) {
-	ro, st, err := inspect.Inspect(ctx, dbc)
-	if err != nil {
-		return nil, err
-	}
-	if ro != nil {
-		err := schema.Preflight(ctx, ro, st, dbc.AllowUnsafeLocale)
-		if err == nil {
-			err = portstate.Check(ctx, ro)
-		}
-		ro.Close()
+// planAll plans every database before the first is written: a refusal of
+// the second leaves the first untouched too.
+func planAll(ctx context.Context, o *upgradeOptions, cfg *config.Config, looks inspect.Looks) ([]*planned, error) {
+	plans := make([]*planned, 0, len(looks))
+	for _, l := range looks {
+		p, err := planOne(ctx, o, cfg, l)
 		if err != nil {
+			return nil, err
+		}
+		plans = append(plans, p)
+	}
+	return plans, nil
+}
+
+// planOne checks a database's server and plans its upgrade from its
+// state, writing nothing. A Synapse database is refused, saying how to
+// have Synapse's own upgrade run.
+func planOne(ctx context.Context, o *upgradeOptions, cfg *config.Config, l inspect.Look) (*planned, error) {
+	dbc, st := l.Config, l.State
+	if l.DB != nil {
+		if err := schema.Preflight(ctx, l.DB, st, dbc.AllowUnsafeLocale); err != nil {
+			return nil, err
+		}
+		if err := portstate.Check(ctx, l.DB); err != nil {
 			return nil, err
 		}
 	}
@@ -98,6 +110,9 @@ func planOne(ctx context.Context, o *upgradeOptions, cfg *config.Config, dbc con
 		AllowUnsafeLocale: dbc.AllowUnsafeLocale, Holder: "update_database",
 	}
 	plan, err := engine.Schema().Plan(st, inspect.EngineOf(dbc), opts)
+	if err != nil && st.Kind == schema.KindSynapse {
+		return nil, needPython(err)
+	}
 	if err != nil {
 		return nil, err
 	}

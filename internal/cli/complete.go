@@ -19,8 +19,12 @@ const unknownCompletions = "hsops.cli.completion.unknown"
 // complete has the shared ones).
 type Completions struct {
 	// Flags maps a flag name to its values, on every command that has a
-	// flag of that name.
+	// flag of that name. Each must be a flag of the tool (see CheckTree).
 	Flags map[string]cobra.CompletionFunc
+	// Shared is Flags for values shared by the tools: a flag of that name
+	// completes the same way in every tool that has it, and the tools
+	// without one pass it over.
+	Shared map[string]cobra.CompletionFunc
 	// Args maps a command's path below the root ("start", "background
 	// start-job") to the values of its positional arguments.
 	Args map[string]cobra.CompletionFunc
@@ -38,6 +42,9 @@ func AddCompletion(root *cobra.Command, comp Completions) {
 	walk = func(c *cobra.Command, path string) {
 		register := func(f *pflag.Flag) {
 			fn, ok := comp.Flags[f.Name]
+			if !ok {
+				fn, ok = comp.Shared[f.Name]
+			}
 			if !ok || done[f] {
 				return
 			}

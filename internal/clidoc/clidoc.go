@@ -10,9 +10,10 @@
 // prepares it. Help texts are written for a terminal (wrapped, aligned),
 // so they are kept as they are, in a preformatted block.
 //
-// Each tool's TestDocs calls Check; with -update (go test ./cmd/... -run
-// TestDocs -update) it rewrites the pages and removes those of commands
-// that are gone.
+// Each tool's TestDocs calls Test, which runs Check and CheckManual (the
+// exit table of the tool's manual, docs/<tool>.md, between its markers);
+// with -update (go test ./cmd/... -run TestDocs -update) they rewrite the
+// pages and the table, and remove the pages of commands that are gone.
 package clidoc
 
 import (

@@ -101,3 +101,24 @@ func TestGenerate_ExitTableAndNoDate(t *testing.T) {
 		}
 	}
 }
+
+func TestWithExitTable_ReplacesWhatIsBetweenTheMarkers(t *testing.T) {
+	page := "# tool\n\nExit codes:\n\n<!-- the exit codes: generated from the tool's table by go test ./cmd/tool -run TestDocs -update -->\n| old |\n<!-- end of the exit codes -->\n\nmore\n"
+	got, err := WithExitTable([]byte(page), tool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Replace(page, "| old |\n", tool.ExitMarkdown(), 1)
+	if string(got) != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	again, err := WithExitTable(got, tool)
+	if err != nil || string(again) != want {
+		t.Errorf("a second pass changed the page: %v\n%s", err, again)
+	}
+	for _, bad := range []string{"# tool\n\n| code | meaning |\n", "<!-- the exit codes: generated from the tool's table by go test ./cmd/tool -run TestDocs -update -->\n| old |\n"} {
+		if _, err := WithExitTable([]byte(bad), tool); err == nil || !strings.Contains(err.Error(), "<!--") {
+			t.Errorf("page %q: err = %v, want one naming the marker to add", bad, err)
+		}
+	}
+}

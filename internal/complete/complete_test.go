@@ -1,6 +1,9 @@
 package complete
 
 import (
+	"os"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -108,4 +111,34 @@ func mustParse(t *testing.T, v string) *semver.Version {
 		t.Fatal(err)
 	}
 	return sv
+}
+
+// TestFlags_EachIsSomeToolsFlag: every flag the shared table completes is a
+// flag of one of the tools (their reference pages, generated from the
+// commands, list them), so that a renamed flag does not silently lose its
+// completion; and every tool with arguments to complete has its page.
+// (cli.CheckTree checks each tool's command paths.)
+func TestFlags_EachIsSomeToolsFlag(t *testing.T) {
+	pages, err := filepath.Glob("../../docs/reference/*.md")
+	if err != nil || len(pages) == 0 {
+		t.Fatalf("no reference pages: %v", err)
+	}
+	var all strings.Builder
+	for _, p := range pages {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all.Write(data)
+	}
+	for name := range flags {
+		if !regexp.MustCompile(`--` + regexp.QuoteMeta(name) + `\b[^-]`).MatchString(all.String()) {
+			t.Errorf("--%s is no tool's flag (not in docs/reference): remove it from the table, or rename it as the tool's flag is", name)
+		}
+	}
+	for tool := range args {
+		if _, err := os.Stat("../../docs/reference/" + tool + ".md"); err != nil {
+			t.Errorf("completion arguments for %s, which has no reference page: %v", tool, err)
+		}
+	}
 }

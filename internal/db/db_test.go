@@ -104,17 +104,25 @@ func TestRebind(t *testing.T) {
 	}
 }
 
-func TestOpenPostgres_UnreachableSaysWhyWithoutPassword(t *testing.T) {
+// unreachable is a database section naming a loopback port nothing
+// listens on, with a password.
+func unreachable(t *testing.T) config.Database {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	cfg := config.Database{Label: "master", Name: config.EnginePostgres, Args: map[string]string{
+	return config.Database{Label: "master", Name: config.EnginePostgres, Args: map[string]string{
 		"host": "127.0.0.1", "port": strconv.Itoa(port), "user": "synapse", "password": "s3cr3t-pw", "dbname": "synapse", "cp_min": "5",
 	}}
-	_, err = db.Open(context.Background(), cfg, db.Options{})
+}
+
+// checkUnreachable holds an error to ErrUnreachable on one line, saying
+// the connection was refused (once), without the password.
+func checkUnreachable(t *testing.T, err error) {
+	t.Helper()
 	if !errors.Is(err, db.ErrUnreachable) {
 		t.Fatalf("got %v, want ErrUnreachable", err)
 	}
@@ -127,6 +135,11 @@ func TestOpenPostgres_UnreachableSaysWhyWithoutPassword(t *testing.T) {
 	if strings.Contains(err.Error(), "\n") || strings.Count(err.Error(), "connection refused") != 1 {
 		t.Errorf("error %q should be one line, each cause once", err)
 	}
+}
+
+func TestOpenPostgres_UnreachableSaysWhyWithoutPassword(t *testing.T) {
+	_, err := db.Open(context.Background(), unreachable(t), db.Options{})
+	checkUnreachable(t, err)
 }
 
 func TestOpenPostgres_UnknownArgument(t *testing.T) {

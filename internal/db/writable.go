@@ -24,7 +24,7 @@ var ErrReadOnlyServer = fault.New(fault.Permission, "this server is a read-only 
 // is read-only (ErrReadOnlyServer). Nil when it can write.
 func CheckWritable(ctx context.Context, d *DB) error {
 	if d.Engine == SQLite {
-		return CheckSQLiteWritable(d.Path)
+		return CheckSQLiteWritable(d.Path, "SQLite writes its journal there")
 	}
 	var readOnly string
 	var standby bool
@@ -41,26 +41,66 @@ func CheckWritable(ctx context.Context, d *DB) error {
 	return nil
 }
 
-// CheckSQLiteWritable is CheckWritable for a SQLite file that exists.
-func CheckSQLiteWritable(path string) error {
+// CheckSQLiteWritable says why this process cannot write the SQLite
+// database at path (a *writable.Error), or nil: the file, if it exists;
+// its directory, where dirWhy says what is written (SQLite's journal at
+// least); and the files next to it that exist: SQLite's journal, -wal and
+// -shm files and the tool's own (extra).
+func CheckSQLiteWritable(path, dirWhy string, extra ...string) error {
 	desc := "SQLite database"
-	if err := writable.File(path, desc); err != nil {
-		return err
+	if _, err := os.Stat(path); err == nil {
+		if err := writable.File(path, desc); err != nil {
+			return err
+		}
 	}
 	of := fmt.Sprintf("%s %q", desc, path)
-	if err := writable.Dir(filepath.Dir(path), of, "SQLite writes its journal there"); err != nil {
+	if err := writable.Dir(filepath.Dir(path), of, dirWhy); err != nil {
 		return err
 	}
-	for _, side := range []string{"-journal", "-wal", "-shm"} {
-		if _, err := os.Stat(path + side); err == nil {
-			if err := writable.File(path+side, "the file"); err != nil {
-				var e *writable.Error
-				if errors.As(err, &e) {
-					e.Of = of
-				}
-				return err
+	for _, side := range append([]string{path + "-journal", path + "-wal", path + "-shm"}, extra...) {
+		if _, err := os.Stat(side); err != nil {
+			continue
+		}
+		if err := writable.File(side, "the file"); err != nil {
+			var e *writable.Error
+			if errors.As(err, &e) {
+				e.Of = of
 			}
+			return err
 		}
 	}
 	return nil
+}
+
+// NotPermittedError is a PostgreSQL database whose tables the session's
+// user may not read or change: they belong to a role it is not a member
+// of, or it lacks the privileges. It is found before anything is written.
+// (A SQLite file or directory this user may not write is a
+// *writable.Error.)
+type NotPermittedError struct {
+	// Database describes the database.
+	Database string
+	// User is the session's database user; Owner owns the tables.
+	User, Owner string
+	// Access is what the database is not to this user: "readable" or
+	// "writable" (the default).
+	Access string
+	// Why names the table and what the user may not do to it.
+	Why string
+}
+
+func (e *NotPermittedError) Error() string {
+	access := e.Access
+	if access == "" {
+		access = "writable"
+	}
+	return fmt.Sprintf("%s is not %s by user %s: %s", e.Database, access, e.User, e.Why)
+}
+
+// Class is fault.Permission.
+func (e *NotPermittedError) Class() fault.Class { return fault.Permission }
+
+// Hint says whom to run it as.
+func (e *NotPermittedError) Hint() string {
+	return fmt.Sprintf("nothing was changed: run it with the homeserver's database user (the database args of <config>), which owns the tables (%s)", e.Owner)
 }

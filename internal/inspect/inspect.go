@@ -109,3 +109,48 @@ func OpenEngine(ctx context.Context, dbc config.Database, what string) (*db.DB, 
 	}
 	return db.Open(ctx, dbc, db.Options{AppName: "hsops update_database"})
 }
+
+// Look is one configured database as Inspect found it.
+type Look struct {
+	Config config.Database
+	// DB is open read-only; nil for a SQLite file that does not exist yet.
+	DB    *db.DB
+	State *schema.State
+}
+
+// Looks are every database of a config, inspected once.
+type Looks []Look
+
+// All inspects every database of cfg, in the config's order. On an error,
+// those already open are closed.
+func All(ctx context.Context, cfg *config.Config) (Looks, error) {
+	looks := make(Looks, 0, len(cfg.Databases))
+	for _, dbc := range cfg.Databases {
+		d, st, err := Inspect(ctx, dbc)
+		if err != nil {
+			looks.Close()
+			return nil, err
+		}
+		looks = append(looks, Look{Config: dbc, DB: d, State: st})
+	}
+	return looks, nil
+}
+
+// Close closes the databases.
+func (ls Looks) Close() {
+	for _, l := range ls {
+		if l.DB != nil {
+			l.DB.Close()
+		}
+	}
+}
+
+// Any reports whether one of the databases is of kind k.
+func (ls Looks) Any(k schema.Kind) bool {
+	for _, l := range ls {
+		if l.State.Kind == k {
+			return true
+		}
+	}
+	return false
+}

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,7 +21,6 @@ import (
 
 	"hsops/internal/config"
 	"hsops/internal/db"
-	"hsops/internal/gen"
 	"hsops/internal/porter"
 	"hsops/schema"
 	"hsops/schema/engine"
@@ -166,7 +164,7 @@ func BenchPort(ctx context.Context, o BenchPortOptions) (*BenchPortResult, error
 	*res = measured[(len(measured)-1)/2]
 	res.AllRounds = all
 	for _, name := range []string{"hsops_bench_rawcopy", "hsops_bench_floor"} {
-		_, _ = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+		dropBenchDatabase(ctx, admin, name)
 	}
 	return res, nil
 }
@@ -206,8 +204,7 @@ func (b *benchPortRun) round(ctx context.Context, r int, res BenchPortResult) (B
 
 // newDB (re)creates an empty database and returns its section.
 func (b *benchPortRun) newDB(ctx context.Context, name string) (config.Database, error) {
-	_, _ = b.admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-	if _, err := b.admin.Exec(ctx, "CREATE DATABASE "+name+" ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"); err != nil {
+	if err := createBenchDatabase(ctx, b.admin, name); err != nil {
 		return config.Database{}, err
 	}
 	return databaseConfig(b.o.AdminURL, name)
@@ -260,14 +257,11 @@ func (b *benchPortRun) references(ctx context.Context, r int, res *BenchPortResu
 // generated unless it is there from an earlier run.
 func benchSourceFile(ctx context.Context, o BenchPortOptions, res *BenchPortResult, say func(string)) (string, error) {
 	src := filepath.Join(o.Work, fmt.Sprintf("source-%d.db", o.Events))
-	if _, err := os.Stat(src); err != nil {
-		say(fmt.Sprintf("generating %s (%d messages)...", src, o.Events))
-		t0 := time.Now()
-		if err := benchSource(ctx, src, o.Events); err != nil {
-			return "", err
-		}
-		res.GenerateSecs = time.Since(t0).Seconds()
+	took, err := generateSQLite(ctx, src, 0, o.Events, say)
+	if err != nil {
+		return "", err
 	}
+	res.GenerateSecs = took.Seconds()
 	st, err := os.Stat(src)
 	if err != nil {
 		return "", err
@@ -289,52 +283,11 @@ func measureFloor(ctx context.Context, cfg config.Database, dumps map[string][]b
 	return floor, nil
 }
 
-// benchSource generates the source: users, rooms and their state,
-// messages, everything a homeserver writes with them (about 8 rows per
-// message). It is written to a temporary name and renamed, so that an
-// interrupted generation is never reused.
-func benchSource(ctx context.Context, path string, events int) error {
-	tmp := path + ".tmp"
-	_ = os.Remove(tmp)
-	p := gen.Params{ServerName: "example.org", Users: max(events/1000, 50), Rooms: max(events/5000, 10), Messages: events,
-		MembersPerRoom: 20, Backfilled: 10, Seed: 1}
-	if _, err := gen.Fill(ctx, config.Database{Name: config.EngineSQLite, Args: map[string]string{"database": tmp}}, 0, p); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
-
-// databaseConfig is a database section for a database of the server the
-// admin URL points at.
-func databaseConfig(adminURL, name string) (config.Database, error) {
-	u, err := url.Parse(adminURL)
-	if err != nil {
-		return config.Database{}, err
-	}
-	u.Path = "/" + name
-	cc, err := pgx.ParseConfig(u.String())
-	if err != nil {
-		return config.Database{}, err
-	}
-	args := map[string]string{"host": cc.Host, "port": fmt.Sprint(cc.Port), "user": cc.User, "dbname": name, "sslmode": "disable"}
-	if cc.Password != "" {
-		args["password"] = cc.Password
-	}
-	return config.Database{Label: "master", Name: config.EnginePostgres, Args: args, DataStores: []string{"main", "state"}}, nil
-}
-
 // runPortDB runs port_db into the ported database and records its time,
 // peak memory and summary.
 func runPortDB(ctx context.Context, o BenchPortOptions, src string, ported config.Database, res *BenchPortResult) error {
 	cfgPath := filepath.Join(o.Work, "pg.yaml")
-	var y strings.Builder
-	y.WriteString("server_name: example.org\ndatabase:\n  name: psycopg2\n  args:\n")
-	for _, k := range []string{"host", "port", "user", "password", "dbname", "sslmode"} {
-		if v, ok := ported.Args[k]; ok {
-			fmt.Fprintf(&y, "    %s: %q\n", k, v)
-		}
-	}
-	if err := os.WriteFile(cfgPath, []byte(y.String()), 0o600); err != nil {
+	if err := writePostgresConfig(cfgPath, ported); err != nil {
 		return err
 	}
 	cmd := exec.CommandContext(ctx, o.PortDB, "--sqlite-database", src, "--postgres-config", cfgPath,

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"hsops/internal/config"
 	"hsops/internal/db"
 	"hsops/internal/gen"
 	"hsops/internal/pgcluster"
@@ -91,10 +89,6 @@ type rehearsalResult struct {
 	} `json:"report"`
 }
 
-func (b *rehearseBench) params() gen.Params {
-	return gen.Params{ServerName: "example.org", Users: max(b.events/1000, 50), Rooms: max(b.events/5000, 10), Messages: b.events, MembersPerRoom: 20, Backfilled: 10, Seed: 1, TxSize: 20000}
-}
-
 // rehearse runs update_database rehearse --json and reads its report.
 func (b *rehearseBench) rehearse(cfg string, extra ...string) (rehearsalResult, float64, error) {
 	var res rehearsalResult
@@ -167,55 +161,29 @@ func (b *rehearseBench) report(engine, reference string, refSecs float64, r rehe
 	fmt.Fprintln(b.out, string(data))
 }
 
-func sqliteConfig(path, dbPath string) error {
-	return os.WriteFile(path, []byte(fmt.Sprintf("server_name: example.org\ndatabase:\n  name: sqlite3\n  args:\n    database: %s\n", dbPath)), 0o600)
-}
+func (b *rehearseBench) say(s string) { fmt.Fprintln(b.out, s) }
 
 func (b *rehearseBench) sqlite() error {
 	src := filepath.Join(b.work, fmt.Sprintf("source-%d-v%d.db", b.events, b.version))
-	if _, err := os.Stat(src); err != nil {
-		fmt.Fprintf(b.out, "generating %s (%d messages at schema %d)...\n", src, b.events, b.version)
-		tmp := src + ".tmp"
-		_ = os.Remove(tmp)
-		if _, err := gen.Fill(b.ctx, config.Database{Name: config.EngineSQLite, Args: map[string]string{"database": tmp}}, b.version, b.params()); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp, src); err != nil {
-			return err
-		}
+	if _, err := generateSQLite(b.ctx, src, b.version, b.events, b.say); err != nil {
+		return err
 	}
 	engine := "SQLite"
 	if b.wal {
 		engine = "SQLite in WAL mode"
-		walSrc := strings.TrimSuffix(src, ".db") + "-wal.db"
-		if _, err := os.Stat(walSrc); err != nil {
-			tmp := walSrc + ".tmp"
-			if err := copyFile(src, tmp); err != nil {
-				return err
-			}
-			d, err := db.OpenSQLite(b.ctx, tmp, db.Options{})
-			if err != nil {
-				return err
-			}
-			_, err = d.ExecContext(b.ctx, "PRAGMA journal_mode = WAL")
-			d.Close()
-			if err != nil {
-				return err
-			}
-			if err := os.Rename(tmp, walSrc); err != nil {
-				return err
-			}
+		var err error
+		if src, err = b.walSource(src); err != nil {
+			return err
 		}
-		src = walSrc
 	}
 	plain := filepath.Join(b.work, "plain-copy.db")
 	defer os.Remove(plain)
 	cfg := filepath.Join(b.work, "source.yaml")
-	if err := sqliteConfig(cfg, src); err != nil {
+	if err := writeSQLiteConfig(cfg, src); err != nil {
 		return err
 	}
 	realCfg := filepath.Join(b.work, "real.yaml")
-	if err := sqliteConfig(realCfg, plain); err != nil {
+	if err := writeSQLiteConfig(realCfg, plain); err != nil {
 		return err
 	}
 	for round := 1; round <= b.rounds; round++ {
@@ -239,6 +207,28 @@ func (b *rehearseBench) sqlite() error {
 	return nil
 }
 
+// walSource is a copy of the source in WAL mode, made once.
+func (b *rehearseBench) walSource(src string) (string, error) {
+	walSrc := strings.TrimSuffix(src, ".db") + "-wal.db"
+	if _, err := os.Stat(walSrc); err == nil {
+		return walSrc, nil
+	}
+	tmp := walSrc + ".tmp"
+	if err := copyFile(src, tmp); err != nil {
+		return "", err
+	}
+	d, err := db.OpenSQLite(b.ctx, tmp, db.Options{})
+	if err != nil {
+		return "", err
+	}
+	_, err = d.ExecContext(b.ctx, "PRAGMA journal_mode = WAL")
+	d.Close()
+	if err != nil {
+		return "", err
+	}
+	return walSrc, os.Rename(tmp, walSrc)
+}
+
 func copyFile(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
@@ -260,6 +250,10 @@ func copyFile(src, dst string) error {
 	return out.Close()
 }
 
+// realDB is the database the real upgrade runs on, a copy of the source
+// each round.
+const realDB = "hsops_bench_rehearse_real"
+
 func (b *rehearseBench) postgres(pgURL string) error {
 	ctx := b.ctx
 	admin, err := pgx.Connect(ctx, pgURL)
@@ -267,108 +261,112 @@ func (b *rehearseBench) postgres(pgURL string) error {
 		return err
 	}
 	defer admin.Close(ctx)
-	u, _ := url.Parse(pgURL)
-	writeConfig := func(name string) (string, config.Database, error) {
-		u2 := *u
-		u2.Path = "/" + name
-		cc, err := pgx.ParseConfig(u2.String())
-		if err != nil {
-			return "", config.Database{}, err
-		}
-		args := map[string]string{"host": cc.Host, "port": fmt.Sprint(cc.Port), "user": cc.User, "dbname": name, "sslmode": "disable"}
-		if cc.Password != "" {
-			args["password"] = cc.Password
-		}
-		var y strings.Builder
-		y.WriteString("server_name: example.org\ndatabase:\n  name: psycopg2\n  args:\n")
-		for _, k := range []string{"host", "port", "user", "password", "dbname", "sslmode"} {
-			if v, ok := args[k]; ok {
-				fmt.Fprintf(&y, "    %s: %q\n", k, v)
-			}
-		}
-		path := filepath.Join(b.work, name+".yaml")
-		return path, config.Database{Label: "master", Name: config.EnginePostgres, Args: args, DataStores: []string{"main", "state"}}, os.WriteFile(path, []byte(y.String()), 0o600)
-	}
-	// The source is kept across runs on a server that outlives them.
 	src := fmt.Sprintf("hsops_bench_rehearse_%d_v%d", b.events, b.version)
-	var exists bool
-	if err := admin.QueryRow(ctx, "SELECT count(*) > 0 FROM pg_database WHERE datname = $1", src).Scan(&exists); err != nil {
+	if err := b.pgSource(admin, pgURL, src); err != nil {
 		return err
 	}
-	srcCfg, _, err := writeConfig(src)
+	srcCfg, err := b.pgConfig(pgURL, src)
 	if err != nil {
 		return err
 	}
-	if !exists {
-		fmt.Fprintf(b.out, "generating database %s (%d messages at schema %d)...\n", src, b.events, b.version)
-		tmp := src + "_tmp"
-		_, _ = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+tmp+" WITH (FORCE)")
-		if _, err := admin.Exec(ctx, "CREATE DATABASE "+tmp+" ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"); err != nil {
-			return err
-		}
-		_, tmpDB, err := writeConfig(tmp)
-		if err != nil {
-			return err
-		}
-		if _, err := gen.Fill(ctx, tmpDB, b.version, b.params()); err != nil {
-			return err
-		}
-		if _, err := admin.Exec(ctx, "ALTER DATABASE "+tmp+" RENAME TO "+src); err != nil {
-			return err
-		}
-		if _, err := admin.Exec(ctx, "VACUUM"); err != nil {
-			return err
-		}
-	}
-	template := func(name string) (float64, error) {
-		_, _ = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-		t0 := time.Now()
-		if _, err := admin.Exec(ctx, "CREATE DATABASE "+name+" TEMPLATE "+src); err != nil {
-			return 0, err
-		}
-		return time.Since(t0).Seconds(), nil
-	}
-	const realDB = "hsops_bench_rehearse_real"
-	defer admin.Exec(context.WithoutCancel(ctx), "DROP DATABASE IF EXISTS "+realDB+" WITH (FORCE)")
-	realCfg, _, err := writeConfig(realDB)
+	defer dropBenchDatabase(ctx, admin, realDB)
+	realCfg, err := b.pgConfig(pgURL, realDB)
 	if err != nil {
 		return err
 	}
 	for round := 1; round <= b.rounds; round++ {
-		fmt.Fprintf(b.out, "PostgreSQL, round %d: CREATE DATABASE ... TEMPLATE, then the real upgrade of it...\n", round)
-		refSecs, err := template(realDB)
-		if err != nil {
+		if err := b.pgRound(admin, round, src, srcCfg, realCfg); err != nil {
 			return err
 		}
-		schemaSecs, bgSecs, err := b.upgrade(realCfg)
-		if err != nil {
-			return err
-		}
-		if _, err := admin.Exec(ctx, "DROP DATABASE "+realDB); err != nil {
-			return err
-		}
-		fmt.Fprintf(b.out, "PostgreSQL, round %d: rehearsal (nothing connected: the template copy)...\n", round)
-		rTemplate, wallTemplate, err := b.rehearse(srcCfg)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(b.out, "PostgreSQL, round %d: rehearsal with --snapshot-copy (as when the homeserver is connected)...\n", round)
-		rSnap, wallSnap, err := b.rehearse(srcCfg, "--snapshot-copy")
-		if err != nil {
-			return err
-		}
-		name := fmt.Sprintf("PostgreSQL (round %d)", round)
-		b.report(name, "CREATE DATABASE ... TEMPLATE", refSecs, rTemplate, wallTemplate, schemaSecs, bgSecs)
-		b.report(name, "CREATE DATABASE ... TEMPLATE", refSecs, rSnap, wallSnap, schemaSecs, bgSecs)
-		if c := rSnap.Report.Databases[0].Copy; c.DataMs > 0 {
-			fmt.Fprintf(b.out, "  the snapshot copy: data %.2f s, keys and indexes %.2f s\n", float64(c.DataMs)/1000, float64(c.RebuildMs)/1000)
-		}
-		if secs, err := b.dumpRestore(srcCfg, src, admin); err == nil {
-			fmt.Fprintf(b.out, "  pg_dump -Fd -j 4 | pg_restore -j 4, the same data (another reference): %.2f s; the snapshot copy's ratio to it %.2f\n",
-				secs, float64(rSnap.Report.Databases[0].Copy.Ms)/1000/secs)
-		} else {
-			fmt.Fprintf(b.out, "  (pg_dump | pg_restore not measured: %v)\n", err)
-		}
+	}
+	return nil
+}
+
+// pgSource generates the source database src unless the server has it
+// from an earlier run (it is kept across runs on a server that outlives
+// them). It is generated under another name and renamed, so that an
+// interrupted generation is never reused.
+func (b *rehearseBench) pgSource(admin *pgx.Conn, pgURL, src string) error {
+	ctx := b.ctx
+	var exists bool
+	if err := admin.QueryRow(ctx, "SELECT count(*) > 0 FROM pg_database WHERE datname = $1", src).Scan(&exists); err != nil {
+		return err
+	}
+	if exists {
+		return nil
+	}
+	fmt.Fprintf(b.out, "generating database %s (%s)...\n", src, messagesAt(b.events, b.version))
+	tmp := src + "_tmp"
+	if err := createBenchDatabase(ctx, admin, tmp); err != nil {
+		return err
+	}
+	tmpDB, err := databaseConfig(pgURL, tmp)
+	if err != nil {
+		return err
+	}
+	if _, err := gen.Fill(ctx, tmpDB, b.version, benchParams(b.events)); err != nil {
+		return err
+	}
+	if _, err := admin.Exec(ctx, "ALTER DATABASE "+tmp+" RENAME TO "+src); err != nil {
+		return err
+	}
+	_, err = admin.Exec(ctx, "VACUUM")
+	return err
+}
+
+// pgConfig writes the config of the database name of the server pgURL
+// names, in the work directory, and returns its path.
+func (b *rehearseBench) pgConfig(pgURL, name string) (string, error) {
+	dbc, err := databaseConfig(pgURL, name)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(b.work, name+".yaml")
+	return path, writePostgresConfig(path, dbc)
+}
+
+// pgRound measures one round: the reference copy (CREATE DATABASE ...
+// TEMPLATE) and the real upgrade of it, the rehearsal as when nothing is
+// connected (its template copy) and as when the homeserver is (its
+// snapshot copy), and pg_dump | pg_restore as another reference.
+func (b *rehearseBench) pgRound(admin *pgx.Conn, round int, src, srcCfg, realCfg string) error {
+	ctx := b.ctx
+	fmt.Fprintf(b.out, "PostgreSQL, round %d: CREATE DATABASE ... TEMPLATE, then the real upgrade of it...\n", round)
+	dropBenchDatabase(ctx, admin, realDB)
+	t0 := time.Now()
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+realDB+" TEMPLATE "+src); err != nil {
+		return err
+	}
+	refSecs := time.Since(t0).Seconds()
+	schemaSecs, bgSecs, err := b.upgrade(realCfg)
+	if err != nil {
+		return err
+	}
+	if _, err := admin.Exec(ctx, "DROP DATABASE "+realDB); err != nil {
+		return err
+	}
+	fmt.Fprintf(b.out, "PostgreSQL, round %d: rehearsal (nothing connected: the template copy)...\n", round)
+	rTemplate, wallTemplate, err := b.rehearse(srcCfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(b.out, "PostgreSQL, round %d: rehearsal with --snapshot-copy (as when the homeserver is connected)...\n", round)
+	rSnap, wallSnap, err := b.rehearse(srcCfg, "--snapshot-copy")
+	if err != nil {
+		return err
+	}
+	name := fmt.Sprintf("PostgreSQL (round %d)", round)
+	b.report(name, "CREATE DATABASE ... TEMPLATE", refSecs, rTemplate, wallTemplate, schemaSecs, bgSecs)
+	b.report(name, "CREATE DATABASE ... TEMPLATE", refSecs, rSnap, wallSnap, schemaSecs, bgSecs)
+	snap := rSnap.Report.Databases[0].Copy
+	if snap.DataMs > 0 {
+		fmt.Fprintf(b.out, "  the snapshot copy: data %.2f s, keys and indexes %.2f s\n", float64(snap.DataMs)/1000, float64(snap.RebuildMs)/1000)
+	}
+	if secs, err := b.dumpRestore(src, admin); err == nil {
+		fmt.Fprintf(b.out, "  pg_dump -Fd -j 4 | pg_restore -j 4, the same data (another reference): %.2f s; the snapshot copy's ratio to it %.2f\n",
+			secs, float64(snap.Ms)/1000/secs)
+	} else {
+		fmt.Fprintf(b.out, "  (pg_dump | pg_restore not measured: %v)\n", err)
 	}
 	return nil
 }
@@ -376,7 +374,7 @@ func (b *rehearseBench) postgres(pgURL string) error {
 // dumpRestore times pg_dump in directory format and pg_restore, both with
 // four jobs, into a new database: what a DBA would run to copy a database
 // others are connected to.
-func (b *rehearseBench) dumpRestore(_ string, src string, admin *pgx.Conn) (float64, error) {
+func (b *rehearseBench) dumpRestore(src string, admin *pgx.Conn) (float64, error) {
 	dump, err := exec.LookPath("pg_dump")
 	if err != nil {
 		return 0, err
@@ -387,11 +385,10 @@ func (b *rehearseBench) dumpRestore(_ string, src string, admin *pgx.Conn) (floa
 	}
 	ctx := b.ctx
 	const target = "hsops_bench_rehearse_restored"
-	_, _ = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+target+" WITH (FORCE)")
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+target+" TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"); err != nil {
+	if err := createBenchDatabase(ctx, admin, target); err != nil {
 		return 0, err
 	}
-	defer admin.Exec(context.WithoutCancel(ctx), "DROP DATABASE IF EXISTS "+target+" WITH (FORCE)")
+	defer dropBenchDatabase(ctx, admin, target)
 	dir := filepath.Join(b.work, "pg_dump")
 	_ = os.RemoveAll(dir)
 	defer os.RemoveAll(dir)

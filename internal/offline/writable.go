@@ -3,49 +3,19 @@ package offline
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"hsops/internal/config"
 	"hsops/internal/db"
-	"hsops/internal/fault"
-	"hsops/internal/writable"
 	"hsops/schema"
 )
-
-// NotWritableError is a PostgreSQL database whose tables the tool's
-// database user may not change (they belong to another role). It is found
-// before anything is written. (A SQLite file or directory this user may not
-// write is a *writable.Error, as for the homeserver.)
-type NotWritableError struct {
-	// Database describes the database.
-	Database string
-	// User is the session's database user; Owner owns the tables.
-	User, Owner string
-	// Why names the table and what the user may not do to it.
-	Why string
-}
-
-func (e *NotWritableError) Error() string {
-	return fmt.Sprintf("%s is not writable by user %s: %s", e.Database, e.User, e.Why)
-}
-
-// Class is fault.Permission.
-func (e *NotWritableError) Class() fault.Class { return fault.Permission }
-
-// Hint says whom to run it as.
-func (e *NotWritableError) Hint() string {
-	return fmt.Sprintf("nothing was changed: run it with the homeserver's database user (the database args of <config>), which owns the tables (%s)", e.Owner)
-}
 
 // CheckWritable says why the tool, as the user it runs as, cannot change
 // the database of dbc, or nil: a SQLite file, its directory (where the lock
 // file, SQLite's journal and a rollback's copy are written) or a file next
 // to it that this user may not write (a *writable.Error); a PostgreSQL
 // session that cannot write (db.ErrReadOnlyServer) or tables owned by
-// another role (a *NotWritableError). A SQLite file that does not exist
+// another role (a *db.NotPermittedError). A SQLite file that does not exist
 // yet needs a writable directory. On PostgreSQL, alters asks for the schema
 // to be changed (every table owned by the user's roles); writes lists the
 // tables whose rows are written.
@@ -69,28 +39,7 @@ func CheckWritable(ctx context.Context, dbc config.Database, alters bool, writes
 // checkSQLite checks the file, its directory and the files SQLite and the
 // tools write next to it.
 func checkSQLite(path string) error {
-	of := fmt.Sprintf("SQLite database %q", path)
-	if _, err := os.Stat(path); err == nil {
-		if err := writable.File(path, "SQLite database"); err != nil {
-			return err
-		}
-	}
-	if err := writable.Dir(filepath.Dir(path), of, "the lock file, SQLite's journal and a rollback's copy are written there"); err != nil {
-		return err
-	}
-	for _, side := range []string{path + "-wal", path + "-shm", path + "-journal", schema.LockPath(path)} {
-		if _, err := os.Stat(side); err != nil {
-			continue
-		}
-		if err := writable.File(side, "the file"); err != nil {
-			var e *writable.Error
-			if errors.As(err, &e) {
-				e.Of = of
-			}
-			return err
-		}
-	}
-	return nil
+	return db.CheckSQLiteWritable(path, "the lock file, SQLite's journal and a rollback's copy are written there", schema.LockPath(path))
 }
 
 // checkPostgres refuses tables the session's user may not
@@ -128,7 +77,7 @@ func checkPostgres(ctx context.Context, d *db.DB, alters bool, writes []string) 
 	if !alters {
 		why = fmt.Sprintf("it may not change the rows of table %s (owner %s)", table, owner)
 	}
-	return &NotWritableError{Database: d.Desc, User: me, Owner: owner, Why: why}
+	return &db.NotPermittedError{Database: d.Desc, User: me, Owner: owner, Why: why}
 }
 
 // nullable scans a NULL as "".

@@ -3,14 +3,12 @@ package porter
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"hsops/internal/db"
 	"hsops/internal/fault"
@@ -332,14 +330,7 @@ const stateDone = ""
 // take locks in different orders: a deadlock PostgreSQL breaks is tried
 // again.
 func (r rebuilder) step(stmt, state string) error {
-	for attempt := 1; ; attempt++ {
-		err := r.stepOnce(stmt, state)
-		var pgErr *pgconn.PgError
-		if attempt < 3 && errors.As(err, &pgErr) && pgErr.Code == "40P01" {
-			continue
-		}
-		return err
-	}
+	return db.RetryDeadlocks(r.ctx, func() error { return r.stepOnce(stmt, state) })
 }
 
 func (r rebuilder) stepOnce(stmt, state string) error {

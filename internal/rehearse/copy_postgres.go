@@ -18,6 +18,7 @@ import (
 
 	"hsops/internal/config"
 	"hsops/internal/db"
+	"hsops/internal/parallel"
 	"hsops/internal/rowsum"
 )
 
@@ -114,7 +115,62 @@ func (o pgCopyOptions) note(s string) {
 // in the same snapshot), then keys, indexes, foreign keys, triggers and
 // sequence values are restored, as pg_dump | pg_restore would do.
 func snapshotCopy(ctx context.Context, maint *pgx.Conn, dbc config.Database, scratch string, o pgCopyOptions, c *Copy) error {
-	src := dbc.DBName()
+	if err := createEmptyLike(ctx, maint, dbc.DBName(), scratch); err != nil {
+		return err
+	}
+	sc, err := newSnapshotCopier(dbc, scratch, o)
+	if err != nil {
+		return err
+	}
+	exp, release, err := sc.exportSnapshot(ctx, dbc)
+	if err != nil {
+		return err
+	}
+	defer release()
+	s, err := readPGSchema(ctx, exp)
+	if err != nil {
+		return err
+	}
+	for _, name := range s.Skipped {
+		o.note(fmt.Sprintf("index %s is invalid in the source (a failed CREATE INDEX CONCURRENTLY): not copied", name))
+	}
+	dst, err := connectTarget(ctx, sc.dstCC, s.Schema)
+	if err != nil {
+		return err
+	}
+	defer dst.Close(context.WithoutCancel(ctx))
+	if err := execAll(ctx, dst, createStatements(s), "rebuild the schema in "+scratch); err != nil {
+		return err
+	}
+
+	tData := time.Now()
+	rows, err := sc.copyData(ctx, s)
+	if err != nil {
+		return err
+	}
+	c.Tables, c.Rows = len(s.Tables), rows
+	c.DataMillis = time.Since(tData).Milliseconds()
+
+	tRebuild := time.Now()
+	if err := sc.rebuildConstraints(ctx, s); err != nil {
+		return err
+	}
+	if err := execAll(ctx, dst, finishStatements(s), "finish the copy "+scratch); err != nil {
+		return err
+	}
+	c.RebuildMillis = time.Since(tRebuild).Milliseconds()
+	if o.Verify {
+		if err := verifyCopy(ctx, exp, sc.dstCC, s); err != nil {
+			return err
+		}
+		c.Verified = true
+	}
+	return nil
+}
+
+// createEmptyLike creates scratch, empty, with the encoding and locale of
+// the database src.
+func createEmptyLike(ctx context.Context, maint *pgx.Conn, src, scratch string) error {
 	var enc, collate, ctype string
 	err := maint.QueryRow(ctx, "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database WHERE datname = $1", src).Scan(&enc, &collate, &ctype)
 	if err != nil {
@@ -125,101 +181,149 @@ func snapshotCopy(ctx context.Context, maint *pgx.Conn, dbc config.Database, scr
 	if err != nil {
 		return createErr(err, scratch)
 	}
+	return nil
+}
+
+// snapshotCopier holds what the sessions of a snapshot copy connect with,
+// and the snapshot once exported.
+type snapshotCopier struct {
+	o            pgCopyOptions
+	scratch      string
+	srcCC, dstCC *pgx.ConnConfig
+	snap         string
+}
+
+// newSnapshotCopier prepares the sessions' configurations: on the source
+// and on the scratch database, each named for the scratch database (a
+// session of the rehearsal is told apart by it).
+func newSnapshotCopier(dbc config.Database, scratch string, o pgCopyOptions) (*snapshotCopier, error) {
 	app := appName(scratch)
 	srcCC, err := db.PostgresConnConfig(dbc, app)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	srcCC.RuntimeParams["application_name"] = app
-	dstCC, err := db.PostgresConnConfig(withDBName(dbc, scratch), app)
+	dstCC, err := db.PostgresConnConfig(db.WithDBName(dbc, scratch), app)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	dstCC.RuntimeParams["application_name"] = app
+	return &snapshotCopier{o: o, scratch: scratch, srcCC: srcCC, dstCC: dstCC}, nil
+}
 
-	// The exporting session holds the snapshot until everything is read.
-	sdb := stdlib.OpenDB(*srcCC)
-	defer sdb.Close()
-	exp, err := sdb.Conn(ctx)
+// exportSnapshot opens the session that exports the snapshot, in its
+// transaction; the snapshot lasts until release is called (after
+// everything is read).
+func (sc *snapshotCopier) exportSnapshot(ctx context.Context, dbc config.Database) (exp *sql.Conn, release func(), err error) {
+	sdb := stdlib.OpenDB(*sc.srcCC)
+	exp, err = sdb.Conn(ctx)
 	if err != nil {
-		return fmt.Errorf("%w: %s: %v", db.ErrUnreachable, dbc, err)
+		sdb.Close()
+		return nil, nil, fmt.Errorf("%w: %s: %v", db.ErrUnreachable, dbc, err)
 	}
-	defer exp.Close()
+	release = func() {
+		_, _ = exp.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+		exp.Close()
+		sdb.Close()
+	}
 	// A server's own limits must not end the snapshot half-way.
 	for _, s := range []string{"SET statement_timeout = 0", "SET idle_in_transaction_session_timeout = 0"} {
 		_, _ = exp.ExecContext(ctx, s)
 	}
 	if _, err := exp.ExecContext(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); err != nil {
-		return fmt.Errorf("start the snapshot: %w", err)
+		release()
+		return nil, nil, fmt.Errorf("start the snapshot: %w", err)
 	}
-	defer func() { _, _ = exp.ExecContext(context.WithoutCancel(ctx), "ROLLBACK") }()
-	var snap string
-	if err := exp.QueryRowContext(ctx, "SELECT pg_export_snapshot()").Scan(&snap); err != nil {
-		return fmt.Errorf("export the snapshot: %w", err)
+	if err := exp.QueryRowContext(ctx, "SELECT pg_export_snapshot()").Scan(&sc.snap); err != nil {
+		release()
+		return nil, nil, fmt.Errorf("export the snapshot: %w", err)
 	}
-	if o.OnSnapshot != nil {
-		o.OnSnapshot(snap)
+	if sc.o.OnSnapshot != nil {
+		sc.o.OnSnapshot(sc.snap)
 	}
-	s, err := readPGSchema(ctx, exp)
-	if err != nil {
-		return err
-	}
-	for _, name := range s.Skipped {
-		o.note(fmt.Sprintf("index %s is invalid in the source (a failed CREATE INDEX CONCURRENTLY): not copied", name))
-	}
+	return exp, release, nil
+}
 
-	dst, err := connectTarget(ctx, dstCC, s.Schema)
-	if err != nil {
-		return err
-	}
-	defer dst.Close(context.WithoutCancel(ctx))
-	pre := []string{}
+// createStatements create the schema's sequences, functions, tables and
+// views, in that order.
+func createStatements(s *pgSchema) []string {
+	var stmts []string
 	for _, sq := range s.Sequences {
-		pre = append(pre, sq.Create)
+		stmts = append(stmts, sq.Create)
 	}
-	pre = append(pre, s.Functions...)
+	stmts = append(stmts, s.Functions...)
 	for _, t := range s.Tables {
-		pre = append(pre, t.Create)
+		stmts = append(stmts, t.Create)
 	}
-	pre = append(pre, s.Views...)
-	for _, stmt := range pre {
-		if _, err := dst.Exec(ctx, stmt); err != nil {
-			return fmt.Errorf("rebuild the schema in %s: %s: %w", scratch, firstLine(stmt), err)
-		}
-	}
+	return append(stmts, s.Views...)
+}
 
-	// The data, biggest tables first, each reader in the snapshot.
+// copyData copies every table's rows, biggest tables first, each reader in
+// the snapshot, and returns the number of rows copied.
+func (sc *snapshotCopier) copyData(ctx context.Context, s *pgSchema) (int64, error) {
 	var total int64
 	for _, t := range s.Tables {
 		total += t.Bytes
 	}
-	var done atomic.Int64
-	var rows atomic.Int64
+	var done, rows atomic.Int64
 	report := func() {
-		if o.Progress != nil {
-			o.Progress(done.Load(), max(total, done.Load()))
+		if sc.o.Progress != nil {
+			sc.o.Progress(done.Load(), max(total, done.Load()))
 		}
 	}
 	tables := append([]pgTable(nil), s.Tables...)
 	sortBySize(tables)
-	tData := time.Now()
-	err = parallel(ctx, o.jobs(), len(tables), func(ctx context.Context, i int) error {
-		n, err := copyTable(ctx, srcCC, dstCC, s.Schema, snap, tables[i], func(b int64) { done.Add(b); report() })
+	err := parallel.For(ctx, sc.o.jobs(), len(tables), func(ctx context.Context, i int) error {
+		n, err := copyTable(ctx, sc.srcCC, sc.dstCC, s.Schema, sc.snap, tables[i], func(b int64) { done.Add(b); report() })
 		rows.Add(n)
 		return err
 	})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	report()
-	c.Tables, c.Rows = len(s.Tables), rows.Load()
-	c.DataMillis = time.Since(tData).Milliseconds()
+	return rows.Load(), nil
+}
 
-	// Keys, then indexes, then checks, then foreign keys. ALTER TABLE
-	// locks its table whole, so a table's ALTERs run one after the other
-	// on one session while other tables' run beside them; CREATE INDEX
-	// statements run side by side, on one table too.
-	tRebuild := time.Now()
+// rebuildConstraints builds the keys, then the indexes, then the checks,
+// then the foreign keys, several at once (see rebuildJobs).
+func (sc *snapshotCopier) rebuildConstraints(ctx context.Context, s *pgSchema) error {
+	for _, jobs := range rebuildJobs(s) {
+		err := parallel.For(ctx, sc.o.jobs(), len(jobs), func(ctx context.Context, i int) error {
+			conn, err := connectTarget(ctx, sc.dstCC, s.Schema)
+			if err != nil {
+				return err
+			}
+			defer conn.Close(context.WithoutCancel(ctx))
+			for _, stmt := range jobs[i] {
+				// Two foreign keys added side by side lock both of their
+				// tables, so tables that reference each other can
+				// deadlock: PostgreSQL aborts one of them, which is run
+				// again (nothing of it was kept).
+				err := db.RetryDeadlocks(ctx, func() error {
+					_, err := conn.Exec(ctx, stmt)
+					return err
+				})
+				if err != nil {
+					return fmt.Errorf("rebuild %s in %s: %w", firstLine(stmt), sc.scratch, err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rebuildJobs are the rebuild's steps (keys, indexes, checks, foreign
+// keys), each a list of jobs run side by side, each job statements run one
+// after the other on one session, the biggest tables' first. ALTER TABLE
+// locks its table whole, so a table's ALTERs are one job while other
+// tables' run beside them; CREATE INDEX statements run side by side, on
+// one table too: each is a job.
+func rebuildJobs(s *pgSchema) [][][]string {
 	size := map[string]int64{}
 	for _, t := range s.Tables {
 		size[t.Name] = t.Bytes
@@ -249,45 +353,31 @@ func snapshotCopy(ctx context.Context, maint *pgx.Conn, dbc config.Database, scr
 		}
 		return out
 	}
-	for _, jobs := range [][][]string{byTable(s.Keys), each(s.Indexes), byTable(s.Checks), byTable(s.Foreign)} {
-		err := parallel(ctx, o.jobs(), len(jobs), func(ctx context.Context, i int) error {
-			conn, err := connectTarget(ctx, dstCC, s.Schema)
-			if err != nil {
-				return err
-			}
-			defer conn.Close(context.WithoutCancel(ctx))
-			for _, stmt := range jobs[i] {
-				if err := execRetryingDeadlocks(ctx, conn, stmt); err != nil {
-					return fmt.Errorf("rebuild %s in %s: %w", firstLine(stmt), scratch, err)
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-	}
-	post := append(append([]string{}, s.Triggers...), s.ColumnOptions...)
+	return [][][]string{byTable(s.Keys), each(s.Indexes), byTable(s.Checks), byTable(s.Foreign)}
+}
+
+// finishStatements restore what comes after the data and the constraints:
+// triggers, column options, sequences' owners and values, and the
+// planner's statistics (ANALYZE), as the source has them, so that the
+// upgrade's queries run the same plans.
+func finishStatements(s *pgSchema) []string {
+	stmts := append(append([]string{}, s.Triggers...), s.ColumnOptions...)
 	for _, sq := range s.Sequences {
 		if sq.OwnedBy != "" {
-			post = append(post, fmt.Sprintf("ALTER SEQUENCE %s OWNED BY %s", qi(sq.Name), sq.OwnedBy))
+			stmts = append(stmts, fmt.Sprintf("ALTER SEQUENCE %s OWNED BY %s", qi(sq.Name), sq.OwnedBy))
 		}
-		post = append(post, fmt.Sprintf("SELECT setval(%s, %d, %t)", quoteLiteral(qi(sq.Name)), sq.LastValue, sq.IsCalled))
+		stmts = append(stmts, fmt.Sprintf("SELECT setval(%s, %d, %t)", quoteLiteral(qi(sq.Name)), sq.LastValue, sq.IsCalled))
 	}
-	// The planner's statistics, as the source has them, so that the
-	// upgrade's queries run the same plans.
-	post = append(post, "ANALYZE")
-	for _, stmt := range post {
-		if _, err := dst.Exec(ctx, stmt); err != nil {
-			return fmt.Errorf("finish the copy %s: %s: %w", scratch, firstLine(stmt), err)
+	return append(stmts, "ANALYZE")
+}
+
+// execAll runs statements one after the other; a failure names what was
+// being done and the statement.
+func execAll(ctx context.Context, conn *pgx.Conn, stmts []string, what string) error {
+	for _, stmt := range stmts {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("%s: %s: %w", what, firstLine(stmt), err)
 		}
-	}
-	c.RebuildMillis = time.Since(tRebuild).Milliseconds()
-	if o.Verify {
-		if err := verifyCopy(ctx, exp, dstCC, s); err != nil {
-			return err
-		}
-		c.Verified = true
 	}
 	return nil
 }
@@ -405,43 +495,6 @@ func verifyCopy(ctx context.Context, exp *sql.Conn, dstCC *pgx.ConnConfig, s *pg
 	return nil
 }
 
-// parallel runs fn for 0..n-1 on at most jobs goroutines; the first error
-// cancels the rest.
-func parallel(ctx context.Context, jobs, n int, fn func(context.Context, int) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	next := make(chan int)
-	errs := make(chan error, n)
-	var wg sync.WaitGroup
-	for w := 0; w < min(jobs, n); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				if err := fn(ctx, i); err != nil {
-					errs <- err
-					cancel()
-				}
-			}
-		}()
-	}
-feed:
-	for i := 0; i < n; i++ {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(next)
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		return err
-	}
-	return ctx.Err()
-}
-
 func sortBySize(ts []pgTable) {
 	sort.SliceStable(ts, func(i, j int) bool { return ts[i].Bytes > ts[j].Bytes })
 }
@@ -462,23 +515,4 @@ func firstLine(s string) string {
 func dropPostgres(ctx context.Context, maint *pgx.Conn, name string) error {
 	_, err := maint.Exec(ctx, "DROP DATABASE IF EXISTS "+qi(name))
 	return err
-}
-
-// execRetryingDeadlocks runs one statement of the rebuild. Two foreign keys
-// added side by side lock both of their tables, so tables that reference
-// each other can deadlock: PostgreSQL aborts one of them, which is run
-// again (nothing of it was kept).
-func execRetryingDeadlocks(ctx context.Context, conn *pgx.Conn, stmt string) error {
-	for attempt := 1; ; attempt++ {
-		_, err := conn.Exec(ctx, stmt)
-		var pe *pgconn.PgError
-		if err == nil || attempt == 5 || !errors.As(err, &pe) || pe.Code != "40P01" {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Duration(attempt*50) * time.Millisecond):
-		}
-	}
 }

@@ -69,18 +69,31 @@ func readPGSchema(ctx context.Context, q *sql.Conn) (*pgSchema, error) {
 	if err := refuseUnsupported(ctx, q, version); err != nil {
 		return nil, err
 	}
-	ns := "current_schema()::regnamespace"
+	for _, read := range []func(context.Context, *sql.Conn, *pgSchema) error{
+		readSequences, readFunctions, readTables, readViews, readConstraints, readIndexes, readTriggers,
+	} {
+		if err := read(ctx, q, s); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
 
-	// Sequences.
+// inSchema restricts a catalog query to the current schema.
+const inSchema = "current_schema()::regnamespace"
+
+// readSequences reads the sequences, how to create them, the column each
+// belongs to and their values at the snapshot.
+func readSequences(ctx context.Context, q *sql.Conn, s *pgSchema) error {
 	rows, err := q.QueryContext(ctx, `SELECT c.relname, format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement, s.seqmin, s.seqmax, s.seqcache, s.seqcycle,
 		coalesce((SELECT quote_ident(t.relname) || '.' || quote_ident(a.attname) FROM pg_depend d
 			JOIN pg_class t ON t.oid = d.refobjid JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
 			WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'a' LIMIT 1), '')
-		FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid WHERE c.relnamespace = `+ns+` ORDER BY c.relname`)
+		FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid WHERE c.relnamespace = `+inSchema+` ORDER BY c.relname`)
 	if err != nil {
-		return nil, fmt.Errorf("read sequences: %w", err)
+		return fmt.Errorf("read sequences: %w", err)
 	}
-	for rows.Next() {
+	err = scanAll(rows, func() error {
 		var (
 			sq                        pgSequence
 			typ                       string
@@ -88,8 +101,7 @@ func readPGSchema(ctx context.Context, q *sql.Conn) (*pgSchema, error) {
 			cycle                     bool
 		)
 		if err := rows.Scan(&sq.Name, &typ, &start, &inc, &min, &max, &cch, &cycle, &sq.OwnedBy); err != nil {
-			rows.Close()
-			return nil, err
+			return err
 		}
 		cyc := "NO CYCLE"
 		if cycle {
@@ -98,29 +110,36 @@ func readPGSchema(ctx context.Context, q *sql.Conn) (*pgSchema, error) {
 		sq.Create = fmt.Sprintf("CREATE SEQUENCE %s AS %s INCREMENT BY %d MINVALUE %d MAXVALUE %d START WITH %d CACHE %d %s",
 			qi(sq.Name), typ, inc, min, max, start, cch, cyc)
 		s.Sequences = append(s.Sequences, sq)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	for i := range s.Sequences {
 		sq := &s.Sequences[i]
 		if err := q.QueryRowContext(ctx, "SELECT last_value, is_called FROM "+qi(sq.Name)).Scan(&sq.LastValue, &sq.IsCalled); err != nil {
-			return nil, fmt.Errorf("read sequence %s: %w", sq.Name, err)
+			return fmt.Errorf("read sequence %s: %w", sq.Name, err)
 		}
 	}
+	return nil
+}
 
-	// Functions and procedures.
+// readFunctions reads the functions and procedures.
+func readFunctions(ctx context.Context, q *sql.Conn, s *pgSchema) error {
 	if err := collect(ctx, q, &s.Functions, `SELECT pg_get_functiondef(p.oid) FROM pg_proc p
-		WHERE p.pronamespace = `+ns+` AND p.prokind IN ('f', 'p') ORDER BY p.oid`); err != nil {
-		return nil, fmt.Errorf("read functions: %w", err)
+		WHERE p.pronamespace = `+inSchema+` AND p.prokind IN ('f', 'p') ORDER BY p.oid`); err != nil {
+		return fmt.Errorf("read functions: %w", err)
 	}
+	return nil
+}
 
-	// Tables and their columns.
-	rows, err = q.QueryContext(ctx, `SELECT c.oid, c.relname, c.relpersistence, coalesce(array_to_string(c.reloptions, ', '), ''), pg_relation_size(c.oid)
-		FROM pg_class c WHERE c.relkind = 'r' AND c.relnamespace = `+ns+` ORDER BY c.relname`)
+// readTables reads the tables, their columns and the columns' planner
+// options.
+func readTables(ctx context.Context, q *sql.Conn, s *pgSchema) error {
+	rows, err := q.QueryContext(ctx, `SELECT c.oid, c.relname, c.relpersistence, coalesce(array_to_string(c.reloptions, ', '), ''), pg_relation_size(c.oid)
+		FROM pg_class c WHERE c.relkind = 'r' AND c.relnamespace = `+inSchema+` ORDER BY c.relname`)
 	if err != nil {
-		return nil, fmt.Errorf("read tables: %w", err)
+		return fmt.Errorf("read tables: %w", err)
 	}
 	type tableRow struct {
 		oid         uint32
@@ -128,68 +147,77 @@ func readPGSchema(ctx context.Context, q *sql.Conn) (*pgSchema, error) {
 		options     string
 	}
 	var meta []tableRow
-	for rows.Next() {
+	err = scanAll(rows, func() error {
 		var t pgTable
 		var m tableRow
 		if err := rows.Scan(&m.oid, &t.Name, &m.persistence, &m.options, &t.Bytes); err != nil {
-			rows.Close()
-			return nil, err
+			return err
 		}
 		s.Tables = append(s.Tables, t)
 		meta = append(meta, m)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	for i := range s.Tables {
 		t := &s.Tables[i]
 		cols, defs, opts, err := tableColumns(ctx, q, meta[i].oid)
 		if err != nil {
-			return nil, fmt.Errorf("read the columns of %s: %w", t.Name, err)
+			return fmt.Errorf("read the columns of %s: %w", t.Name, err)
 		}
 		for col, o := range opts {
 			s.ColumnOptions = append(s.ColumnOptions, fmt.Sprintf("ALTER TABLE %s ALTER COLUMN %s SET (%s)", qi(t.Name), qi(col), o))
 		}
 		t.Columns = cols
-		kind := "TABLE"
-		if meta[i].persistence == "u" {
-			kind = "UNLOGGED TABLE"
-		}
-		t.Create = fmt.Sprintf("CREATE %s %s (\n  %s\n)", kind, qi(t.Name), strings.Join(defs, ",\n  "))
-		if meta[i].options != "" {
-			t.Create += " WITH (" + meta[i].options + ")"
-		}
+		t.Create = createTable(t.Name, meta[i].persistence == "u", defs, meta[i].options)
 	}
+	return nil
+}
 
-	// Views.
-	rows, err = q.QueryContext(ctx, `SELECT c.relname, pg_get_viewdef(c.oid) FROM pg_class c WHERE c.relkind = 'v' AND c.relnamespace = `+ns+` ORDER BY c.oid`)
-	if err != nil {
-		return nil, fmt.Errorf("read views: %w", err)
+// createTable is the CREATE TABLE statement of a table.
+func createTable(name string, unlogged bool, defs []string, options string) string {
+	kind := "TABLE"
+	if unlogged {
+		kind = "UNLOGGED TABLE"
 	}
-	for rows.Next() {
+	create := fmt.Sprintf("CREATE %s %s (\n  %s\n)", kind, qi(name), strings.Join(defs, ",\n  "))
+	if options != "" {
+		create += " WITH (" + options + ")"
+	}
+	return create
+}
+
+// readViews reads the views.
+func readViews(ctx context.Context, q *sql.Conn, s *pgSchema) error {
+	rows, err := q.QueryContext(ctx, `SELECT c.relname, pg_get_viewdef(c.oid) FROM pg_class c WHERE c.relkind = 'v' AND c.relnamespace = `+inSchema+` ORDER BY c.oid`)
+	if err != nil {
+		return fmt.Errorf("read views: %w", err)
+	}
+	return scanAll(rows, func() error {
 		var name, def string
 		if err := rows.Scan(&name, &def); err != nil {
-			rows.Close()
-			return nil, err
+			return err
 		}
 		s.Views = append(s.Views, fmt.Sprintf("CREATE VIEW %s AS %s", qi(name), def))
-	}
-	rows.Close()
+		return nil
+	})
+}
 
-	// Constraints (NOT NULL is in the columns).
-	rows, err = q.QueryContext(ctx, `SELECT c.relname, con.conname, con.contype, pg_get_constraintdef(con.oid)
+// readConstraints reads the tables' keys, checks and foreign keys (NOT
+// NULL is in the columns).
+func readConstraints(ctx context.Context, q *sql.Conn, s *pgSchema) error {
+	rows, err := q.QueryContext(ctx, `SELECT c.relname, con.conname, con.contype, pg_get_constraintdef(con.oid)
 		FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid
-		WHERE c.relkind = 'r' AND c.relnamespace = `+ns+` AND con.contype IN ('p', 'u', 'x', 'c', 'f')
+		WHERE c.relkind = 'r' AND c.relnamespace = `+inSchema+` AND con.contype IN ('p', 'u', 'x', 'c', 'f')
 		ORDER BY c.relname, con.conname`)
 	if err != nil {
-		return nil, fmt.Errorf("read constraints: %w", err)
+		return fmt.Errorf("read constraints: %w", err)
 	}
-	for rows.Next() {
+	return scanAll(rows, func() error {
 		var table, name, typ, def string
 		if err := rows.Scan(&table, &name, &typ, &def); err != nil {
-			rows.Close()
-			return nil, err
+			return err
 		}
 		stmt := pgStmt{Table: table, SQL: fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", qi(table), qi(name), def)}
 		switch typ {
@@ -200,53 +228,66 @@ func readPGSchema(ctx context.Context, q *sql.Conn) (*pgSchema, error) {
 		default:
 			s.Keys = append(s.Keys, stmt)
 		}
-	}
-	rows.Close()
+		return nil
+	})
+}
 
-	// Indexes that no constraint owns.
-	rows, err = q.QueryContext(ctx, `SELECT t.relname, ic.relname, pg_get_indexdef(i.indexrelid), i.indisvalid
+// readIndexes reads the indexes that no constraint owns; the invalid ones
+// are listed as skipped.
+func readIndexes(ctx context.Context, q *sql.Conn, s *pgSchema) error {
+	rows, err := q.QueryContext(ctx, `SELECT t.relname, ic.relname, pg_get_indexdef(i.indexrelid), i.indisvalid
 		FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid
-		WHERE t.relkind = 'r' AND t.relnamespace = `+ns+`
+		WHERE t.relkind = 'r' AND t.relnamespace = `+inSchema+`
 		  AND NOT EXISTS (SELECT 1 FROM pg_constraint con WHERE con.conindid = i.indexrelid AND con.conrelid = i.indrelid AND con.contype IN ('p', 'u', 'x'))
 		ORDER BY ic.relname`)
 	if err != nil {
-		return nil, fmt.Errorf("read indexes: %w", err)
+		return fmt.Errorf("read indexes: %w", err)
 	}
-	for rows.Next() {
+	return scanAll(rows, func() error {
 		var table, name, def string
 		var valid bool
 		if err := rows.Scan(&table, &name, &def, &valid); err != nil {
-			rows.Close()
-			return nil, err
+			return err
 		}
 		if !valid {
 			s.Skipped = append(s.Skipped, name)
-			continue
+			return nil
 		}
 		s.Indexes = append(s.Indexes, pgStmt{Table: table, SQL: def})
-	}
-	rows.Close()
+		return nil
+	})
+}
 
-	// Triggers, and those disabled.
-	rows, err = q.QueryContext(ctx, `SELECT c.relname, t.tgname, pg_get_triggerdef(t.oid), t.tgenabled
+// readTriggers reads the triggers, and disables again those disabled.
+func readTriggers(ctx context.Context, q *sql.Conn, s *pgSchema) error {
+	rows, err := q.QueryContext(ctx, `SELECT c.relname, t.tgname, pg_get_triggerdef(t.oid), t.tgenabled
 		FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-		WHERE NOT t.tgisinternal AND c.relnamespace = `+ns+` ORDER BY c.relname, t.tgname`)
+		WHERE NOT t.tgisinternal AND c.relnamespace = `+inSchema+` ORDER BY c.relname, t.tgname`)
 	if err != nil {
-		return nil, fmt.Errorf("read triggers: %w", err)
+		return fmt.Errorf("read triggers: %w", err)
 	}
-	for rows.Next() {
+	return scanAll(rows, func() error {
 		var table, name, def, enabled string
 		if err := rows.Scan(&table, &name, &def, &enabled); err != nil {
-			rows.Close()
-			return nil, err
+			return err
 		}
 		s.Triggers = append(s.Triggers, def)
 		if enabled == "D" {
 			s.Triggers = append(s.Triggers, fmt.Sprintf("ALTER TABLE %s DISABLE TRIGGER %s", qi(table), qi(name)))
 		}
+		return nil
+	})
+}
+
+// scanAll calls scan for each row of rows, then closes them.
+func scanAll(rows *sql.Rows, scan func() error) error {
+	defer rows.Close()
+	for rows.Next() {
+		if err := scan(); err != nil {
+			return err
+		}
 	}
-	rows.Close()
-	return s, rows.Err()
+	return rows.Err()
 }
 
 // tableColumns renders a table's column definitions and lists its names.

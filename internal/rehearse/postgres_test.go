@@ -122,7 +122,7 @@ func TestCopyPostgres_SnapshotEqualsTheSourceAtTheSnapshot(t *testing.T) {
 	}
 	// Let the homeserver write after the copy too, then stop it.
 	var copied int64
-	cp, err := db.Open(ctx, withDBName(dbc, scratch), db.Options{})
+	cp, err := db.Open(ctx, db.WithDBName(dbc, scratch), db.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -504,7 +504,7 @@ func (r *rehearsal) copyAll(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			s.copy, err = db.Open(ctx, withDBName(s.dbc, s.scratch), db.Options{AppName: appName(s.scratch)})
+			s.copy, err = db.Open(ctx, db.WithDBName(s.dbc, s.scratch), db.Options{AppName: appName(s.scratch)})
 		}
 		if err != nil {
 			return fmt.Errorf("open the copy %s: %w", s.scratch, err)

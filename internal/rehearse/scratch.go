@@ -163,43 +163,14 @@ func hasAnyPrefix(s string, prefixes []string) bool {
 }
 
 // maintenance connects to the server of a PostgreSQL database through
-// another database (postgres, else template1): CREATE DATABASE ... TEMPLATE
-// needs the source free of sessions, ours included.
+// its maintenance database: CREATE DATABASE ... TEMPLATE needs the source
+// free of sessions, ours included.
 func maintenance(ctx context.Context, dbc config.Database, app string) (*pgx.Conn, error) {
-	var firstErr error
-	for _, name := range []string{"postgres", "template1"} {
-		c := withDBName(dbc, name)
-		cc, err := db.PostgresConnConfig(c, app)
-		if err != nil {
-			return nil, err
-		}
-		if cc.ConnectTimeout == 0 {
-			cc.ConnectTimeout = 10 * time.Second
-		}
-		cc.RuntimeParams["application_name"] = app // even over the config's own
-		conn, err := pgx.ConnectConfig(ctx, cc)
-		if err == nil {
-			return conn, nil
-		}
-		if firstErr == nil {
-			firstErr = err
-		}
+	conn, err := db.ConnectMaintenance(ctx, dbc, app)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrScratch, err)
 	}
-	return nil, fmt.Errorf("%w: connect to the server's postgres database (to create the copy beside %s): %v", ErrScratch, dbc, firstErr)
-}
-
-// withDBName is a database section naming another database on the same
-// server.
-func withDBName(dbc config.Database, name string) config.Database {
-	c := dbc
-	c.Args = make(map[string]string, len(dbc.Args))
-	for k, v := range dbc.Args {
-		if k != "database" {
-			c.Args[k] = v
-		}
-	}
-	c.Args["dbname"] = name
-	return c
+	return conn, nil
 }
 
 // cleanPostgres drops the stale scratch databases of a PostgreSQL database

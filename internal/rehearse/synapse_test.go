@@ -55,7 +55,7 @@ func TestRun_SynapseStandIn(t *testing.T) {
 	if rep.Kind != "synapse" || rep.Release != "1.99.0" || r.Before.Schema != 83 || r.After.Schema != 84 || len(r.Deltas) != 2 || len(r.Updates) != 2 {
 		t.Fatalf("report %+v", rep)
 	}
-	if u := r.Updates[0]; u.Name != "room_event_counts_populate" || !u.OK || u.Rows != 4 || u.Batches != 5 {
+	if u := r.Updates[0]; u.Name != "populate_stats_process_rooms" || !u.OK || u.Rows != 4 || u.Batches != 5 {
 		t.Errorf("update %+v", u)
 	}
 	if rep.BlockingMillis <= 0 || rep.BackgroundMillis <= 0 || rep.PacedMillis < rep.BackgroundMillis+6*1000 {

@@ -7,6 +7,7 @@ import (
 
 	"hsops/internal/db"
 	"hsops/internal/fault"
+	"hsops/internal/plural"
 	"hsops/schema"
 )
 
@@ -25,7 +26,7 @@ type DuplicateEdgesError struct {
 }
 
 func (e *DuplicateEdgesError) Error() string {
-	return fmt.Sprintf("state_group_edges has %s (%s), so its unique index cannot be built", Count(e.Pairs, "duplicated (state_group, prev_state_group) pair"), Count(e.ExtraRows, "extra row"))
+	return fmt.Sprintf("state_group_edges has %s (%s), so its unique index cannot be built", plural.Count(e.Pairs, "duplicated (state_group, prev_state_group) pair"), plural.Count(e.ExtraRows, "extra row"))
 }
 
 func (e *DuplicateEdgesError) Unwrap() error { return e.Err }
@@ -145,12 +146,4 @@ func RepairEdges(ctx context.Context, d *db.DB, dryRun bool) (*RepairEdgesResult
 		return nil, err
 	}
 	return res, nil
-}
-
-// Count says n of something, in the singular for one ("1 extra row").
-func Count(n int64, what string) string {
-	if n == 1 {
-		return "1 " + what
-	}
-	return fmt.Sprintf("%d %ss", n, what)
 }

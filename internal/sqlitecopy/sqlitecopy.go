@@ -121,77 +121,13 @@ func Size(path string) int64 {
 func Backup(ctx context.Context, src, dst string, progress func(done, total int64)) (Copy, error) {
 	t0 := time.Now()
 	c := Copy{Method: "backup", Path: dst}
-	sdb, err := OpenReadOnly(ctx, src)
+	s, err := openSource(ctx, src)
 	if err != nil {
 		return c, err
 	}
-	defer sdb.Close()
-	conn, err := sdb.Conn(ctx)
-	if err != nil {
+	defer s.close(ctx)
+	if err := s.copyTo(ctx, dst, progress, &c); err != nil {
 		return c, err
-	}
-	defer conn.Close()
-	var mode string
-	if err := conn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
-		return c, fmt.Errorf("read the journal mode of %q: %w", src, err)
-	}
-	wal := strings.EqualFold(mode, "wal")
-	var pageSize int64
-	if err := conn.QueryRowContext(ctx, "PRAGMA page_size").Scan(&pageSize); err != nil {
-		return c, fmt.Errorf("read the page size of %q: %w", src, err)
-	}
-	inTx := false
-	lock := func() error {
-		if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
-			return err
-		}
-		// A read transaction starts at its first read.
-		var n int
-		if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master").Scan(&n); err != nil {
-			return err
-		}
-		inTx = true
-		return nil
-	}
-	defer func() {
-		if inTx {
-			_, _ = conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
-		}
-	}()
-	// lockedCopy copies the file under the read lock.
-	lockedCopy := func() error {
-		if !inTx {
-			if err := lock(); err != nil {
-				return fmt.Errorf("lock %q for the copy: %w", src, err)
-			}
-		}
-		c.Method = "locked"
-		return copyFileProgress(ctx, src, dst, progress)
-	}
-	switch {
-	case wal:
-		if err := lock(); err != nil {
-			return c, fmt.Errorf("start the snapshot of %q: %w", src, err)
-		}
-		if _, err := backupAPI(ctx, conn, src, dst, pageSize, progress, 0); err != nil {
-			return c, err
-		}
-	case !proc.HomeserverRunning(proc.Target{SQLite: []string{src}}).Running():
-		if err := lockedCopy(); err != nil {
-			return c, err
-		}
-	default:
-		done, err := backupAPI(ctx, conn, src, dst, pageSize, progress, unlockedAttempts)
-		if err != nil {
-			return c, err
-		}
-		if !done {
-			lockedAt := time.Now()
-			if err := lockedCopy(); err != nil {
-				return c, err
-			}
-			c.WritersWaitedMillis = time.Since(lockedAt).Milliseconds()
-		}
 	}
 	if err := syncFile(dst); err != nil {
 		return c, fmt.Errorf("%w: %v", ErrScratch, err)
@@ -199,6 +135,102 @@ func Backup(ctx context.Context, src, dst string, progress func(done, total int6
 	c.Bytes = Size(dst)
 	c.Millis = time.Since(t0).Milliseconds()
 	return c, nil
+}
+
+// source is the live database Backup copies, read on one read-only
+// connection.
+type source struct {
+	path     string
+	sdb      *sql.DB
+	conn     *sql.Conn
+	wal      bool
+	pageSize int64
+	// inTx: the connection holds a read transaction (the read lock).
+	inTx bool
+}
+
+// openSource opens the database and reads its journal mode and page size.
+func openSource(ctx context.Context, path string) (*source, error) {
+	sdb, err := OpenReadOnly(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	s := &source{path: path, sdb: sdb}
+	if s.conn, err = sdb.Conn(ctx); err != nil {
+		sdb.Close()
+		return nil, err
+	}
+	var mode string
+	if err := s.conn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		s.close(ctx)
+		return nil, fmt.Errorf("read the journal mode of %q: %w", path, err)
+	}
+	s.wal = strings.EqualFold(mode, "wal")
+	if err := s.conn.QueryRowContext(ctx, "PRAGMA page_size").Scan(&s.pageSize); err != nil {
+		s.close(ctx)
+		return nil, fmt.Errorf("read the page size of %q: %w", path, err)
+	}
+	return s, nil
+}
+
+// close ends the read transaction, if any, and closes the database.
+func (s *source) close(ctx context.Context) {
+	if s.inTx {
+		_, _ = s.conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+	}
+	s.conn.Close()
+	s.sdb.Close()
+}
+
+// lock starts a read transaction: in WAL mode, one snapshot; in
+// rollback-journal mode, the read lock that makes every writer wait.
+func (s *source) lock(ctx context.Context) error {
+	if _, err := s.conn.ExecContext(ctx, "BEGIN"); err != nil {
+		return err
+	}
+	// A read transaction starts at its first read.
+	var n int
+	if err := s.conn.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master").Scan(&n); err != nil {
+		return err
+	}
+	s.inTx = true
+	return nil
+}
+
+// copyTo copies the database to dst as the journal mode allows (see
+// Backup), and records how in c.
+func (s *source) copyTo(ctx context.Context, dst string, progress func(done, total int64), c *Copy) error {
+	switch {
+	case s.wal:
+		if err := s.lock(ctx); err != nil {
+			return fmt.Errorf("start the snapshot of %q: %w", s.path, err)
+		}
+		_, err := backupAPI(ctx, s.conn, s.path, dst, s.pageSize, progress, 0)
+		return err
+	case !proc.HomeserverRunning(proc.Target{SQLite: []string{s.path}}).Running():
+		return s.lockedCopy(ctx, dst, progress, c)
+	}
+	done, err := backupAPI(ctx, s.conn, s.path, dst, s.pageSize, progress, unlockedAttempts)
+	if err != nil || done {
+		return err
+	}
+	lockedAt := time.Now()
+	if err := s.lockedCopy(ctx, dst, progress, c); err != nil {
+		return err
+	}
+	c.WritersWaitedMillis = time.Since(lockedAt).Milliseconds()
+	return nil
+}
+
+// lockedCopy copies the file as it is under the read lock.
+func (s *source) lockedCopy(ctx context.Context, dst string, progress func(done, total int64), c *Copy) error {
+	if !s.inTx {
+		if err := s.lock(ctx); err != nil {
+			return fmt.Errorf("lock %q for the copy: %w", s.path, err)
+		}
+	}
+	c.Method = "locked"
+	return copyFileProgress(ctx, s.path, dst, progress)
 }
 
 // backupAPI copies with SQLite's online backup API. With restarts > 0 it

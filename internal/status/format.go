@@ -11,26 +11,52 @@ import (
 // Format prints the status for people, one "key: value" row per line;
 // configArg names the config in the commands it suggests.
 func (s Database) Format(w io.Writer, configArg string) {
-	row := func(k, format string, args ...any) {
-		fmt.Fprintf(w, "%-20s %s\n", k+":", fmt.Sprintf(format, args...))
+	r := rows{w}
+	r.row("database", "%s (%s: %s)", s.Database, s.Label, strings.Join(s.Stores, ", "))
+	if !s.formatOwner(r, configArg) {
+		return
 	}
-	row("database", "%s (%s: %s)", s.Database, s.Label, strings.Join(s.Stores, ", "))
+	s.formatVersions(r)
+	s.formatDeltas(r, configArg)
+	s.formatUpdates(r)
+}
+
+// rows writes "key: value" rows, and the lines that go on a row's list.
+type rows struct{ w io.Writer }
+
+func (r rows) row(k, format string, args ...any) {
+	fmt.Fprintf(r.w, "%-20s %s\n", k+":", fmt.Sprintf(format, args...))
+}
+
+func (r rows) more(format string, args ...any) {
+	fmt.Fprintf(r.w, "%-20s   %s\n", "", fmt.Sprintf(format, args...))
+}
+
+// formatOwner says whose the database is, and reports whether it holds a
+// homeserver schema to say more about.
+func (s Database) formatOwner(r rows, configArg string) bool {
 	switch s.Kind {
 	case "missing":
-		row("owner", "none: the file does not exist")
-		return
+		r.row("owner", "none: the file does not exist")
+		return false
 	case "empty":
-		row("owner", "none: the database is empty")
-		row("next", "update_database --database-config %s creates it at schema %d", configArg, engine.Schema().Version)
-		return
+		r.row("owner", "none: the database is empty")
+		r.row("next", "update_database --database-config %s creates it at schema %d", configArg, engine.Schema().Version)
+		return false
 	case "unknown":
-		row("owner", "unknown: it holds tables but no homeserver bookkeeping (schema_version)")
-		return
+		r.row("owner", "unknown: it holds tables but no homeserver bookkeeping (schema_version)")
+		return false
 	case "synapse":
-		row("owner", "Synapse (not created by hsops: update_database will not change its schema)")
+		r.row("owner", "Synapse (not created by hsops: update_database will not change its schema)")
 	case "engine":
-		row("owner", "hsops engine (created at schema %d on %s)", s.CreatedVersion, s.CreatedAt)
+		r.row("owner", "hsops engine (created at schema %d on %s)", s.CreatedVersion, s.CreatedAt)
 	}
+	return true
+}
+
+// formatVersions shows the schema and compat versions, and the releases
+// they match and that can use the database.
+func (s Database) formatVersions(r rows) {
 	how := "created from the snapshot of this version"
 	switch {
 	case s.RolledBackFrom > 0:
@@ -38,49 +64,59 @@ func (s Database) Format(w io.Writer, configArg string) {
 	case s.Upgraded:
 		how = "reached by upgrade"
 	}
-	row("schema version", "%d (%s)", s.Schema, how)
+	r.row("schema version", "%d (%s)", s.Schema, how)
 	if s.Compat != nil {
-		row("compat version", "%d", *s.Compat)
+		r.row("compat version", "%d", *s.Compat)
 	} else {
-		row("compat version", "none (written by releases before v1.37.0)")
+		r.row("compat version", "none (written by releases before v1.37.0)")
 	}
-	if len(s.Matching) > 0 && s.MatchingBySchemaOnly {
-		row("matching releases", "none with both versions; %s by schema version (their compat version differs)", seriesX(s.Matching))
-	} else if len(s.Matching) > 0 {
-		row("matching releases", "%s", seriesX(s.Matching))
-	} else {
-		row("matching releases", "none: no Synapse release has schema %d", s.Schema)
+	switch {
+	case len(s.Matching) > 0 && s.MatchingBySchemaOnly:
+		r.row("matching releases", "none with both versions; %s by schema version (their compat version differs)", seriesX(s.Matching))
+	case len(s.Matching) > 0:
+		r.row("matching releases", "%s", seriesX(s.Matching))
+	default:
+		r.row("matching releases", "none: no Synapse release has schema %d", s.Schema)
 	}
 	if s.OldestUsable != "" {
-		row("usable by", "%s and later", s.OldestUsable)
+		r.row("usable by", "%s and later", s.OldestUsable)
 	} else {
-		row("usable by", "no release up to v1.98: its compat version is newer than every release known")
+		r.row("usable by", "no release up to v1.98: its compat version is newer than every release known")
 	}
+}
+
+// formatDeltas shows the deltas applied and those to apply.
+func (s Database) formatDeltas(r rows, configArg string) {
 	applied := fmt.Sprint(s.Applied)
 	if s.NewestApplied != "" {
 		applied += " (newest: " + s.NewestApplied + ")"
 	}
-	row("applied deltas", "%s", applied)
+	r.row("applied deltas", "%s", applied)
 	switch {
 	case s.Kind == "synapse":
-		row("pending deltas", "not known to hsops: Synapse applies its own when it starts")
+		r.row("pending deltas", "not known to hsops: Synapse applies its own when it starts")
 	case s.Problem != "":
-		row("pending deltas", "cannot plan: %s", s.Problem)
+		r.row("pending deltas", "cannot plan: %s", s.Problem)
 	case s.Note != "":
-		row("pending deltas", "none: %s", s.Note)
+		r.row("pending deltas", "none: %s", s.Note)
 	case len(s.PendingDeltas) == 0:
-		row("pending deltas", "none (up to date)")
+		r.row("pending deltas", "none (up to date)")
 	default:
-		row("pending deltas", "%d up to schema %d: run update_database --database-config %s", len(s.PendingDeltas), s.PendingTarget, configArg)
+		r.row("pending deltas", "%d up to schema %d: run update_database --database-config %s", len(s.PendingDeltas), s.PendingTarget, configArg)
 		for _, d := range s.PendingDeltas {
-			fmt.Fprintf(w, "%-20s   %s\n", "", d)
+			r.more("%s", d)
 		}
 	}
+}
+
+// formatUpdates lists the pending background updates, with their work
+// where it is known.
+func (s Database) formatUpdates(r rows) {
 	if len(s.Updates) == 0 {
-		row("background updates", "none pending")
+		r.row("background updates", "none pending")
 		return
 	}
-	row("background updates", "%d pending", len(s.Updates))
+	r.row("background updates", "%d pending", len(s.Updates))
 	for _, u := range s.Updates {
 		dep := ""
 		if u.DependsOn != "" {
@@ -90,7 +126,7 @@ func (s Database) Format(w io.Writer, configArg string) {
 		if wk, ok := s.Work[u.Name]; ok && wk.Total > 0 {
 			work = fmt.Sprintf(", %d/%d items done (%d%%)", wk.Done, wk.Total, 100*wk.Done/wk.Total)
 		}
-		fmt.Fprintf(w, "%-20s   %s (ordering %d%s) progress %s%s\n", "", u.Name, u.Ordering, dep, u.Progress, work)
+		r.more("%s (ordering %d%s) progress %s%s", u.Name, u.Ordering, dep, u.Progress, work)
 	}
 }
 

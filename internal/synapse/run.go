@@ -64,7 +64,10 @@ type Event struct {
 	Delta    string `json:"delta,omitempty"`
 	Update   string `json:"update,omitempty"`
 	// Items is the batch's items ("update_batch") or the update's total.
-	Items    int64  `json:"items,omitempty"`
+	Items int64 `json:"items,omitempty"`
+	// Progress is the update's progress_json: its new value
+	// ("update_progress"), or its value when the queue was last read
+	// ("update_start"; empty if the run has not seen its row).
 	Progress string `json:"progress_json,omitempty"`
 	Millis   int64  `json:"ms,omitempty"`
 	Error    string `json:"error,omitempty"`
@@ -242,6 +245,39 @@ func (w *watcher) emit(ev Event) {
 }
 
 func (w *watcher) run(ctx context.Context) error {
+	c, err := w.startProcess()
+	if err != nil {
+		return err
+	}
+	ctxErr := w.watch(ctx, c)
+	c.out.Close()
+	w.poll(context.WithoutCancel(ctx))
+	w.res.ExitCode = exitCode(c.waitErr)
+	if ctxErr != nil {
+		return fmt.Errorf("update_synapse_database: %w", ctxErr)
+	}
+	return nil
+}
+
+// child is the running update_synapse_database.
+type child struct {
+	cmd *exec.Cmd
+	// out is the read end of its output; lines come from it, one by one,
+	// until it ends (closed then).
+	out   *os.File
+	lines chan line
+	// exited receives Wait's error; waiting is true until then.
+	exited  chan error
+	waiting bool
+	waitErr error
+	// stopping is set once SIGTERM was sent; killAt is when SIGKILL
+	// follows.
+	stopping bool
+	killAt   time.Time
+}
+
+// startProcess starts update_synapse_database, its output read line by line.
+func (w *watcher) startProcess() (*child, error) {
 	args := []string{"-m", Module, "--database-config", w.opts.Config}
 	if w.opts.RunBackgroundUpdates {
 		args = append(args, "--run-background-updates")
@@ -257,112 +293,113 @@ func (w *watcher) run(ctx context.Context) error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cmd.Stdout, cmd.Stderr = pw, pw
 	w.start = time.Now()
 	if err := cmd.Start(); err != nil {
 		pr.Close()
 		pw.Close()
-		return fmt.Errorf("%w: start %s: %v", ErrNoSynapse, w.opts.Python, err)
+		return nil, fmt.Errorf("%w: start %s: %v", ErrNoSynapse, w.opts.Python, err)
 	}
 	pw.Close()
-	lines := make(chan line, 256)
+	c := &child{cmd: cmd, out: pr, lines: make(chan line, 256), exited: make(chan error, 1), waiting: true}
 	go func() {
-		defer close(lines)
+		defer close(c.lines)
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
 		for sc.Scan() {
-			lines <- line{text: sc.Text(), at: time.Now()}
+			c.lines <- line{text: sc.Text(), at: time.Now()}
 		}
 	}()
-	exited := make(chan error, 1)
-	linesDone := false
-	var waitErr error
-	waiting := true
-	go func() { exited <- cmd.Wait() }()
+	go func() { c.exited <- cmd.Wait() }()
+	return c, nil
+}
+
+// stop sends SIGTERM to the process group, once; SIGKILL follows after
+// the stop timeout.
+func (w *watcher) stop(c *child, why string) {
+	if c.stopping {
+		return
+	}
+	c.stopping = true
+	w.emit(Event{Type: "stopping", Error: why})
+	_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGTERM)
+	c.killAt = time.Now().Add(w.opts.StopTimeout)
+}
+
+// watch follows the process until it exited and its output is read: each
+// line as it comes, the queues at every poll. An interrupt stops the
+// process and is returned.
+func (w *watcher) watch(ctx context.Context, c *child) (ctxErr error) {
 	// After the exit, the rest of the output is read; a child that
 	// inherited the pipe and lives on must not hold the run open.
 	var drain <-chan time.Time
 	tick := time.NewTicker(w.opts.Poll)
 	defer tick.Stop()
-	var stopping bool
-	var killAt time.Time
-	stop := func(why string) {
-		if stopping {
-			return
-		}
-		stopping = true
-		w.emit(Event{Type: "stopping", Error: why})
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		killAt = time.Now().Add(w.opts.StopTimeout)
-	}
-	var ctxErr error
-	for waiting || !linesDone {
+	for c.waiting || c.lines != nil {
 		select {
-		case l, ok := <-lines:
+		case l, ok := <-c.lines:
 			if !ok {
-				linesDone = true
-				lines = nil
+				c.lines = nil
 				continue
 			}
 			w.line(l)
-		case err := <-exited:
-			waitErr = err
-			waiting = false
+		case err := <-c.exited:
+			c.waitErr, c.waiting = err, false
 			w.end = time.Now()
 			drain = time.After(2 * time.Second)
 		case <-drain:
-			pr.Close()
+			c.out.Close()
 		case <-tick.C:
-			if !waiting {
-				continue
-			}
-			// The output read so far comes first: a batch logged before
-			// its update's row was seen gone belongs to that update.
-			for more := lines != nil; more; {
-				select {
-				case l, ok := <-lines:
-					if !ok {
-						linesDone, lines, more = true, nil, false
-						continue
-					}
-					w.line(l)
-				default:
-					more = false
-				}
-			}
-			w.poll(ctx)
-			if !w.aborted.IsZero() && !stopping && time.Since(w.aborted) >= w.opts.AbortGrace {
-				// Synapse gave up its background updates but keeps
-				// running: stop it once the queue is seen not to move.
-				if snap := w.snapshot(ctx); snap == w.abortSnap {
-					w.res.Stopped = true
-					stop("Synapse aborted its background updates and keeps running")
-				} else {
-					w.abortSnap = snap
-					w.aborted = time.Now()
-				}
-			}
-			if stopping && time.Now().After(killAt) {
-				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-				killAt = time.Now().Add(time.Hour)
+			if c.waiting {
+				w.tick(ctx, c)
 			}
 		case <-ctx.Done():
 			if ctxErr == nil {
 				ctxErr = ctx.Err()
-				stop("interrupted")
+				w.stop(c, "interrupted")
 			}
 			ctx = context.WithoutCancel(ctx)
 		}
 	}
-	pr.Close()
-	w.poll(ctx)
-	w.res.ExitCode = exitCode(waitErr)
-	if ctxErr != nil {
-		return fmt.Errorf("update_synapse_database: %w", ctxErr)
+	return ctxErr
+}
+
+// tick reads the output so far, polls the queues, stops a Synapse that
+// gave up its background updates but keeps running, and kills a process
+// that outlived its stop timeout.
+func (w *watcher) tick(ctx context.Context, c *child) {
+	// The output read so far comes first: a batch logged before its
+	// update's row was seen gone belongs to that update.
+	for more := c.lines != nil; more; {
+		select {
+		case l, ok := <-c.lines:
+			if !ok {
+				c.lines, more = nil, false
+				continue
+			}
+			w.line(l)
+		default:
+			more = false
+		}
 	}
-	return nil
+	w.poll(ctx)
+	if !w.aborted.IsZero() && !c.stopping && time.Since(w.aborted) >= w.opts.AbortGrace {
+		// Synapse gave up its background updates but keeps running: stop
+		// it once the queue is seen not to move.
+		if snap := w.snapshot(ctx); snap == w.abortSnap {
+			w.res.Stopped = true
+			w.stop(c, "Synapse aborted its background updates and keeps running")
+		} else {
+			w.abortSnap = snap
+			w.aborted = time.Now()
+		}
+	}
+	if c.stopping && time.Now().After(c.killAt) {
+		_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+		c.killAt = time.Now().Add(time.Hour)
+	}
 }
 
 func exitCode(err error) int {
@@ -495,7 +532,7 @@ func (w *watcher) startUpdate(name string, at time.Time) *Update {
 	u := &Update{Database: label, Name: name, started: started}
 	w.current[label] = u
 	w.updates = append(w.updates, u)
-	w.emit(Event{Type: "update_start", Database: label, Update: name})
+	w.emit(Event{Type: "update_start", Database: label, Update: name, Progress: w.progress[label][name]})
 	return u
 }
 
@@ -631,6 +668,28 @@ func (w *watcher) cause() string {
 func (w *watcher) finish() {
 	r := &w.res
 	r.Tail = w.tail
+	w.phases()
+	everywhere := w.deltas()
+	failedDelta, failedDB := w.failedDelta(everywhere)
+	w.endUpdates()
+	for _, u := range w.updates {
+		r.Updates = append(r.Updates, *u)
+	}
+	r.Failure = w.failure(failedDelta, failedDB)
+	if f := r.Failure; f != nil {
+		f.Fix = FixFor(f)
+		for i := range r.Updates {
+			if r.Updates[i].Name == f.Update && !r.Updates[i].Done && f.Cause != "" {
+				r.Updates[i].Error = f.Cause
+			}
+		}
+	}
+}
+
+// phases times the run, its blocking phase and its background phase
+// (which ends when Synapse aborted its updates, if it did).
+func (w *watcher) phases() {
+	r := &w.res
 	r.Millis = w.end.Sub(w.start).Milliseconds()
 	if w.schemaEnd.IsZero() {
 		w.schemaEnd = w.end
@@ -642,9 +701,14 @@ func (w *watcher) finish() {
 			r.BackgroundMillis = w.aborted.Sub(w.bgStart).Milliseconds()
 		}
 	}
-	// Deltas: what applied_schema_deltas gained, in log order, then any the
-	// log did not name.
-	everywhere := map[string]bool{}
+}
+
+// deltas lists the deltas applied: what applied_schema_deltas gained, in
+// log order, then any the log did not name. It returns every delta
+// recorded before or after, in any database.
+func (w *watcher) deltas() (everywhere map[string]bool) {
+	r := &w.res
+	everywhere = map[string]bool{}
 	for i, after := range r.After {
 		var before []string
 		if i < len(r.Before) {
@@ -653,11 +717,9 @@ func (w *watcher) finish() {
 		for _, k := range before {
 			everywhere[k] = true
 		}
-		for _, k := range after.Applied {
-			everywhere[k] = true
-		}
 		gained := map[string]bool{}
 		for _, k := range after.Applied {
+			everywhere[k] = true
 			if !slices.Contains(before, k) {
 				gained[k] = true
 			}
@@ -677,19 +739,29 @@ func (w *watcher) finish() {
 			r.Deltas = append(r.Deltas, Delta{Database: after.Label, Key: k, Millis: -1, Applied: true})
 		}
 	}
-	// The delta that was running when the process died is the failed one:
-	// its file and its bookkeeping row are rolled back together.
-	var failedDelta, failedDB string
-	if n := len(w.deltaOrder); n > 0 && r.ExitCode != 0 && !r.Stopped && w.bgStart.IsZero() && !everywhere[w.deltaOrder[n-1]] {
-		failedDelta = w.deltaOrder[n-1]
-		if len(r.After) == 1 {
-			failedDB = r.After[0].Label
-		}
+	return everywhere
+}
+
+// failedDelta is the delta that was running when the process died in the
+// schema phase, not recorded anywhere: its file and its bookkeeping row
+// are rolled back together. Its database is named when there is one.
+func (w *watcher) failedDelta(everywhere map[string]bool) (key, database string) {
+	r := &w.res
+	n := len(w.deltaOrder)
+	if n == 0 || r.ExitCode == 0 || r.Stopped || !w.bgStart.IsZero() || everywhere[w.deltaOrder[n-1]] {
+		return "", ""
 	}
-	// An update whose row is gone ended, even if the process exited
-	// before a poll saw it go.
+	if len(r.After) == 1 {
+		database = r.After[0].Label
+	}
+	return w.deltaOrder[n-1], database
+}
+
+// endUpdates ends the updates whose row is gone, even if the process
+// exited before a poll saw it go.
+func (w *watcher) endUpdates() {
 	pending := map[string]bool{}
-	for _, st := range r.After {
+	for _, st := range w.res.After {
 		for _, u := range st.Pending {
 			pending[st.Label+"\x00"+u.Name] = true
 		}
@@ -699,21 +771,23 @@ func (w *watcher) finish() {
 			w.doneUpdate(u.Database, u.Name, w.end)
 		}
 	}
-	for _, u := range w.updates {
-		r.Updates = append(r.Updates, *u)
-	}
-	// A failure: the process said so (exit status), or Synapse aborted its
-	// updates (it may even exit 0 once stopped), or updates are left.
+}
+
+// failure is the run's failure, or nil: the process said so (exit
+// status), or Synapse aborted its updates (it may even exit 0 once
+// stopped), or updates are left that it was to run.
+func (w *watcher) failure(failedDelta, failedDB string) *Failure {
+	r := &w.res
 	switch {
 	case failedDelta != "":
 		r.Deltas = append(r.Deltas, Delta{Database: failedDB, Key: failedDelta, Millis: w.deltaMillis(failedDelta)})
-		r.Failure = &Failure{Phase: "schema", Database: failedDB, Delta: failedDelta, Cause: exceptionOf(w.tail), ExitCode: r.ExitCode}
+		return &Failure{Phase: "schema", Database: failedDB, Delta: failedDelta, Cause: exceptionOf(w.tail), ExitCode: r.ExitCode}
 	case !w.aborted.IsZero():
 		f := &Failure{Phase: "background", Cause: w.cause(), ExitCode: r.ExitCode, Stopped: r.Stopped}
 		if w.errUpdate != nil {
 			f.Update, f.Database = w.errUpdate.Name, w.errUpdate.Database
 		}
-		r.Failure = f
+		return f
 	case r.ExitCode != 0:
 		f := &Failure{Phase: "schema", Cause: exceptionOf(w.tail), ExitCode: r.ExitCode}
 		if !w.bgStart.IsZero() {
@@ -725,25 +799,17 @@ func (w *watcher) finish() {
 		if f.Cause == "" && len(w.tail) > 0 {
 			f.Cause = w.tail[len(w.tail)-1]
 		}
-		r.Failure = f
+		return f
 	case w.opts.RunBackgroundUpdates:
 		for _, st := range r.After {
 			if len(st.Pending) > 0 {
 				next, _ := schema.Next(st.Pending)
-				r.Failure = &Failure{Phase: "background", Database: st.Label, Update: next.Name,
+				return &Failure{Phase: "background", Database: st.Label, Update: next.Name,
 					Cause: fmt.Sprintf("update_synapse_database ended with %d background update(s) still pending", len(st.Pending))}
-				break
 			}
 		}
 	}
-	if f := r.Failure; f != nil {
-		f.Fix = FixFor(f)
-		for i := range r.Updates {
-			if r.Updates[i].Name == f.Update && !r.Updates[i].Done && f.Cause != "" {
-				r.Updates[i].Error = f.Cause
-			}
-		}
-	}
+	return nil
 }
 
 func (w *watcher) deltaMillis(key string) int64 {

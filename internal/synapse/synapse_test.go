@@ -128,7 +128,7 @@ func TestRun_TwoBackgroundUpdates(t *testing.T) {
 		if b, a := res.Before[0], res.After[0]; b.Schema != 83 || a.Schema != 84 || a.Compat != 83 || len(a.Pending) != 0 {
 			t.Errorf("before %+v after %+v", b, a)
 		}
-		if len(res.Updates) != 2 || res.Updates[0].Name != "room_event_counts_populate" || res.Updates[1].Name != "room_event_counts_room_id_idx" {
+		if len(res.Updates) != 2 || res.Updates[0].Name != "populate_stats_process_rooms" || res.Updates[1].Name != "room_event_counts_room_id_idx" {
 			t.Fatalf("updates %+v", res.Updates)
 		}
 		pop := res.Updates[0]
@@ -178,12 +178,12 @@ func TestRun_FailingDelta(t *testing.T) {
 func TestRun_FailingUpdateHangsAndIsStopped(t *testing.T) {
 	dbtest.Engines(t, func(t *testing.T, e db.Engine) {
 		d, cfg := synapseDB(t, e, 83, false)
-		res, err := run(t, d, cfg, "FAKE_SYNAPSE_FAIL_UPDATE=room_event_counts_populate")
+		res, err := run(t, d, cfg, "FAKE_SYNAPSE_FAIL_UPDATE=populate_stats_process_rooms")
 		var f *Failure
 		if !errors.As(err, &f) {
 			t.Fatalf("want a failure, got %v", err)
 		}
-		if f.Phase != "background" || f.Update != "room_event_counts_populate" || !f.Stopped || fault.ClassOf(err) != fault.Update {
+		if f.Phase != "background" || f.Update != "populate_stats_process_rooms" || !f.Stopped || fault.ClassOf(err) != fault.Update {
 			t.Errorf("failure %+v", f)
 		}
 		if !strings.Contains(f.Cause, "fake_synapse_missing_table") {

@@ -27,6 +27,9 @@ type UpgradeOptions struct {
 	// Config is the homeserver config; every database it names must be
 	// Synapse's.
 	Config *config.Config
+	// Databases are Config's databases as the caller inspected them
+	// (inspect.All), open until Upgrade returns (the caller closes them).
+	Databases inspect.Looks
 	// RunBackgroundUpdates runs the background updates to completion after
 	// the schema upgrade.
 	RunBackgroundUpdates bool
@@ -103,20 +106,59 @@ func Upgrade(ctx context.Context, o UpgradeOptions) (*UpgradeResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := o.Config
-	plan := &UpgradePlan{Release: rel}
+	plan, err := planUpgrade(rel, o.Databases)
+	if err != nil {
+		return nil, err
+	}
+	if o.OnPlan != nil {
+		o.OnPlan(plan)
+	}
+	res := &UpgradeResult{Plan: plan}
+	if o.DryRun || plan.Empty(o.RunBackgroundUpdates) {
+		return res, nil
+	}
+	release, err := guard(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	// update_synapse_database reads one config file, in a private
+	// directory (it holds the config's secrets).
+	dir, err := os.MkdirTemp("", "hsops-synapse-config-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "homeserver.json")
+	if err := WriteConfig(path, o.Config, absoluteSQLitePaths(o.Config)); err != nil {
+		return nil, err
+	}
 	var dbs []*db.DB
-	defer func() {
-		for _, d := range dbs {
-			d.Close()
+	for _, l := range o.Databases {
+		dbs = append(dbs, l.DB)
+	}
+	est := &estimator{ctx: ctx, dbs: dbs, out: o.OnEvent, work: map[string]*work{}}
+	run, err := Run(ctx, Options{
+		Python: o.Python, Config: path, RunBackgroundUpdates: o.RunBackgroundUpdates, Verbose: o.Verbose,
+		Databases: dbs, AbortGrace: o.AbortGrace, Log: o.Log, OnEvent: est.event,
+	})
+	res.Run = run
+	var f *Failure
+	if err != nil && !errors.As(err, &f) {
+		return res, fault.InterruptCtx(ctx, err, "update_synapse_database was stopped: each delta and each batch commits whole; run the same command again to go on")
+	}
+	return res, err
+}
+
+// planUpgrade checks that every database is Synapse's, existing and not
+// too new for the release, and lists what the release will do to it.
+func planUpgrade(rel *Release, looks inspect.Looks) (*UpgradePlan, error) {
+	plan := &UpgradePlan{Release: rel}
+	for _, l := range looks {
+		dbc, st := l.Config, l.State
+		if l.DB == nil {
+			return nil, fmt.Errorf("%w: %q", db.ErrNotFound, dbc.SQLitePath())
 		}
-	}()
-	for _, dbc := range cfg.Databases {
-		d, st, err := inspect.InspectExisting(ctx, dbc)
-		if err != nil {
-			return nil, err
-		}
-		dbs = append(dbs, d)
 		if st.Kind != schema.KindSynapse {
 			return nil, fault.Errorf(fault.NotOurs, "run update_database without --python: hsops upgrades its own databases",
 				"%s is not a Synapse database (%s): --python upgrades Synapse's databases", inspect.Describe(dbc), st.Kind)
@@ -130,15 +172,15 @@ func Upgrade(ctx context.Context, o UpgradeOptions) (*UpgradeResult, error) {
 			Deltas: pendingDeltas(rel, st, dbc), Pending: orNone(st.Updates),
 		})
 	}
-	if o.OnPlan != nil {
-		o.OnPlan(plan)
-	}
-	res := &UpgradeResult{Plan: plan}
-	if o.DryRun || plan.Empty(o.RunBackgroundUpdates) {
-		return res, nil
-	}
-	for _, dbc := range cfg.Databases {
-		if err := offline.RefuseInUse(cfg, dbc, "nothing was changed: stop it (synctl stop <config>), run this again, then start it"); err != nil {
+	return plan, nil
+}
+
+// guard refuses a homeserver running on a database and a database this
+// user cannot write, then takes every database's schema lock, which
+// release gives back.
+func guard(ctx context.Context, o UpgradeOptions) (release func(), err error) {
+	for _, dbc := range o.Config.Databases {
+		if err := offline.RefuseInUse(o.Config, dbc, "nothing was changed: stop it (synctl stop <config>), run this again, then start it"); err != nil {
 			return nil, err
 		}
 		if err := offline.CheckWritable(ctx, dbc, true); err != nil {
@@ -149,21 +191,26 @@ func Upgrade(ctx context.Context, o UpgradeOptions) (*UpgradeResult, error) {
 	if holder == "" {
 		holder = "update_database --python"
 	}
-	for _, d := range dbs {
-		lock, err := schema.AcquireLock(ctx, d, holder)
+	var locks []*schema.Lock
+	release = func() {
+		for _, l := range locks {
+			l.Release()
+		}
+	}
+	for _, l := range o.Databases {
+		lock, err := schema.AcquireLock(ctx, l.DB, holder)
 		if err != nil {
+			release()
 			return nil, err
 		}
-		defer lock.Release()
+		locks = append(locks, lock)
 	}
-	// update_synapse_database reads one config file: the merged config,
-	// with each SQLite path made absolute, in a private directory (it holds
-	// the config's secrets).
-	dir, err := os.MkdirTemp("", "hsops-synapse-config-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
+	return release, nil
+}
+
+// absoluteSQLitePaths is the config edit that makes each SQLite path
+// absolute (update_synapse_database runs in another directory).
+func absoluteSQLitePaths(cfg *config.Config) ConfigEdit {
 	edit := ConfigEdit{Args: map[string]map[string]any{}}
 	for _, dbc := range cfg.Databases {
 		if dbc.IsSQLite() {
@@ -172,21 +219,7 @@ func Upgrade(ctx context.Context, o UpgradeOptions) (*UpgradeResult, error) {
 			}
 		}
 	}
-	path := filepath.Join(dir, "homeserver.json")
-	if err := WriteConfig(path, cfg, edit); err != nil {
-		return nil, err
-	}
-	est := &estimator{ctx: ctx, dbs: dbs, out: o.OnEvent, work: map[string]*work{}}
-	run, err := Run(ctx, Options{
-		Python: o.Python, Config: path, RunBackgroundUpdates: o.RunBackgroundUpdates, Verbose: o.Verbose,
-		Databases: dbs, AbortGrace: o.AbortGrace, Log: o.Log, OnEvent: est.event,
-	})
-	res.Run = run
-	var f *Failure
-	if err != nil && !errors.As(err, &f) {
-		return res, fault.InterruptCtx(ctx, err, "update_synapse_database was stopped: each delta and each batch commits whole; run the same command again to go on")
-	}
-	return res, err
+	return edit
 }
 
 func orNone(us []schema.PendingUpdate) []schema.PendingUpdate {
@@ -256,6 +289,10 @@ type work struct {
 }
 
 // estimator adds the work done, the total and an ETA to the run's events.
+// An update's table is counted when it starts; after that, the batches'
+// log lines add their items, and each change of its progress_json that the
+// run's poll of background_updates reports ("update_progress") sets how
+// far it is (the rows left counted at most once a second).
 type estimator struct {
 	ctx  context.Context
 	dbs  []*db.DB
@@ -265,30 +302,30 @@ type estimator struct {
 
 func (e *estimator) event(ev Event) {
 	key := ev.Database + "\x00" + ev.Update
+	w := e.work[key]
 	switch ev.Type {
 	case "update_start":
-		w := &work{start: time.Now()}
+		w = &work{start: time.Now()}
 		e.work[key] = w
 		e.measure(ev, w)
 		w.initial = w.done
 		e.fill(&ev, w)
-	case "update_batch":
-		if w := e.work[key]; w != nil && w.finished {
+	case "update_progress":
+		if w != nil {
+			if w.known && !w.finished && time.Since(w.measured) >= time.Second {
+				e.remeasure(ev, w)
+			}
 			e.fill(&ev, w)
-		} else if w != nil {
-			// The batch is committed when Synapse logs it: the table
-			// and progress_json say how far it is (read at most once a
-			// second; in between, the batches' items are added).
-			if !w.known || time.Since(w.measured) >= time.Second {
-				w.done += ev.Items
-				e.measure(ev, w)
-			} else {
+		}
+	case "update_batch":
+		if w != nil {
+			if !w.finished {
 				w.done += ev.Items
 			}
 			e.fill(&ev, w)
 		}
 	case "update_done":
-		if w := e.work[key]; w != nil {
+		if w != nil {
 			if w.known && w.done < w.total {
 				w.done = w.total
 			}
@@ -301,30 +338,45 @@ func (e *estimator) event(ev Event) {
 	}
 }
 
-// measure estimates an update's work from its progress_json and its table.
+// measure counts an update's work from its progress_json (the run's last
+// poll of it, else its row) and its table.
 func (e *estimator) measure(ev Event, w *work) {
 	d := e.db(ev.Database)
 	if d == nil {
 		return
 	}
-	us, err := schema.ReadUpdates(e.ctx, d)
-	if err != nil {
+	progress := ev.Progress
+	if progress == "" {
+		us, err := schema.ReadUpdates(e.ctx, d)
+		if err != nil {
+			return
+		}
+		i := slices.IndexFunc(us, func(u schema.PendingUpdate) bool { return u.Name == ev.Update })
+		if i < 0 {
+			// Its row is gone: the update finished before its log lines
+			// were read. All of its work is done.
+			if _, total, ok := Estimate(e.ctx, d, ev.Update, "{}"); ok {
+				w.known, w.total, w.done, w.measured = true, total, total, time.Now()
+				w.finished = true
+			}
+			return
+		}
+		progress = us[i].Progress
+	}
+	if left, total, ok := Estimate(e.ctx, d, ev.Update, progress); ok {
+		w.known, w.total, w.done, w.measured = true, total, total-left, time.Now()
+	}
+}
+
+// remeasure sets how far an update is from the progress_json the run's
+// poll reported; the total counted at its start stands.
+func (e *estimator) remeasure(ev Event, w *work) {
+	d := e.db(ev.Database)
+	if d == nil {
 		return
 	}
-	for _, u := range us {
-		if u.Name != ev.Update {
-			continue
-		}
-		if left, total, ok := Estimate(e.ctx, d, ev.Update, u.Progress); ok {
-			w.known, w.total, w.done, w.measured = true, total, total-left, time.Now()
-		}
-		return
-	}
-	// Its row is gone: the update finished before its log lines were
-	// read. All of its work is done.
-	if _, total, ok := Estimate(e.ctx, d, ev.Update, "{}"); ok {
-		w.known, w.total, w.done, w.measured = true, total, total, time.Now()
-		w.finished = true
+	if left, ok := Remaining(e.ctx, d, ev.Update, ev.Progress); ok {
+		w.done, w.measured = w.total-left, time.Now()
 	}
 }
 

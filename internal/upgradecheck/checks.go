@@ -8,6 +8,7 @@ import (
 	"github.com/Masterminds/semver/v3"
 
 	"hsops/internal/db"
+	"hsops/internal/plural"
 	"hsops/internal/releases"
 	"hsops/internal/repair"
 	"hsops/internal/sequences"
@@ -102,7 +103,7 @@ func checkEdges(ctx context.Context, d *Deployment, _ releases.Note, _ *semver.V
 		return Result{Status: NotCheckable, Detail: err.Error()}
 	}
 	if pairs > 0 {
-		return blocker(fmt.Sprintf("state_group_edges has %s (%s): the unique index cannot be built", repair.Count(pairs, "duplicated (state_group, prev_state_group) pair"), repair.Count(extra, "extra row")),
+		return blocker(fmt.Sprintf("state_group_edges has %s (%s): the unique index cannot be built", plural.Count(pairs, "duplicated (state_group, prev_state_group) pair"), plural.Count(extra, "extra row")),
 			"update_database repair state-group-edges --database-config "+d.ConfigArg)
 	}
 	return ok("no duplicate state_group_edges rows")

@@ -18,6 +18,7 @@ import (
 	"hsops/internal/config"
 	"hsops/internal/db"
 	"hsops/internal/fault"
+	"hsops/internal/plural"
 	"hsops/internal/releases"
 	"hsops/schema"
 )
@@ -174,7 +175,7 @@ func Run(ctx context.Context, d *Deployment, inst Installation, to *semver.Versi
 	})
 	c := r.Counts()
 	r.Summary = fmt.Sprintf("%s, %s, %d ok, %d to read (not checkable), %d not applicable",
-		plural(c[Blocker], "blocker", "blockers"), plural(c[Action], "action needed", "actions needed"), c[OK], c[NotCheckable], c[NotApplicable])
+		plural.Count(c[Blocker], "blocker"), plural.Irregular(c[Action], "action needed", "actions needed"), c[OK], c[NotCheckable], c[NotApplicable])
 	return r
 }
 
@@ -287,12 +288,4 @@ func audience(d *Deployment, applies []string) (present, known bool) {
 		}
 	}
 	return false, known
-}
-
-// plural says n of something, in the singular for one.
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return "1 " + one
-	}
-	return fmt.Sprintf("%d %s", n, many)
 }

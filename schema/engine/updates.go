@@ -20,12 +20,7 @@ func updates() *schema.Registry {
 		Columns: []string{"state_group", "prev_state_group"}, Unique: true, Replaces: "state_group_edges_idx"}, Explain: explainDuplicateEdges})
 	r.Register("event_edges_drop_invalid_event_edges", schema.KeyBackfill{
 		Table: "event_edges", Key: "event_id",
-		Apply: func(ctx context.Context, tx *sql.Tx, env schema.Env, kr schema.KeyRange) error {
-			where, args := kr.Cond("event_id")
-			_, err := tx.ExecContext(ctx, db.Rebind(env.Engine, `DELETE FROM event_edges WHERE `+where+`
-				AND NOT EXISTS (SELECT 1 FROM events AS e WHERE e.event_id = event_edges.event_id)`), args...)
-			return err
-		},
+		Apply:  deleteOrphans("event_edges"),
 		Finish: validateConstraint("event_edges", "event_edges_event_id_fkey"),
 	}.Handler())
 	index("event_edges_replace_index", schema.IndexSpec{Name: "event_edges_event_id_prev_event_id_idx", Table: "event_edges",
@@ -33,14 +28,7 @@ func updates() *schema.Registry {
 		ReplacesConstraint: "event_edges_event_id_prev_event_id_room_id_is_state_key"})
 	r.Register("events_populate_state_key_rejections", schema.KeyBackfill{
 		Table: "events", Key: "stream_ordering", Numeric: true,
-		Apply: func(ctx context.Context, tx *sql.Tx, env schema.Env, kr schema.KeyRange) error {
-			where, args := kr.Cond("stream_ordering")
-			_, err := tx.ExecContext(ctx, db.Rebind(env.Engine, `UPDATE events SET
-				state_key = (SELECT se.state_key FROM state_events AS se WHERE se.event_id = events.event_id),
-				rejection_reason = (SELECT r.reason FROM rejections AS r WHERE r.event_id = events.event_id)
-				WHERE `+where), args...)
-			return err
-		},
+		Apply: populateStateKeyRejections,
 	}.Handler())
 	index("receipts_linearized_unique_index", schema.IndexSpec{Name: "receipts_linearized_unique_index", Table: "receipts_linearized",
 		Columns: []string{"room_id", "receipt_type", "user_id"}, Where: "thread_id IS NULL", Unique: true,
@@ -50,36 +38,14 @@ func updates() *schema.Registry {
 		ReplacesConstraint: "receipts_graph_uniqueness"})
 	r.Register("threads_backfill", schema.KeyBackfill{
 		Table: "event_relations", Key: "relates_to_id", Filter: "relation_type = 'm.thread'",
-		Apply: func(ctx context.Context, tx *sql.Tx, env schema.Env, kr schema.KeyRange) error {
-			where, args := kr.Cond("r.relates_to_id")
-			_, err := tx.ExecContext(ctx, db.Rebind(env.Engine, `INSERT INTO threads (room_id, thread_id, latest_event_id, topological_ordering, stream_ordering)
-				SELECT e.room_id, r.relates_to_id, e.event_id, e.topological_ordering, e.stream_ordering
-				FROM event_relations AS r JOIN events AS e ON e.event_id = r.event_id
-				WHERE r.relation_type = 'm.thread' AND `+where+`
-				  AND e.stream_ordering = (
-				    SELECT MAX(e2.stream_ordering) FROM event_relations AS r2 JOIN events AS e2 ON e2.event_id = r2.event_id
-				    WHERE r2.relation_type = 'm.thread' AND r2.relates_to_id = r.relates_to_id)
-				ON CONFLICT (room_id, thread_id) DO UPDATE SET latest_event_id = excluded.latest_event_id,
-				  topological_ordering = excluded.topological_ordering, stream_ordering = excluded.stream_ordering`), args...)
-			return err
-		},
+		Apply: backfillThreads,
 	}.Handler())
 	index("events_jump_to_date_index", schema.IndexSpec{Name: "events_jump_to_date_idx", Table: "events",
 		Columns: []string{"room_id", "origin_server_ts"}, Where: "NOT outlier"})
 	index("room_membership_user_room_index", schema.IndexSpec{Name: "room_membership_user_room_idx", Table: "room_memberships",
 		Columns: []string{"user_id", "room_id"}})
 	for _, t := range []string{"room_memberships", "current_state_events", "local_current_membership"} {
-		t := t
-		r.Register(t+"_stream_ordering_backfill", schema.KeyBackfill{
-			Table: t, Key: "event_id",
-			Apply: func(ctx context.Context, tx *sql.Tx, env schema.Env, kr schema.KeyRange) error {
-				where, args := kr.Cond("event_id")
-				_, err := tx.ExecContext(ctx, db.Rebind(env.Engine, `UPDATE `+t+` SET event_stream_ordering =
-					(SELECT e.stream_ordering FROM events AS e WHERE e.event_id = `+t+`.event_id)
-					WHERE event_stream_ordering IS NULL AND `+where), args...)
-				return err
-			},
-		}.Handler())
+		r.Register(t+"_stream_ordering_backfill", schema.KeyBackfill{Table: t, Key: "event_id", Apply: backfillStreamOrdering(t)}.Handler())
 		index(t+"_stream_ordering_idx", schema.IndexSpec{Name: t + "_stream_ordering_idx", Table: t, Columns: []string{"event_stream_ordering"}})
 	}
 	index("profiles_full_user_id_key_idx", schema.IndexSpec{Name: "profiles_full_user_id_key", Table: "profiles",
@@ -89,25 +55,14 @@ func updates() *schema.Registry {
 	for _, u := range []struct{ name, table string }{
 		{"populate_full_user_id_profiles", "profiles"}, {"populate_full_user_id_user_filters", "user_filters"},
 	} {
-		table := u.table
-		r.Register(u.name, schema.KeyBackfill{
-			Table: table, Key: "user_id",
-			Apply: func(ctx context.Context, tx *sql.Tx, env schema.Env, kr schema.KeyRange) error {
-				return backfillFullUserID(ctx, tx, env, table, kr.After, kr.UpTo)
-			},
-			Finish: validateConstraint(table, "full_user_id_not_null"),
-		}.Handler())
+		r.Register(u.name, schema.KeyBackfill{Table: u.table, Key: "user_id",
+			Apply: fullUserIDBackfill(u.table), Finish: validateConstraint(u.table, "full_user_id_not_null")}.Handler())
 	}
 	r.Register("event_push_backfill_thread_id", schema.Handler{Batch: drainBatch("event_push_actions", "thread_id IS NULL", "thread_id = 'main'")})
 	r.Register("event_push_actions_thread_id", schema.Handler{Batch: validateBatch("event_push_actions", "event_push_actions_thread_id")})
 	r.Register("event_forward_extremities_event_id_foreign_key_constraint_update", schema.KeyBackfill{
 		Table: "event_forward_extremities", Key: "event_id",
-		Apply: func(ctx context.Context, tx *sql.Tx, env schema.Env, kr schema.KeyRange) error {
-			where, args := kr.Cond("event_id")
-			_, err := tx.ExecContext(ctx, db.Rebind(env.Engine, `DELETE FROM event_forward_extremities WHERE `+where+`
-				AND NOT EXISTS (SELECT 1 FROM events AS e WHERE e.event_id = event_forward_extremities.event_id)`), args...)
-			return err
-		},
+		Apply:  deleteOrphans("event_forward_extremities"),
 		Finish: validateConstraint("event_forward_extremities", "event_forward_extremities_event_id"),
 	}.Handler())
 	index("room_account_data_index_room_id", schema.IndexSpec{Name: "room_account_data_room_id", Table: "room_account_data",
@@ -118,6 +73,63 @@ func updates() *schema.Registry {
 	r.AddJob("populate_stats_process_rooms", schema.PendingUpdate{Name: "populate_stats_process_rooms", Progress: "{}"})
 	r.Unsupported("regenerate_directory", "the hsops engine has no user directory tables to regenerate")
 	return r
+}
+
+// deleteOrphans deletes a key range's rows of table whose event_id names
+// no event.
+func deleteOrphans(table string) func(context.Context, *sql.Tx, schema.Env, schema.KeyRange) error {
+	return func(ctx context.Context, tx *sql.Tx, env schema.Env, kr schema.KeyRange) error {
+		where, args := kr.Cond("event_id")
+		_, err := tx.ExecContext(ctx, db.Rebind(env.Engine, `DELETE FROM `+table+` WHERE `+where+`
+			AND NOT EXISTS (SELECT 1 FROM events AS e WHERE e.event_id = `+table+`.event_id)`), args...)
+		return err
+	}
+}
+
+// populateStateKeyRejections copies each event's state key and rejection
+// reason into events.
+func populateStateKeyRejections(ctx context.Context, tx *sql.Tx, env schema.Env, kr schema.KeyRange) error {
+	where, args := kr.Cond("stream_ordering")
+	_, err := tx.ExecContext(ctx, db.Rebind(env.Engine, `UPDATE events SET
+		state_key = (SELECT se.state_key FROM state_events AS se WHERE se.event_id = events.event_id),
+		rejection_reason = (SELECT r.reason FROM rejections AS r WHERE r.event_id = events.event_id)
+		WHERE `+where), args...)
+	return err
+}
+
+// backfillThreads records each thread of a key range with its latest
+// event.
+func backfillThreads(ctx context.Context, tx *sql.Tx, env schema.Env, kr schema.KeyRange) error {
+	where, args := kr.Cond("r.relates_to_id")
+	_, err := tx.ExecContext(ctx, db.Rebind(env.Engine, `INSERT INTO threads (room_id, thread_id, latest_event_id, topological_ordering, stream_ordering)
+		SELECT e.room_id, r.relates_to_id, e.event_id, e.topological_ordering, e.stream_ordering
+		FROM event_relations AS r JOIN events AS e ON e.event_id = r.event_id
+		WHERE r.relation_type = 'm.thread' AND `+where+`
+		  AND e.stream_ordering = (
+		    SELECT MAX(e2.stream_ordering) FROM event_relations AS r2 JOIN events AS e2 ON e2.event_id = r2.event_id
+		    WHERE r2.relation_type = 'm.thread' AND r2.relates_to_id = r.relates_to_id)
+		ON CONFLICT (room_id, thread_id) DO UPDATE SET latest_event_id = excluded.latest_event_id,
+		  topological_ordering = excluded.topological_ordering, stream_ordering = excluded.stream_ordering`), args...)
+	return err
+}
+
+// backfillStreamOrdering fills table's event_stream_ordering from its
+// events.
+func backfillStreamOrdering(table string) func(context.Context, *sql.Tx, schema.Env, schema.KeyRange) error {
+	return func(ctx context.Context, tx *sql.Tx, env schema.Env, kr schema.KeyRange) error {
+		where, args := kr.Cond("event_id")
+		_, err := tx.ExecContext(ctx, db.Rebind(env.Engine, `UPDATE `+table+` SET event_stream_ordering =
+			(SELECT e.stream_ordering FROM events AS e WHERE e.event_id = `+table+`.event_id)
+			WHERE event_stream_ordering IS NULL AND `+where), args...)
+		return err
+	}
+}
+
+// fullUserIDBackfill fills table's full_user_id (see backfillFullUserID).
+func fullUserIDBackfill(table string) func(context.Context, *sql.Tx, schema.Env, schema.KeyRange) error {
+	return func(ctx context.Context, tx *sql.Tx, env schema.Env, kr schema.KeyRange) error {
+		return backfillFullUserID(ctx, tx, env, table, kr.After, kr.UpTo)
+	}
 }
 
 // validateConstraint validates a NOT VALID constraint (PostgreSQL only:

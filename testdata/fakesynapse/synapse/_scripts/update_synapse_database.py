@@ -163,7 +163,9 @@ def index_handler(name, table, columns, unique=False, replaces=None):
 
 
 def populate_room_event_counts(conn, progress, batch_size):
-    name = "room_event_counts_populate"
+    # Walks the rooms as Synapse's populate_stats_process_rooms does (by
+    # room_id, saving last_room_id), under its name.
+    name = "populate_stats_process_rooms"
     last = progress.get("last_room_id", "")
     rooms = [r[0] for r in conn.query("SELECT room_id FROM rooms WHERE room_id > ? ORDER BY room_id LIMIT %d" % batch_size, (last,))]
     if not rooms:
@@ -189,7 +191,7 @@ HANDLERS = {
     "state_group_edges_unique_idx": index_handler(
         "state_group_edges_unique_idx", "state_group_edges", ["state_group", "prev_state_group"],
         unique=True, replaces="state_group_edges_idx"),
-    "room_event_counts_populate": populate_room_event_counts,
+    "populate_stats_process_rooms": populate_room_event_counts,
     "room_event_counts_room_id_idx": index_handler(
         "room_event_counts_room_id_idx", "room_event_counts", ["room_id"], unique=True),
 }
