@@ -16,6 +16,7 @@ import (
 	"hsops/internal/config"
 	"hsops/internal/db"
 	"hsops/internal/fault"
+	"hsops/internal/parallel"
 	"hsops/internal/proc"
 	"hsops/internal/releases"
 	"hsops/schema"
@@ -537,34 +538,14 @@ func (p *porter) checkIntegrity(ctx context.Context) error {
 	var (
 		mu       sync.Mutex
 		problems []string
-		failed   error
-		next     int
-		wg       sync.WaitGroup
 	)
-	for w := 0; w < p.opts.Jobs; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				mu.Lock()
-				if next == len(tables) || failed != nil {
-					mu.Unlock()
-					return
-				}
-				table := tables[next]
-				next++
-				mu.Unlock()
-				found, err := p.quickCheck(ctx, table)
-				mu.Lock()
-				problems = append(problems, found...)
-				if err != nil && failed == nil {
-					failed = err
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
+	failed := parallel.For(ctx, p.opts.Jobs, len(tables), func(ctx context.Context, i int) error {
+		found, err := p.quickCheck(ctx, tables[i])
+		mu.Lock()
+		problems = append(problems, found...)
+		mu.Unlock()
+		return err
+	})
 	switch {
 	case failed != nil && ctx.Err() != nil:
 		return ctx.Err()
