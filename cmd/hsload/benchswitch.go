@@ -39,7 +39,7 @@ cluster is started from the initdb and pg_ctl on the machine.`,
 	f.StringVar(&o.Source, "source", "", "an engine SQLite database to start from (default: generated in --work)")
 	f.StringVar(&o.PGURL, "postgres-url", os.Getenv(pgcluster.EnvURL), "PostgreSQL admin URL")
 	f.StringVar(&o.Homeserver, "homeserver", "", "the homeserver binary (default: next to hsload, then PATH)")
-	f.StringVar(&o.Verify, "verify", "full", "port_db --switch-verify: full or counts")
+	f.StringVar(&o.Verify, "verify", "full", "port_db --switch-verify: full, counts or whole")
 	f.BoolVar(&o.JSON, "json", false, "print the result as JSON")
 	return cmd
 }

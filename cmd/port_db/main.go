@@ -138,7 +138,7 @@ finished by the other (the progress is in port_from_sqlite3).
 	f.StringVarP(&o.allDir, "all-processes", "a", "", "--switch-config: the worker configs directory, as synctl -a (every worker is stopped and started)")
 	f.StringVar(&o.python, "python", "", "--switch-config: start real Synapse with this Python, as synctl --python (also SYNCTL_PYTHON)")
 	f.StringVar(&o.homeserver, "homeserver", "", "--switch-config: the homeserver binary (default: next to port_db, then PATH)")
-	f.StringVar(&o.switchVerify, "switch-verify", "full", "--switch-config: how the final port is verified while the homeserver is down: full (counts and checksums of every table, as --verify) or counts (row counts of every table)")
+	f.StringVar(&o.switchVerify, "switch-verify", "full", "--switch-config: how the final port is verified while the homeserver is down: full (counts and checksums of what it moved), counts (row counts of what it moved) or whole (counts and checksums of every table, as --verify: reads both databases whole)")
 	f.DurationVar(&o.timeout, "timeout", 60*time.Second, "--switch-config: how long to wait for each process to stop or to answer /health")
 	cli.RequireFlags(root, "sqlite-database", "postgres-config")
 	complete.Add(root)

@@ -136,12 +136,28 @@ func BenchSwitch(ctx context.Context, stdout io.Writer, o BenchSwitchOptions) er
 		wg  sync.WaitGroup
 		rep *Report
 	)
+	// The switch begins once the clients send (registering them, creating
+	// and joining their rooms takes a while).
+	sending := make(chan struct{})
+	var once sync.Once
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		defer once.Do(func() { close(sending) })
 		rep, _ = Run(loadCtx, Params{URL: config.BaseURL(cfg.Listeners), SharedSecret: cfg.RegistrationSharedSecret,
-			Users: o.Clients * 2, Rooms: o.Clients, Members: 4, Messages: 10_000_000, Concurrency: o.Clients, Prefix: "bench"})
+			Users: o.Clients * 2, Rooms: o.Clients, Members: 4, Messages: 10_000_000, Concurrency: o.Clients, Prefix: "bench",
+			Begin: func(phase string) {
+				if phase == "send" {
+					once.Do(func() { close(sending) })
+				}
+			}})
 	}()
+	fmt.Fprintf(stdout, "%d clients registering and joining their rooms...\n", o.Clients)
+	select {
+	case <-sending:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	t0 := time.Now()
 	sw, err := cutover.Run(ctx, cutover.Options{SQLitePath: live, PostgresConfig: pgConfig, Config: cfgPath,
 		Launcher: proc.Launcher{Homeserver: hs}, Timeout: 120 * time.Second, Jobs: o.Jobs, BatchSize: 10000, Verify: o.Verify,
@@ -187,7 +203,17 @@ func BenchSwitch(ctx context.Context, stdout io.Writer, o BenchSwitchOptions) er
 	for _, p := range sw.Phases {
 		fmt.Fprintf(stdout, "%-12s %8.2fs\n", p.Name, float64(p.Millis)/1000)
 	}
-	fmt.Fprintf(stdout, "final port: %d rows, verified: %s\ndowntime: %.2fs\nload average at the stop: %s; after: %s\n", sw.FinalRows, o.Verify, sw.Downtime.Seconds(), res.LoadAvg, res.LoadAvgAfter)
+	fmt.Fprintf(stdout, "final port: %d rows, verified: %s\n", sw.FinalRows, o.Verify)
+	if fp := sw.FinalPort; fp != nil {
+		fmt.Fprintf(stdout, "  pages checked: %s; verified: %s; re-copied tables kept (unchanged): %d\n", fp.PageCheck, fp.Verified, len(fp.Kept))
+		for _, p := range fp.Phases {
+			fmt.Fprintf(stdout, "  %-14s %8.2fs\n", p.Name, float64(p.Millis)/1000)
+		}
+		for _, p := range fp.Steps {
+			fmt.Fprintf(stdout, "    checks: %-14s %8.2fs\n", p.Name, float64(p.Millis)/1000)
+		}
+	}
+	fmt.Fprintf(stdout, "downtime: %.2fs\nload average at the stop: %s; after: %s\n", sw.Downtime.Seconds(), res.LoadAvg, res.LoadAvgAfter)
 	return nil
 }
 

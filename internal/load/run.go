@@ -37,6 +37,8 @@ type Params struct {
 	// Prefix names the users: <prefix>-<i>, password load-<prefix>-<i>
 	// ("load" and random letters when empty).
 	Prefix string
+	// Begin, when set, is called as each phase begins, with its name.
+	Begin func(phase string)
 }
 
 // Phase is the timing of one kind of request.
@@ -105,6 +107,9 @@ func Run(ctx context.Context, p Params) (*Report, error) {
 		{"messages", p.Reads, r.read},
 		{"search", p.Searches, r.search},
 	} {
+		if p.Begin != nil {
+			p.Begin(ph.name)
+		}
 		st := r.c.phase(ctx, ph.name, ph.n, p.Concurrency, ph.req)
 		rep.Phases = append(rep.Phases, st)
 		if ok = st.Errors == 0; !ok {

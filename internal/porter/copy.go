@@ -65,6 +65,9 @@ func (p *porter) copyTable(ctx context.Context, t *Table) error {
 	case Search:
 		return p.copySearch(ctx, t)
 	case Recopy:
+		if t.keep {
+			return p.keepTable(t)
+		}
 		return p.copyRecopy(ctx, t)
 	}
 	return p.copyAppendOnly(ctx, t)

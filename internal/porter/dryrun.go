@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"hsops/internal/db"
 	"hsops/internal/portstate"
@@ -38,6 +39,14 @@ func (p *porter) measure(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	compared := map[*Table]int64{}
+	if p.opts.KeepUnchanged && p.tgtSt.Kind != schema.KindEmpty {
+		t0 := time.Now()
+		if compared, err = p.compareRecopied(ctx); err != nil {
+			return err
+		}
+		p.step("compare", time.Since(t0))
+	}
 	var already, total int64
 	for _, t := range p.tables {
 		t.fwd, t.bwd, t.already, t.remaining = 1, 0, 0, 0
@@ -48,7 +57,7 @@ func (p *porter) measure(ctx context.Context) error {
 		switch t.Strategy {
 		case AppendOnly, Search:
 			if p.tgtSt.Kind != schema.KindEmpty {
-				if err := p.tgt.QueryRowContext(ctx, q).Scan(&t.already); err != nil {
+				if err := p.countAlready(ctx, t); err != nil {
 					return err
 				}
 			}
@@ -59,11 +68,18 @@ func (p *porter) measure(ctx context.Context) error {
 				args = args[:1]
 			}
 			if err := p.src.QueryRowContext(ctx, count, args...).Scan(&t.remaining); err != nil {
-				return fmt.Errorf("count the rows of %s: %w", t.Name, err)
+				return corruptErr(fmt.Errorf("count the rows of %s: %w", t.Name, err))
 			}
 		case Recopy:
+			if n, ok := compared[t]; ok {
+				// Counted by the comparison; nothing to copy if kept.
+				if !t.keep {
+					t.remaining = n
+				}
+				break
+			}
 			if err := p.src.QueryRowContext(ctx, q).Scan(&t.remaining); err != nil {
-				return fmt.Errorf("count the rows of %s: %w", t.Name, err)
+				return corruptErr(fmt.Errorf("count the rows of %s: %w", t.Name, err))
 			}
 		}
 		already += t.already

@@ -55,6 +55,27 @@ type Options struct {
 	AllowInUse bool
 	Progress   func(Event)
 
+	// What a switch's final port sets, so that its cost follows what moved
+	// (see final.go for each one's argument):
+	//
+	// PagesChecked: the caller checked every page of this database a
+	// short while ago (a switch's pre-copy ran quick_check on a snapshot of
+	// it): the whole-file check is not run again, and the pages this run
+	// reads are checked as SQLite reads them.
+	PagesChecked bool
+	// KeepUnchanged: a re-copied table with the same rows on both sides
+	// (row count and content checksum) is kept as it is, not emptied and
+	// copied again.
+	KeepUnchanged bool
+	// EstimateAlready: the rows earlier runs ported are taken from
+	// PostgreSQL's statistics (pg_class.reltuples), not counted (a count
+	// reads the whole table); they only feed progress.
+	EstimateAlready bool
+	// VerifyMoved verifies what this run copied (not every table whole, as
+	// Verify does): MovedCounts compares row counts, MovedChecksums counts
+	// and content checksums.
+	VerifyMoved MovedCheck
+
 	// deferMin is the fewest rows a table loaded from empty must receive
 	// for its indexes and foreign keys to be dropped for the copy (0:
 	// deferMinRows); tests lower it.
@@ -102,7 +123,10 @@ type TableResult struct {
 	NUL      int64         `json:"nul_replaced,omitempty"`
 	BadUTF8  int64         `json:"invalid_utf8_replaced,omitempty"`
 	Skipped  int64         `json:"skipped,omitempty"`
-	Verify   *VerifyResult `json:"verify,omitempty"`
+	// Kept: a re-copied table found the same on both sides and left as it
+	// was (Options.KeepUnchanged).
+	Kept   bool          `json:"kept,omitempty"`
+	Verify *VerifyResult `json:"verify,omitempty"`
 }
 
 // SequenceChange is a sequence the porter moved.
@@ -139,6 +163,16 @@ type Result struct {
 	// InProgress is set when the target's port is still unfinished at the
 	// end (a dry run, or a verification that found it so).
 	InProgress string `json:"in_progress,omitempty"`
+	// PageCheck is how the source's pages were checked: "quick_check"
+	// (every table and index), or "as read" (Options.PagesChecked).
+	PageCheck string `json:"page_check"`
+	// Steps split the checks phase, whose parts overlap: "integrity check"
+	// (the quick_check of every table), "count" (what is left to copy),
+	// "compare" (the re-copied tables on both sides, KeepUnchanged).
+	Steps []Phase `json:"steps,omitempty"`
+	// Verified is what the verification covered: "every table" (Verify),
+	// "moved rows" (VerifyMoved), or "" (none).
+	Verified string `json:"verified,omitempty"`
 }
 
 // Phase is a part of a run and its wall-clock time.
@@ -169,6 +203,8 @@ type porter struct {
 	// by an earlier run.
 	deferred []deferredObject
 	phases   map[string]time.Duration
+	// moved is where the copy began, for VerifyMoved.
+	moved *movedMark
 }
 
 func (p *porter) phase(name string, d time.Duration) {
@@ -284,6 +320,9 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 	}); err != nil {
 		return p.res, err
 	}
+	if err := p.markMoved(ctx); err != nil {
+		return p.res, err
+	}
 	if err := p.load(ctx); err != nil {
 		p.finish(t0)
 		return p.res, err
@@ -294,10 +333,20 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 	}); err != nil {
 		return p.res, err
 	}
-	if opts.Verify {
+	switch {
+	case opts.Verify:
 		if err := p.timed("verify", func() error {
 			p.state("Verifying")
+			p.res.Verified = "every table"
 			return p.verify(ctx)
+		}); err != nil {
+			return p.res, err
+		}
+	case opts.VerifyMoved != NoMovedCheck:
+		if err := p.timed("verify", func() error {
+			p.state("Verifying what moved")
+			p.res.Verified = "moved rows"
+			return p.verifyMoved(ctx)
 		}); err != nil {
 			return p.res, err
 		}

@@ -47,12 +47,22 @@ func (p *porter) checkAndCount(ctx context.Context, prepare func() error) error 
 	p.state("Checking the SQLite file and counting its rows")
 	var wg sync.WaitGroup
 	var checkErr, countErr error
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		checkErr = p.checkIntegrity(ctx)
-	}()
+	if p.opts.PagesChecked {
+		// The caller checked every page a short while ago (final.go).
+		p.res.PageCheck = "as read"
+	} else {
+		p.res.PageCheck = "quick_check"
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t0 := time.Now()
+			checkErr = p.checkIntegrity(ctx)
+			p.step("integrity check", time.Since(t0))
+		}()
+	}
+	t0 := time.Now()
 	countErr = p.measure(ctx)
+	p.step("count", time.Since(t0))
 	if countErr == nil && prepare != nil {
 		countErr = prepare()
 	}
@@ -149,6 +159,7 @@ func keepCounts(to, from []*Table) {
 	for _, t := range to {
 		if f := byName[t.Name]; f != nil {
 			t.fwd, t.bwd, t.already, t.remaining = f.fwd, f.bwd, f.already, f.remaining
+			t.keep, t.kept = f.keep, f.kept
 		}
 	}
 }
@@ -218,7 +229,7 @@ func (p *porter) deferIndexes(ctx context.Context, tx *sql.Tx) error {
 	for _, t := range p.tables {
 		switch t.Strategy {
 		case Recopy:
-			empty[t.Name] = true
+			empty[t.Name] = !t.keep
 		case AppendOnly, Search:
 			empty[t.Name] = t.already == 0
 		case Ignored, DirectoryPos:
@@ -267,7 +278,7 @@ func (p *porter) deferIndexes(ctx context.Context, tx *sql.Tx) error {
 	// that COPY writes its rows frozen, unless a foreign key of another
 	// table still points at it (TRUNCATE would refuse).
 	for _, t := range p.tables {
-		t.freeze = t.Strategy == Recopy && !p.opts.noFreeze
+		t.freeze = t.Strategy == Recopy && !t.keep && !p.opts.noFreeze
 	}
 	for _, k := range cat.fkeys {
 		if k.Table != k.RefTable && !isDeferred(drop, k.Table, k.Name) {
@@ -298,6 +309,10 @@ func isDeferred(objs []deferredObject, table, name string) bool {
 func (p *porter) resetTables(ctx context.Context, tx *sql.Tx) error {
 	var truncate []string
 	for _, t := range p.tables {
+		if t.keep {
+			// The same on both sides (KeepUnchanged): left as it is.
+			continue
+		}
 		switch t.Strategy {
 		case Recopy, Ignored, DirectoryPos:
 			truncate = append(truncate, db.QuoteIdent(t.Name))

@@ -74,6 +74,11 @@ type Table struct {
 	// at during the copy, emptied again in its copy's transaction so that
 	// COPY FREEZE can write its rows.
 	freeze bool
+	// keep: a re-copied table found the same on both sides
+	// (KeepUnchanged), with the comparison's result; it is neither emptied
+	// nor copied.
+	keep bool
+	kept VerifyResult
 }
 
 // Column is a source column and the target type it converts to.

@@ -6,7 +6,6 @@ import (
 	"hash/fnv"
 
 	"hsops/internal/db"
-	"hsops/internal/portstate"
 	"hsops/internal/rowsum"
 )
 
@@ -23,14 +22,8 @@ type VerifyResult struct {
 // copy converts them.
 func (p *porter) verify(ctx context.Context) error {
 	// The schema first: everything dropped for the copy must be back.
-	deferred, err := readDeferred(ctx, p.tgt)
-	if err != nil {
+	if err := p.checkRebuilt(ctx); err != nil {
 		return err
-	}
-	if n := len(deferred); n > 0 {
-		p.res.VerifyFailed = true
-		p.res.InProgress = fmt.Sprintf("%d indexes and constraints dropped for the copy are not rebuilt yet (%s of %s first)", n, deferred[0], deferred[0].Table)
-		p.emit(Event{Type: "warning", Message: "verification: " + portstate.ErrInProgress.Error() + ": " + p.res.InProgress})
 	}
 	for i := range p.res.Tables {
 		r := &p.res.Tables[i]
@@ -104,11 +97,7 @@ func (p *porter) verifyTable(ctx context.Context, t *Table) (VerifyResult, error
 	if err != nil {
 		return VerifyResult{}, fmt.Errorf("verify %s: %w", t.Name, err)
 	}
-	cols := make([]rowsum.Column, len(t.Columns))
-	for i, c := range t.Columns {
-		cols[i] = rowsum.Column{Name: c.Name, Kind: renderKind(c.kind)}
-	}
-	tgt, err := rowsum.Table(ctx, p.tgt, db.QuoteIdent(t.Name), cols)
+	tgt, err := rowsum.Table(ctx, p.tgt, db.QuoteIdent(t.Name), sumColumns(t))
 	if err != nil {
 		return VerifyResult{}, fmt.Errorf("verify %s: %w", t.Name, err)
 	}

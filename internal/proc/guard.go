@@ -165,16 +165,27 @@ func (v *Verdict) fromPidFile() {
 		v.State = Recycled
 		return
 	}
-	if st, err := os.Stat(pidFile); known && err == nil && since.After(st.ModTime().Add(2*time.Second)) {
+	// Started with the target's configs, it is the target's homeserver;
+	// started with others, another's. Without readable configs it is taken
+	// on the evidence above and below.
+	proven, other := false, false
+	if len(v.Target.Configs) > 0 {
+		if args, ok := ConfigArgs(pid); ok {
+			proven = sameConfigs(args, v.Target.Configs)
+			other = !proven
+		}
+	}
+	// A process started after its pid file was written holds a recycled
+	// pid. The start time comes from the boot clock and the pid file's time
+	// from the wall clock, which a step (NTP, a virtual machine resumed)
+	// moves: so a process its configs prove is not judged by it.
+	if st, err := os.Stat(pidFile); !proven && known && err == nil && since.After(st.ModTime().Add(2*time.Second)) {
 		v.State = Recycled
 		return
 	}
-	// Without readable configs the process is taken on the evidence above.
-	if len(v.Target.Configs) > 0 {
-		if args, ok := ConfigArgs(pid); ok && !sameConfigs(args, v.Target.Configs) {
-			v.State = Other
-			return
-		}
+	if other {
+		v.State = Other
+		return
 	}
 	v.State = Running
 	h := Holder{Pid: pid, Cmdline: v.Cmdline, PidFile: pidFile}

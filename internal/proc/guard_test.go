@@ -145,13 +145,29 @@ func TestHomeserverRunning_RecycledPidIsNotRunning(t *testing.T) {
 
 func TestHomeserverRunning_StartedAfterThePidFileIsRecycled(t *testing.T) {
 	d := newDeployment(t)
-	fakeHomeserver(t, d, "hs.yaml")
+	// A homeserver-looking process whose configs cannot be read.
+	fakeHomeserver(t, d)
 	old := time.Now().Add(-time.Hour)
 	if err := os.Chtimes(d.pidFile, old, old); err != nil {
 		t.Fatal(err)
 	}
 	if v := HomeserverRunning(d.target(t)); v.State != Recycled || v.Running() {
 		t.Fatalf("got state %d, want recycled: the process started after its pid file was written", v.State)
+	}
+}
+
+// TestHomeserverRunning_ItsConfigsProveItDespiteAnOldPidFile: a process
+// started with the target's configs is its homeserver even when its pid
+// file looks older than it (the wall clock stepped forward since).
+func TestHomeserverRunning_ItsConfigsProveItDespiteAnOldPidFile(t *testing.T) {
+	d := newDeployment(t)
+	pid := fakeHomeserver(t, d, "hs.yaml")
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(d.pidFile, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if v := HomeserverRunning(d.target(t)); v.State != Running || v.Pid != pid {
+		t.Fatalf("got state %d, pid %d; want running pid %d", v.State, v.Pid, pid)
 	}
 }
 

@@ -127,25 +127,11 @@ func SameFiles(a, b []string) bool {
 }
 
 // StartTime returns when a process started, from /proc (ok false when it
-// cannot be read).
+// cannot be read). It is computed from the boot time, so it moves when the
+// wall clock is stepped; StartTicks does not.
 func StartTime(pid int) (time.Time, bool) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return time.Time{}, false
-	}
-	s := string(data)
-	i := strings.LastIndex(s, ")")
-	if i < 0 {
-		return time.Time{}, false
-	}
-	fields := strings.Fields(s[i+1:])
-	// Fields after the command: state is [0], starttime is field 22 of the
-	// whole line, so [19] here.
-	if len(fields) < 20 {
-		return time.Time{}, false
-	}
-	ticks, err := strconv.ParseInt(fields[19], 10, 64)
-	if err != nil {
+	ticks, ok := StartTicks(pid)
+	if !ok {
 		return time.Time{}, false
 	}
 	boot, ok := bootTime()
@@ -154,6 +140,32 @@ func StartTime(pid int) (time.Time, bool) {
 	}
 	const clockTicks = 100 // sysconf(_SC_CLK_TCK) on Linux
 	return boot.Add(time.Duration(ticks) * time.Second / clockTicks), true
+}
+
+// StartTicks returns when a process started, in clock ticks since boot
+// (field 22 of /proc/<pid>/stat): with its pid, it names one process for
+// the life of the system.
+func StartTicks(pid int) (int64, bool) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	s := string(data)
+	i := strings.LastIndex(s, ")")
+	if i < 0 {
+		return 0, false
+	}
+	fields := strings.Fields(s[i+1:])
+	// Fields after the command: state is [0], starttime is field 22 of the
+	// whole line, so [19] here.
+	if len(fields) < 20 {
+		return 0, false
+	}
+	ticks, err := strconv.ParseInt(fields[19], 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return ticks, true
 }
 
 func bootTime() (time.Time, bool) {
@@ -171,4 +183,34 @@ func bootTime() (time.Time, bool) {
 		}
 	}
 	return time.Time{}, false
+}
+
+// Gone reports whether the process that had pid and started at ticks (as
+// StartTicks gave it; 0 when it could not be read) has really exited: no such process, the pid now names a process started at another
+// time, or a zombie whose every thread has ended. A zombie whose other
+// threads still run is not gone yet: the thread that called exit may end
+// first, while the others still hold the process's open files (and the
+// locks SQLite keeps on them).
+func Gone(pid int, ticks int64) bool {
+	if pid <= 0 {
+		return true
+	}
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return true
+	}
+	if ticks > 0 {
+		if now, ok := StartTicks(pid); ok && now != ticks {
+			return true
+		}
+	}
+	state, ok := procState(pid)
+	if !ok {
+		// Without /proc only the signal answers: it is there.
+		return false
+	}
+	if state != "Z" && state != "X" {
+		return false
+	}
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	return err != nil || len(tasks) <= 1
 }

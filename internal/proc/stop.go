@@ -10,21 +10,28 @@ import (
 	"time"
 )
 
+// stopping is a process signalled: its pid and its start time (clock
+// ticks since boot, 0 when unknown), which together name it even after its
+// pid file is gone and its pid is reused.
 type stopping struct {
-	p   Process
-	pid int
+	p     Process
+	pid   int
+	ticks int64
 }
 
 // Stop sends SIGTERM to the plan's running processes, the workers first,
 // and waits up to Timeout for them to exit; with Kill, those still running
-// then get SIGKILL. Stale pid files are removed, and a pid naming another
-// program is never signalled. A pid file naming another homeserver process
-// is reported (a *SharedPidFileError) after the others were stopped.
+// then get SIGKILL. A process is waited for by its pid and start time until
+// it has really exited (every thread ended, its files closed), not by its
+// pid file, which a process may remove before its end. Stale pid files are
+// removed, and a pid naming another program is never signalled. A pid file
+// naming another homeserver process is reported (a *SharedPidFileError)
+// after the others were stopped.
 func (s *Supervisor) Stop(ctx context.Context, pl Plan) error {
 	var other error
 	var waiting []stopping
 	for _, p := range pl.StopOrder() {
-		v := HomeserverRunning(p.Target())
+		v := s.verdict(p)
 		if err := v.Conflict(); err != nil {
 			other = withProcess(err, p)
 			continue
@@ -45,7 +52,8 @@ func (s *Supervisor) Stop(ctx context.Context, pl Plan) error {
 			return fmt.Errorf("stop %s: %w", p.App, err)
 		}
 		s.emit(Event{Kind: Signalled, Process: p, Pid: v.Pid})
-		waiting = append(waiting, stopping{p: p, pid: v.Pid})
+		ticks, _ := StartTicks(v.Pid)
+		waiting = append(waiting, stopping{p: p, pid: v.Pid, ticks: ticks})
 	}
 	if err := s.wait(ctx, waiting); err != nil {
 		return err
@@ -81,7 +89,7 @@ func (s *Supervisor) wait(ctx context.Context, waiting []stopping) error {
 	for len(waiting) > 0 && time.Now().Before(deadline) {
 		var still []stopping
 		for _, w := range waiting {
-			if Alive(w.pid) {
+			if !Gone(w.pid, w.ticks) {
 				still = append(still, w)
 			}
 		}
@@ -98,7 +106,7 @@ func (s *Supervisor) wait(ctx context.Context, waiting []stopping) error {
 	for _, w := range waiting {
 		if s.Kill {
 			_ = syscall.Kill(w.pid, syscall.SIGKILL)
-			for i := 0; i < 250 && Alive(w.pid); i++ {
+			for i := 0; i < 250 && !Gone(w.pid, w.ticks); i++ {
 				time.Sleep(20 * time.Millisecond)
 			}
 			_ = os.Remove(w.p.PidFile)
@@ -113,4 +121,44 @@ func (s *Supervisor) wait(ctx context.Context, waiting []stopping) error {
 	}
 	s.emit(Event{Kind: AllExited})
 	return nil
+}
+
+// verdict is HomeserverRunning for a process of the plan, except that a
+// process this supervisor started itself, and whose pid file still names
+// it, is running whatever the pid file's age says: its start time is read
+// from the boot clock and the pid file's from the wall clock, and a step
+// of the wall clock (a virtual machine resumed, NTP) can make the process
+// look younger than its own pid file, as a recycled pid would.
+func (s *Supervisor) verdict(p Process) Verdict {
+	v := HomeserverRunning(p.Target())
+	if v.State != Recycled {
+		return v
+	}
+	own, ok := s.started[p.PidFile]
+	if !ok || own.pid != v.Pid {
+		return v
+	}
+	if ticks, known := StartTicks(v.Pid); !known || ticks != own.ticks {
+		return v
+	}
+	v.State = Running
+	v.Holders = append([]Holder{{Pid: v.Pid, Cmdline: v.Cmdline, PidFile: p.PidFile}}, v.Holders...)
+	return v
+}
+
+// remember notes the process a start left running (its pid file's pid and
+// that process's start time), for verdict.
+func (s *Supervisor) remember(p Process) {
+	pid, err := ReadPidFile(p.PidFile)
+	if err != nil {
+		return
+	}
+	ticks, ok := StartTicks(pid)
+	if !ok {
+		return
+	}
+	if s.started == nil {
+		s.started = map[string]started{}
+	}
+	s.started[p.PidFile] = started{pid: pid, ticks: ticks}
 }

@@ -118,6 +118,16 @@ type Supervisor struct {
 	NoWait bool
 	// Progress receives each event (nil: none).
 	Progress func(Event)
+
+	// started are the processes this supervisor started, by pid file (a
+	// copy of the Supervisor made after a start shares them).
+	started map[string]started
+}
+
+// started is a process a supervisor started: its pid and start time.
+type started struct {
+	pid   int
+	ticks int64
 }
 
 func (s *Supervisor) emit(e Event) {
@@ -221,11 +231,15 @@ func (s *Supervisor) start(ctx context.Context, p Process) error {
 		s.emit(Event{Kind: StartFailed, Process: p, ExitCode: code, Output: strings.TrimSpace(out.String()), Err: err})
 		return s.startFailed(p, code)
 	}
+	s.remember(p)
 	if s.NoWait || p.HealthURL == "" {
 		s.emit(Event{Kind: Started, Process: p, Elapsed: time.Since(t0)})
 		return nil
 	}
-	if err := WaitHealthy(ctx, p.HealthURL, s.Timeout); err != nil {
+	err = WaitHealthy(ctx, p.HealthURL, s.Timeout)
+	// A daemon may write its pid file after its parent returned.
+	s.remember(p)
+	if err != nil {
 		pid, _ := ReadPidFile(p.PidFile)
 		s.emit(Event{Kind: Unhealthy, Process: p, Pid: pid, Err: err, Timeout: s.Timeout})
 		return fmt.Errorf("%w: %s", ErrUnhealthy, p.App)
