@@ -13,6 +13,12 @@
 // starts them and every /health is waited for. The downtime is measured
 // from the stop to the last process healthy.
 //
+// The final port's cost follows what moved, not the database's size: the
+// pre-copy checked every page (quick_check of its snapshots), so the final
+// port checks the pages it reads as it reads them; the re-copied tables
+// equal on both sides are kept; and what it copied is verified, not both
+// databases whole (porter's final.go argues each).
+//
 // # The way back
 //
 // Any failure before the homeserver serves from PostgreSQL puts the old

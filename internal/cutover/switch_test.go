@@ -13,8 +13,18 @@ import (
 	"time"
 
 	"hsops/internal/fault"
+	"hsops/internal/porter"
 	"hsops/internal/proc"
 )
+
+func hasStep(steps []porter.Phase, name string) bool {
+	for _, s := range steps {
+		if s.Name == name {
+			return true
+		}
+	}
+	return false
+}
 
 // TestSwitch_UnderLoad switches a homeserver that hsload keeps writing to
 // during the pre-copy: afterwards it serves from PostgreSQL every message
@@ -70,6 +80,11 @@ func TestSwitch_UnderLoad(t *testing.T) {
 	}
 	if res.DowntimeMillis <= 0 {
 		t.Errorf("downtime %d ms", res.DowntimeMillis)
+	}
+	// The final port followed what moved: no whole-file check (the
+	// pre-copy checked the pages), what moved verified.
+	if fp := res.FinalPort; fp == nil || fp.PageCheck != "as read" || fp.Verified != "moved rows" || hasStep(fp.Steps, "integrity check") {
+		t.Errorf("final port %+v: want the pages checked as read and what moved verified", fp)
 	}
 	kept, err := os.ReadFile(res.Backup)
 	if err != nil || !bytes.Equal(kept, d.original) {
@@ -163,11 +178,18 @@ func TestSwitch_FailuresRollBack(t *testing.T) {
 			} else {
 				before = d.digest("alice", "dave")
 			}
-			if _, err := Run(context.Background(), d.options()); err != nil {
+			// Verified whole this time, as port_db --verify.
+			again := d.options()
+			again.Verify = VerifyWhole
+			res, err = Run(context.Background(), again)
+			if err != nil {
 				t.Fatal(err)
 			}
 			if !d.database().IsPostgres() {
 				t.Fatal("not switched")
+			}
+			if fp := res.FinalPort; fp == nil || fp.Verified != "every table" {
+				t.Errorf("final port %+v: want every table verified", fp)
 			}
 			var after string
 			if tc.name == "the final port fails" {

@@ -68,4 +68,16 @@
 // bookkeeping still committing together. The source's checks (a quick_check
 // of every table, the counting of every row) run at once and while the
 // target is prepared, in a transaction committed only once they pass.
+//
+// # A final port: cost proportional to what moved
+//
+// A switch's final port (port_db --switch-config, the homeserver stopped)
+// sets four options, each argued in final.go: no whole-file quick_check
+// when the caller checked the pages minutes before (PagesChecked); the
+// re-copied tables equal on both sides kept rather than copied again
+// (KeepUnchanged); no count of what earlier runs ported (EstimateAlready);
+// and a verification of what the run copied, found in the target through
+// an index and the inserting transaction (VerifyMoved), instead of both
+// databases read whole. A plain port keeps the whole-file check and, with
+// --verify, the whole comparison.
 package porter
