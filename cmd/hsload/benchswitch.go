@@ -20,11 +20,14 @@ func newBenchSwitchCmd(ctx context.Context, stdout io.Writer) *cobra.Command {
 		Short: "Measure port_db --switch-config: the downtime and the rows of the final port, under load",
 		Long: `bench-switch generates (or reuses, in --work, or --source) an engine SQLite
 database with the given number of messages, starts the homeserver on a copy of
-it, has --clients clients send messages through the client API while the
-switch's pre-copy runs, stops them when the switch stops the homeserver, and
-reports the switch's phases, the rows its final port moved, the downtime
-measured (from the stop to the homeserver healthy on PostgreSQL), the
-messages sent meanwhile and the load average.
+it, has --clients clients register, join their rooms and send messages
+through the client API, begins the switch once they send (so that they send
+during the whole pre-copy), stops them when the switch stops the homeserver,
+and reports the switch's phases, the rows its final port moved and where its
+time went, the downtime measured (from the stop to the homeserver healthy on
+PostgreSQL), the messages sent meanwhile and the load average; then, for
+reference, what a count(*) of the tables the final port moved rows into
+costs on each side.
 
 --postgres-url is a role that may create databases; without it a throwaway
 cluster is started from the initdb and pg_ctl on the machine.`,
