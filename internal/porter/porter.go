@@ -166,9 +166,12 @@ type Result struct {
 	// PageCheck is how the source's pages were checked: "quick_check"
 	// (every table and index), or "as read" (Options.PagesChecked).
 	PageCheck string `json:"page_check"`
-	// Steps split the checks phase, whose parts overlap: "integrity check"
-	// (the quick_check of every table), "count" (what is left to copy),
-	// "compare" (the re-copied tables on both sides, KeepUnchanged).
+	// Steps split the checks phase: "inspect" (both databases opened and
+	// checked, the tables matched, a resumed port's fingerprints), then, at
+	// once, "integrity check" (the quick_check of every table) and "count"
+	// (what is left to copy; it includes "compare", the re-copied tables
+	// summed on both sides with KeepUnchanged), then "prepare target" (the
+	// transaction that readies it).
 	Steps []Phase `json:"steps,omitempty"`
 	// Verified is what the verification covered: "every table" (Verify),
 	// "moved rows" (VerifyMoved), or "" (none).
@@ -289,9 +292,11 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 	var lock *schema.Lock
 	defer func() { lock.Release() }()
 	err = p.timed("checks", func() error {
+		t0 := time.Now()
 		if err := p.prepare(ctx); err != nil {
 			return err
 		}
+		p.step("inspect", time.Since(t0))
 		if opts.DryRun {
 			return p.checkAndCount(ctx, nil)
 		}

@@ -86,8 +86,10 @@ func (p *porter) checkAndPrepare(ctx context.Context) error {
 		if !overlap {
 			return nil
 		}
+		t0 := time.Now()
 		var err error
 		tx, err = p.prepareTarget(ctx)
+		p.step("prepare target", time.Since(t0))
 		return err
 	})
 	if err != nil {

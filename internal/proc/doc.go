@@ -6,10 +6,16 @@
 // database.
 //
 // A pid file is trusted only as far as the process it names proves it:
-// that process must be alive and not a zombie, look like a homeserver, have
-// started before the pid file was written (else the pid was recycled), and,
+// that process must be alive and not a zombie, look like a homeserver, and,
 // when its command line names configs, have been started with the configs
-// the caller is asking about (else it is another homeserver's process).
+// the caller is asking about (else it is another homeserver's process);
+// one whose configs cannot be read must have started before the pid file
+// was written (else the pid was recycled: a judgment of two clocks, the
+// boot clock of the start time and the wall clock of the pid file, that a
+// step of the wall clock can fool, so it is not applied to a process its
+// configs prove, nor by a Supervisor to a process it started itself).
+// Stop waits for a process by its pid and start time until every thread of
+// it has ended, not for its pid file.
 // A SQLite database is also in use while any other process holds the file
 // open. Everything is read from /proc; where /proc is missing, the checks
 // that need it are skipped and the pid file is taken on its word.
