@@ -83,7 +83,9 @@ type Options struct {
 	// PostgreSQL: VerifyFull (default) compares row counts and content
 	// checksums of what it moved, VerifyCounts their row counts, and
 	// VerifyWhole every table whole as port_db --verify does (reading both
-	// databases whole while the homeserver is down).
+	// databases whole while the homeserver is down). The pre-copy's first
+	// pass compares every table whole, and each later pass what it moved
+	// (counts only with VerifyCounts).
 	Verify string
 	// DryRun makes every check and reports the plan; it changes nothing.
 	DryRun bool
@@ -591,6 +593,15 @@ func (s *switcher) preCopy(ctx context.Context) error {
 		t0 := time.Now()
 		var cp sqlitecopy.Copy
 		opts := s.portOptions(s.snapshot)
+		// Every row PostgreSQL holds at the end is verified once after it
+		// was written: by the first pass, which compares every table whole
+		// (whatever earlier runs, killed ones included, left there), or by
+		// the later pass or final port that copied it.
+		if i == 1 {
+			opts.Verify = true
+		} else {
+			opts.VerifyMoved = s.movedCheck()
+		}
 		if i == 1 && s.first != nil {
 			// The checks ran quick_check on this very snapshot.
 			cp, opts.PagesChecked = *s.first, true
@@ -641,13 +652,13 @@ func (s *switcher) finalPort(ctx context.Context) error {
 	o := s.portOptions(s.o.SQLitePath)
 	o.PagesChecked = s.checked
 	o.KeepUnchanged, o.EstimateAlready = true, true
-	switch s.o.Verify {
-	case VerifyWhole:
+	switch {
+	case s.o.Verify == VerifyWhole, s.o.Verify == VerifyFull && !s.checked:
+		// Without a pre-copy nothing was verified yet: the homeserver was
+		// stopped before the switch, and the final port moves it all.
 		o.Verify = true
-	case VerifyCounts:
-		o.VerifyMoved = porter.MovedCounts
 	default:
-		o.VerifyMoved = porter.MovedChecksums
+		o.VerifyMoved = s.movedCheck()
 	}
 	res, err := porter.Run(ctx, o)
 	if res != nil {
@@ -670,6 +681,15 @@ func (s *switcher) finalPort(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// movedCheck is how what a port moved is compared: counts with
+// VerifyCounts, else counts and checksums.
+func (s *switcher) movedCheck() porter.MovedCheck {
+	if s.o.Verify == VerifyCounts {
+		return porter.MovedCounts
+	}
+	return porter.MovedChecksums
 }
 
 // verifyWhat says what a verification compares.

@@ -38,8 +38,9 @@ package porter
 // inserted them, between two transaction ids taken before and after the
 // copy (the port holds the target's lock, and the homeserver is stopped:
 // nothing else inserts meanwhile; anything that did would show as a
-// difference). A re-copied table that was copied is compared whole; a kept
-// one was compared before. A whole-table row count is not part of it: on
+// difference). A table this run ported from nothing (no progress recorded)
+// and a re-copied table that was copied are compared whole; a kept one was
+// compared before. A whole-table row count is not part of it: on
 // PostgreSQL it reads the whole table (port_db --verify does it all).
 
 import (
@@ -271,8 +272,10 @@ func (p *porter) verifyMoved(ctx context.Context) error {
 		switch {
 		case r.Kept:
 			v = t.kept
-		case t.Strategy == Recopy:
-			v, err = p.verifyRecopied(ctx, t)
+		case t.Strategy == Recopy || t.fwd <= 1 && t.bwd >= 0:
+			// Copied whole, or ported from nothing: every row of the
+			// target's table is this run's.
+			v, err = p.verifyWhole(ctx, t)
 		case t.Strategy == AppendOnly:
 			v, err = p.verifyAppended(ctx, t, end[t.Name], win)
 		case t.Strategy == Search:
@@ -294,10 +297,13 @@ func (p *porter) verifyMoved(ctx context.Context) error {
 	})
 }
 
-// verifyRecopied compares a re-copied table whole: counts, or counts and
-// checksums.
-func (p *porter) verifyRecopied(ctx context.Context, t *Table) (VerifyResult, error) {
-	if p.opts.VerifyMoved == MovedChecksums {
+// verifyWhole compares a table whole (a re-copied table, or one this run
+// ported from nothing): counts, or counts and checksums.
+func (p *porter) verifyWhole(ctx context.Context, t *Table) (VerifyResult, error) {
+	switch {
+	case t.Strategy == Search:
+		return p.verifySearch(ctx)
+	case p.opts.VerifyMoved == MovedChecksums:
 		return p.verifyTable(ctx, t)
 	}
 	var a, b int64
