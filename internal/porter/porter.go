@@ -496,7 +496,9 @@ func (p *porter) checkResume(ctx context.Context) error {
 		return nil
 	}
 	var srcMax, srcMin, tgtMax sql.NullInt64
-	if err := p.src.QueryRowContext(ctx, "SELECT max(rowid), min(rowid) FROM events").Scan(&srcMax, &srcMin); err != nil {
+	// Two subqueries: SQLite answers one min() or max() from the b-tree,
+	// but reads the whole table for both in one SELECT.
+	if err := p.src.QueryRowContext(ctx, "SELECT (SELECT max(rowid) FROM events), (SELECT min(rowid) FROM events)").Scan(&srcMax, &srcMin); err != nil {
 		return err
 	}
 	if pr[0] > 1 && srcMax.Int64 < pr[0]-1 || pr[1] < 0 && srcMin.Int64 > pr[1]+1 {
