@@ -55,6 +55,7 @@ import (
 	"time"
 
 	"hsops/internal/db"
+	"hsops/internal/parallel"
 	"hsops/internal/portstate"
 	"hsops/internal/rowsum"
 )
@@ -103,41 +104,8 @@ func (p *porter) countAlready(ctx context.Context, t *Table) error {
 }
 
 // forEach runs fn on each table, up to Jobs at once; the first error wins.
-func (p *porter) forEach(ctx context.Context, tables []*Table, fn func(*Table) error) error {
-	var (
-		mu    sync.Mutex
-		first error
-		next  int
-		wg    sync.WaitGroup
-	)
-	for w := 0; w < max(p.opts.Jobs, 1); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				mu.Lock()
-				if next == len(tables) || first != nil || ctx.Err() != nil {
-					mu.Unlock()
-					return
-				}
-				t := tables[next]
-				next++
-				mu.Unlock()
-				if err := fn(t); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if first != nil {
-		return first
-	}
-	return ctx.Err()
+func (p *porter) forEach(ctx context.Context, tables []*Table, fn func(context.Context, *Table) error) error {
+	return parallel.For(ctx, p.opts.Jobs, len(tables), func(ctx context.Context, i int) error { return fn(ctx, tables[i]) })
 }
 
 // compareRecopied sums every re-copied table on both sides and marks
@@ -152,7 +120,7 @@ func (p *porter) compareRecopied(ctx context.Context) (map[*Table]int64, error) 
 	}
 	var mu sync.Mutex
 	counts := map[*Table]int64{}
-	err := p.forEach(ctx, tables, func(t *Table) error {
+	err := p.forEach(ctx, tables, func(ctx context.Context, t *Table) error {
 		src, tgt, err := p.sumBoth(ctx, t)
 		if err != nil {
 			return err
@@ -261,7 +229,7 @@ func (p *porter) verifyMoved(ctx context.Context) error {
 		}
 	}
 	var mu sync.Mutex
-	return p.forEach(ctx, todo, func(t *Table) error {
+	return p.forEach(ctx, todo, func(ctx context.Context, t *Table) error {
 		mu.Lock()
 		r := results[t.Name]
 		mu.Unlock()
@@ -618,20 +586,6 @@ func (p *porter) verifySearched(ctx context.Context, t *Table, end [2]int64, win
 		return VerifyResult{}, fmt.Errorf("verify event_search: %w", err)
 	}
 	return p.compareMoved(moved.sum, tgt), nil
-}
-
-// searchSource is where event_search's rows are read from (as
-// searchQuery reads them): the table, its id column and the columns of
-// event_id, room_id, sender and key.
-func (p *porter) searchSource() (from, id string, cols [4]string) {
-	sql := strings.ToLower(p.srcAll["event_search"])
-	if strings.Contains(sql, "fts5") {
-		if _, ok := p.srcAll["event_search_content"]; ok && !contentOption.MatchString(sql) {
-			return "event_search_content", "id", [4]string{"c0", "c1", "c2", "c3"}
-		}
-		return "event_search", "rowid", [4]string{"event_id", "room_id", "sender", "key"}
-	}
-	return "event_search_content", "docid", [4]string{"c0event_id", "c1room_id", "c2sender", "c3key"}
 }
 
 // corruptErr turns an error in which SQLite found a malformed page into the

@@ -28,15 +28,7 @@ var contentOption = regexp.MustCompile(`\bcontent\s*=`)
 // the rows whose event is missing are counted (readSearchBatches skips them,
 // as Synapse's inner join does).
 func (p *porter) searchQuery() (query, count string) {
-	// The table read, its rowid, and its columns event_id, room_id, sender,
-	// key and value.
-	from, id, cols := "event_search_content", "docid", []string{"c0event_id", "c1room_id", "c2sender", "c3key", "c4value"}
-	if sql := strings.ToLower(p.srcAll["event_search"]); strings.Contains(sql, "fts5") {
-		from, id, cols = "event_search", "rowid", []string{"event_id", "room_id", "sender", "key", "value"}
-		if _, ok := p.srcAll["event_search_content"]; ok && !contentOption.MatchString(sql) {
-			from, id, cols = "event_search_content", "id", []string{"c0", "c1", "c2", "c3", "c4"}
-		}
-	}
+	from, id, cols := p.searchSource()
 	return "SELECT es." + id + ", es." + strings.Join(cols, ", es.") + ", e.origin_server_ts, e.stream_ordering, e.rowid" +
 			" FROM " + from + " AS es LEFT JOIN events AS e ON e.event_id = es." + cols[0] + " AND e.room_id = es." + cols[1] +
 			" WHERE es." + id + " >= ? ORDER BY es." + id + " LIMIT ?",
@@ -54,6 +46,19 @@ var (
 	searchRead = append(append([]Column(nil), searchColumns...),
 		Column{Name: "origin_server_ts", kind: kInt}, Column{Name: "stream_ordering", kind: kInt}, Column{Name: "events.rowid", kind: kInt})
 )
+
+// searchSource is where event_search's rows are read from: the table, its
+// rowid, and its columns event_id, room_id, sender, key and value.
+func (p *porter) searchSource() (from, id string, cols []string) {
+	from, id, cols = "event_search_content", "docid", []string{"c0event_id", "c1room_id", "c2sender", "c3key", "c4value"}
+	if sql := strings.ToLower(p.srcAll["event_search"]); strings.Contains(sql, "fts5") {
+		from, id, cols = "event_search", "rowid", []string{"event_id", "room_id", "sender", "key", "value"}
+		if _, ok := p.srcAll["event_search_content"]; ok && !contentOption.MatchString(sql) {
+			from, id, cols = "event_search_content", "id", []string{"c0", "c1", "c2", "c3", "c4"}
+		}
+	}
+	return from, id, cols
+}
 
 // copySearch ports event_search: each batch becomes tsvectors
 // (to_tsvector('english', value)) in one INSERT ... SELECT over the batch's
