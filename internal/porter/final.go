@@ -12,12 +12,15 @@ package porter
 // tables, the re-copied tables, and the b-tree pages leading to them. Those
 // pages are read through SQLite, which checks each page it loads (its
 // header, cell count and cell pointers) and stops with SQLITE_CORRUPT on
-// one it cannot use; the moved-rows verification below reads them again,
-// checking that rowids come in strict order (the one property of a b-tree
-// that quick_check verifies and a read does not). The pages the final port
-// does not read hold rows PostgreSQL already has, copied and checked before.
-// A SQLite read cannot check less than what it reads, so the only thing
-// given up is the check of pages nobody reads.
+// one it cannot use. What a read does not check is the order of keys,
+// which a seek trusts: the moved-rows verification below reads the new
+// rows again from the table's other end, by the b-tree's pointers rather
+// than a seek to where the copy began, requiring their rowids in strict
+// order, so rows a damaged interior page hid from the copy show as a
+// difference. The pages the final port does not read hold rows PostgreSQL
+// already has, copied and checked before: what is given up is the check of
+// pages nobody reads (indexes of the SQLite file included, which a port
+// never uses).
 //
 // KeepUnchanged (re-copied tables compared, not copied, when equal). Both
 // sides are read whole and summed (row count and order-independent content
@@ -397,8 +400,16 @@ func (p *porter) indexedColumns(ctx context.Context, table string, cols []Column
 
 // readMoved reads the source rows of query (rowid first, then cols), in
 // the order given (ascending or, with desc, descending rowids, which must
-// come strictly so), summing them and collecting the key columns' values.
-func (p *porter) readMoved(ctx context.Context, table string, cols []Column, query string, args []any, desc bool, into *movedRows) error {
+// come strictly so), and sums those with a rowid in [lo, hi), collecting
+// the key columns' values.
+//
+// The queries walk the moved rows from the other end than the copy did:
+// the copy seeks to where it begins and reads on; the verification starts
+// from the table's last row (first, for the backward range) and stops at
+// the bound, so it reaches them by the b-tree's pointers, not by its keys.
+// Rows a damaged interior page hid from the copy's seek are found so, and
+// show as a difference.
+func (p *porter) readMoved(ctx context.Context, table string, cols []Column, query string, args []any, desc bool, lo, hi int64, into *movedRows) error {
 	rs, err := p.src.QueryContext(ctx, query, args...)
 	if err != nil {
 		return corruptErr(fmt.Errorf("read %s: %w", table, err))
@@ -425,6 +436,9 @@ func (p *porter) readMoved(ctx context.Context, table string, cols []Column, que
 			return sourceErr("the SQLite database is corrupt (the rows of %s are out of order at rowid %d, after %d): port a good copy, or repair it first (sqlite3 homeserver.db .recover)", table, rowid, prev)
 		}
 		first, prev = false, rowid
+		if rowid < lo || rowid >= hi {
+			continue
+		}
 		buf = buf[:0]
 		for i, c := range cols {
 			conv[i], _ = convert(raw[i+1], c.kind, &f)
@@ -541,13 +555,14 @@ func (p *porter) verifyAppended(ctx context.Context, t *Table, end [2]int64, win
 	}
 	moved := &movedRows{keys: keys}
 	from := "SELECT rowid, " + columnList(t) + " FROM " + db.QuoteIdent(t.Name)
+	// Forward: [t.fwd, end[0]); backward: (end[1], t.bwd].
 	if end[0] > t.fwd {
-		if err := p.readMoved(ctx, t.Name, t.Columns, from+" WHERE rowid >= ? AND rowid < ? ORDER BY rowid", []any{t.fwd, end[0]}, false, moved); err != nil {
+		if err := p.readMoved(ctx, t.Name, t.Columns, from+" WHERE rowid >= ? ORDER BY rowid DESC", []any{t.fwd}, true, t.fwd, end[0], moved); err != nil {
 			return VerifyResult{}, err
 		}
 	}
 	if end[1] < t.bwd {
-		if err := p.readMoved(ctx, t.Name, t.Columns, from+" WHERE rowid <= ? AND rowid > ? ORDER BY rowid DESC", []any{t.bwd, end[1]}, true, moved); err != nil {
+		if err := p.readMoved(ctx, t.Name, t.Columns, from+" WHERE rowid <= ? ORDER BY rowid", []any{t.bwd}, false, end[1]+1, t.bwd+1, moved); err != nil {
 			return VerifyResult{}, err
 		}
 	}
@@ -575,9 +590,9 @@ func (p *porter) verifySearched(ctx context.Context, t *Table, end [2]int64, win
 	from, id, c := p.searchSource()
 	q := fmt.Sprintf(`SELECT s.%[2]s, s.%[3]s, s.%[4]s, s.%[5]s, s.%[6]s FROM %[1]s AS s
 		JOIN events AS e ON e.event_id = s.%[3]s AND e.room_id = s.%[4]s
-		WHERE s.%[2]s >= ? AND s.%[2]s < ? ORDER BY s.%[2]s`, from, id, c[0], c[1], c[2], c[3])
+		WHERE s.%[2]s >= ? ORDER BY s.%[2]s DESC`, from, id, c[0], c[1], c[2], c[3])
 	if end[0] > t.fwd {
-		if err := p.readMoved(ctx, "event_search", cols, q, []any{t.fwd, end[0]}, false, moved); err != nil {
+		if err := p.readMoved(ctx, "event_search", cols, q, []any{t.fwd}, true, t.fwd, end[0], moved); err != nil {
 			return VerifyResult{}, err
 		}
 	}

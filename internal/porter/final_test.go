@@ -231,3 +231,84 @@ func TestFinalPort_FromNothingIsVerifiedWhole(t *testing.T) {
 		assertExact(t, mustPort(t, src, tgt.Config))
 	}
 }
+
+// TestFinalPort_RowsHiddenFromTheSeekAreFound: an interior page of the
+// SQLite file whose key was lowered (which no read checks, and the
+// whole-file check would have found) hides new rows from the copy's seek;
+// the verification of what moved, which walks to them from the other end,
+// finds them missing in PostgreSQL.
+func TestFinalPort_RowsHiddenFromTheSeekAreFound(t *testing.T) {
+	src := engineSource(t, gen.Params{Users: 5, Rooms: 2, Messages: 300, Seed: 8})
+	tgt := pgtest.NewDatabase(t)
+	mustPort(t, src, tgt.Config)
+	s := openSQLite(t, src)
+	var fwd, root, size int64
+	if err := s.QueryRow("SELECT max(rowid) + 1 FROM event_json").Scan(&fwd); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.QueryRow("SELECT rootpage FROM sqlite_master WHERE name = 'event_json'").Scan(&root); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.QueryRow("PRAGMA page_size").Scan(&size); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	addEvents(t, src, 150)
+
+	// The root's cell whose child holds rowid fwd: its key (the child's
+	// largest rowid) becomes fwd-1, written in as many bytes as it had.
+	f, err := os.OpenFile(src, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	page := make([]byte, size)
+	if _, err := f.ReadAt(page, (root-1)*size); err != nil {
+		t.Fatal(err)
+	}
+	if page[0] != 0x05 {
+		t.Fatalf("the root of event_json is not an interior page (%#x): too few rows", page[0])
+	}
+	cells := int(binary.BigEndian.Uint16(page[3:5]))
+	patched := false
+	for i := 0; i < cells && !patched; i++ {
+		off := int(binary.BigEndian.Uint16(page[12+2*i:]))
+		key, n := int64(0), 0
+		for p := off + 4; ; p++ {
+			key = key<<7 | int64(page[p]&0x7f)
+			n++
+			if page[p]&0x80 == 0 {
+				break
+			}
+		}
+		if key < fwd {
+			continue
+		}
+		v := uint64(fwd - 1)
+		for j := n - 1; j >= 0; j-- {
+			b := byte(v & 0x7f)
+			if j < n-1 {
+				b |= 0x80
+			}
+			page[off+4+j] = b
+			v >>= 7
+		}
+		patched = true
+	}
+	if !patched {
+		t.Fatal("the new rows start in the root's rightmost child: add more rows")
+	}
+	if _, err := f.WriteAt(page, (root-1)*size); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	res, err := port(t, src, tgt.Config, finalPort(MovedChecksums))
+	if !errors.Is(err, ErrVerify) {
+		t.Fatalf("got %v, want a verification failure", err)
+	}
+	r := tableResult(res, "event_json")
+	if r == nil || r.Verify == nil || r.Verify.Match || r.Verify.SourceRows <= r.Verify.TargetRows {
+		t.Fatalf("event_json: %+v; want rows of SQLite missing in PostgreSQL", r)
+	}
+}
