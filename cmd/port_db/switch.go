@@ -55,7 +55,11 @@ func printSwitchEvent(o *options, ev cutover.Event) {
 			fmt.Fprintf(w, "   %s...\n", ev.Port.State)
 		}
 		if ev.Port.Type == "warning" || ev.Port.Type == "note" {
-			fmt.Fprintf(o.stderr, "%s: %s\n", ev.Port.Type, ev.Port.Message)
+			table := ""
+			if ev.Port.Table != "" {
+				table = ev.Port.Table + ": "
+			}
+			fmt.Fprintf(o.stderr, "%s: %s%s\n", ev.Port.Type, table, ev.Port.Message)
 		}
 	case "rollback":
 		fmt.Fprintf(w, "== failed at %s, rolling back: %s\n", ev.Phase, ev.Message)

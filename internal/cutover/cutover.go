@@ -2,6 +2,7 @@ package cutover
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -663,12 +664,20 @@ func (s *switcher) finalPort(ctx context.Context) error {
 	res, err := porter.Run(ctx, o)
 	if res != nil {
 		fp := &FinalPort{Phases: res.Phases, Steps: res.Steps, PageCheck: res.PageCheck, Verified: res.Verified}
+		var diffs []string
 		for _, t := range res.Tables {
 			if t.Kept {
 				fp.Kept = append(fp.Kept, t.Name)
 			}
+			if t.Verify != nil && !t.Verify.Match {
+				diffs = append(diffs, fmt.Sprintf("%s (%s)", t.Name, t.Verify.Detail))
+			}
 		}
 		s.res.FinalPort = fp
+		// The switch prints no port summary: the reason names them.
+		if errors.Is(err, porter.ErrVerify) && len(diffs) > 0 {
+			err = fmt.Errorf("%w: %s", porter.ErrVerify, strings.Join(diffs, "; "))
+		}
 	}
 	if err != nil {
 		return err

@@ -131,6 +131,8 @@ func TestSwitch_FailuresRollBack(t *testing.T) {
 		proxy bool
 		fail  func(d *deployment)
 		fix   func(d *deployment)
+		// reason is in the roll-back's reason ("": not checked).
+		reason string
 	}{
 		{name: "postgres unreachable at the final port", phase: PhaseFinalPort, proxy: true,
 			fail: func(d *deployment) { d.proxy.cut() }},
@@ -141,6 +143,14 @@ func TestSwitch_FailuresRollBack(t *testing.T) {
 				d.exec("ALTER TABLE events ADD CONSTRAINT cutover_test CHECK (stream_ordering < 0) NOT VALID")
 			},
 			fix: func(d *deployment) { d.exec("ALTER TABLE events DROP CONSTRAINT cutover_test") }},
+		{name: "the verification of what moved finds a difference", phase: PhaseStop,
+			fail: func(d *deployment) {
+				// New messages, which reach PostgreSQL altered.
+				d.load("carol", 10)
+				d.exec("CREATE FUNCTION cutover_test() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.json := NEW.json || ' '; RETURN NEW; END $$")
+				d.exec("CREATE TRIGGER cutover_test BEFORE INSERT ON event_json FOR EACH ROW EXECUTE FUNCTION cutover_test()")
+			},
+			reason: "event_json (same row count"},
 		{name: "the homeserver does not start on PostgreSQL", phase: PhaseStart,
 			fail: func(d *deployment) { d.exec("UPDATE schema_compat_version SET compat_version = 999") },
 			fix:  func(d *deployment) { d.exec("UPDATE schema_compat_version SET compat_version = 83") }},
@@ -162,6 +172,9 @@ func TestSwitch_FailuresRollBack(t *testing.T) {
 			}
 			if !res.RolledBack || strings.Contains(err.Error(), "\n") {
 				t.Errorf("result %+v, error %q: want rolled back, a one-line reason", res, err)
+			}
+			if !strings.Contains(err.Error(), tc.reason) {
+				t.Errorf("error %q: want it to say %q", err, tc.reason)
 			}
 			d.onSQLite()
 			if got := d.digest("alice"); got != before {
