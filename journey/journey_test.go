@@ -24,6 +24,7 @@ import (
 	"hsops/internal/niotest"
 	"hsops/internal/pgtest"
 	"hsops/internal/rowsum"
+	"hsops/internal/testbin"
 	"hsops/schema"
 	"hsops/schema/engine"
 )
@@ -31,14 +32,9 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "hsops-journey-bin")
+	dir, err := testbin.TempDir("hsops/cmd/...")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	out, err := exec.Command("go", "build", "-o", dir+"/", "hsops/cmd/...").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build the tools: %v\n%s", err, out)
+		fmt.Fprintf(os.Stderr, "build the tools: %v\n", err)
 		os.Exit(1)
 	}
 	binDir = dir

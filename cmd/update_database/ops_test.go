@@ -24,6 +24,7 @@ import (
 	"hsops/internal/config"
 	"hsops/internal/db"
 	"hsops/internal/dbtest"
+	"hsops/internal/testbin"
 	"hsops/internal/usertest"
 	"hsops/schema"
 	"hsops/schema/engine"
@@ -74,10 +75,7 @@ func listing(t *testing.T, dir string) string {
 func TestNotWritable_RefusedAsPermission(t *testing.T) {
 	nobody := usertest.Nobody(t)
 	dir := usertest.Dir(t)
-	bin := filepath.Join(dir, "update_database")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testbin.Command(t, dir, "hsops/cmd/update_database")
 	data := filepath.Join(dir, "data")
 	if err := os.Mkdir(data, 0o755); err != nil {
 		t.Fatal(err)
