@@ -3,13 +3,16 @@ package rollback
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"hsops/internal/catalog"
+	"hsops/internal/config"
 	"hsops/internal/db"
 	"hsops/internal/dbtest"
 	"hsops/internal/pgtest"
@@ -18,7 +21,16 @@ import (
 	"hsops/schema/engine"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) { pgtest.Main(withReferences{m}) }
+
+// withReferences runs the tests, then removes the references they shared.
+type withReferences struct{ m *testing.M }
+
+func (w withReferences) Run() int {
+	code := w.m.Run()
+	shared.remove()
+	return code
+}
 
 // create makes a fresh database at schema v the way the engine does: from
 // the schema 68 snapshot plus deltas, or from the 83 snapshot.
@@ -223,15 +235,34 @@ func (r *reference) read(t *testing.T) *db.DB {
 	return r.clone(t)
 }
 
-// references builds a reference for every version, before the parallel
+// sharedReferences are the references of each engine, built once per test
+// process by the first round-trip property that needs them and read by all
+// three (never changed: each subtest changes a clone). They outlive the
+// tests that built them: SQLite files in a directory of their own, and
+// PostgreSQL databases that belong to no test, dropped by TestMain.
+type sharedReferences struct {
+	mu       sync.Mutex
+	dir      string
+	byEngine map[db.Engine]map[int]*reference
+	open     []*db.DB
+	pgNames  []string
+}
+
+var shared sharedReferences
+
+// references returns a reference for every version, before the parallel
 // subtests that share them start.
 func references(t *testing.T, e db.Engine) map[int]*reference {
 	t.Helper()
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if refs := shared.byEngine[e]; refs != nil {
+		return refs
+	}
 	set := engine.Schema()
 	refs := map[int]*reference{}
 	for v := set.Oldest; v <= set.Version; v++ {
-		tg := dbtest.New(t, e)
-		d := tg.Open(t)
+		d, pgName := shared.newDatabase(t, e)
 		if _, err := set.Apply(context.Background(), d, schema.Options{Target: v}); err != nil {
 			t.Fatalf("create at %d: %v", v, err)
 		}
@@ -246,11 +277,70 @@ func references(t *testing.T, e db.Engine) map[int]*reference {
 			// A template may have no session: the reference is read only
 			// through what was taken from it above.
 			d.Close()
-			ref.d, ref.pgName = nil, tg.Config.Args["dbname"]
+			ref.d, ref.pgName = nil, pgName
 		}
 		refs[v] = ref
 	}
+	if shared.byEngine == nil {
+		shared.byEngine = map[db.Engine]map[int]*reference{}
+	}
+	shared.byEngine[e] = refs
 	return refs
+}
+
+// newDatabase is an empty database of the engine that no test's cleanup
+// removes; with its PostgreSQL name.
+func (s *sharedReferences) newDatabase(t *testing.T, e db.Engine) (*db.DB, string) {
+	t.Helper()
+	ctx := context.Background()
+	opts := db.Options{Create: true, AppName: "hsops-test"}
+	if e == db.Postgres {
+		pgtest.AdminURL(t)
+		pg, err := pgtest.Create("C")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.pgNames = append(s.pgNames, pg.Name)
+		d, err := db.Open(ctx, pg.Config, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d, pg.Name
+	}
+	if s.dir == "" {
+		dir, err := os.MkdirTemp("", "hsops-rollback-references-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.dir = dir
+	}
+	// As dbtest.New's, in a directory of its own.
+	path := filepath.Join(s.dir, fmt.Sprintf("reference-%d.db", len(s.open)))
+	d, err := db.Open(ctx, config.Database{
+		Label: "master", Name: config.EngineSQLite, Args: map[string]string{"database": path},
+		DataStores: []string{"main", "state"}, SynchronousCommit: true,
+	}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.open = append(s.open, d)
+	return d, ""
+}
+
+// remove closes and removes the references.
+func (s *sharedReferences) remove() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range s.open {
+		d.Close()
+	}
+	if s.dir != "" {
+		os.RemoveAll(s.dir)
+	}
+	for _, name := range s.pgNames {
+		_ = pgtest.DropDatabase(name)
+	}
+	s.dir, s.byEngine, s.open, s.pgNames = "", nil, nil, nil
 }
 
 // checkState checks the bookkeeping of a database rolled back to v: that of
