@@ -197,7 +197,8 @@ func TestJourney_RehearseKilled(t *testing.T) {
 				t.Fatalf("killed at %q: unexpected leftover %s", c.marker, l)
 			}
 		}
-		fmt.Fprintf(&o.script, "$ update_database %s (killed at %q)\nleft: %v\n\n", strings.Join(args, " "), c.marker, left)
+		fmt.Fprintf(&o.script, "$ update_database %s (killed at %q)\nleft: %v\n\n", strings.ReplaceAll(strings.Join(args, " "), o.dir, "/srv/matrix"), c.marker,
+			strings.ReplaceAll(fmt.Sprint(left), o.dir, "/srv/matrix"))
 		if c.args != nil {
 			waitNoSynapse(t, o.dir)
 		}
@@ -305,7 +306,7 @@ func TestJourney_RehearseKilled_Postgres(t *testing.T) {
 			t.Fatalf("rehearse ended before %q", marker)
 		}
 		left := scratches()
-		fmt.Fprintf(&o.script, "$ update_database %s (killed at %q)\nleft: %v\n\n", strings.Join(args, " "), marker, left)
+		fmt.Fprintf(&o.script, "$ update_database %s (killed at %q)\nleft: %v\n\n", strings.ReplaceAll(strings.Join(args, " "), o.dir, "/srv/matrix"), marker, left)
 		if len(left) != 1 {
 			t.Fatalf("killed at %q: want the scratch database left, got %v", marker, left)
 		}
