@@ -138,15 +138,19 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// generate writes the homeserver.yaml with --generate-config and points its
-// listener at a free loopback port.
+// generate writes the homeserver.yaml with --generate-config, points its
+// listener at a free loopback port and hashes passwords with bcrypt's
+// cheapest cost: at Synapse's 12 rounds every registration and password
+// login of the journeys costs a quarter of a second of CPU, and what the
+// journeys check does not depend on it.
 func (o *operator) generate() {
 	o.t.Helper()
 	o.run(0, "homeserver", "-c", o.config, "--generate-config", "--server-name", "example.org", "--report-stats", "no")
 	port := freePort(o.t)
 	o.editConfig(func(s string) string {
 		s = strings.Replace(s, "port: 8008", fmt.Sprintf("port: %d", port), 1)
-		return strings.Replace(s, "bind_addresses: ['::1', '127.0.0.1']", "bind_addresses: ['127.0.0.1']", 1)
+		s = strings.Replace(s, "bind_addresses: ['::1', '127.0.0.1']", "bind_addresses: ['127.0.0.1']", 1)
+		return s + "bcrypt_rounds: 4\n"
 	})
 }
 
