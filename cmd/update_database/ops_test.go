@@ -253,8 +253,15 @@ func TestInterrupt_UpgradeSaysWhatIsCommitted(t *testing.T) {
 	cfg := writeConfig(t, t.TempDir(), tg.Config)
 
 	// interrupt runs the tool until it waits for a lock, then sends SIGINT.
+	// Only the sessions this run opened count: the server session of a run
+	// interrupted before can outlive it, waiting for a lock until it is
+	// released, then running on into the next lock the test holds.
 	interrupt := func(args ...string) (string, int) {
 		t.Helper()
+		var since time.Time
+		if err := d.QueryRow("SELECT clock_timestamp()").Scan(&since); err != nil {
+			t.Fatal(err)
+		}
 		cmd := exec.Command(bin, args...)
 		var stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = io.Discard, &stderr
@@ -264,7 +271,7 @@ func TestInterrupt_UpgradeSaysWhatIsCommitted(t *testing.T) {
 		waiting := false
 		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && !waiting; time.Sleep(20 * time.Millisecond) {
 			if err := d.QueryRow(`SELECT count(*) > 0 FROM pg_stat_activity WHERE datname = current_database()
-				AND application_name LIKE 'hsops update_database%' AND wait_event_type = 'Lock'`).Scan(&waiting); err != nil {
+				AND application_name LIKE 'hsops update_database%' AND wait_event_type = 'Lock' AND backend_start >= $1`, since).Scan(&waiting); err != nil {
 				t.Fatal(err)
 			}
 		}
