@@ -201,6 +201,10 @@ type reference struct {
 	state   *schema.State
 	catalog *catalog.Catalog
 	shape   map[string][]rowsum.Column
+
+	readerOnce sync.Once
+	reader     *db.DB // PostgreSQL only: a clone to read, made once
+	readerErr  error
 }
 
 // clone returns a copy of the reference to change. A SQLite file is
@@ -226,13 +230,32 @@ func (r *reference) clone(t *testing.T) *db.DB {
 }
 
 // read returns the reference itself to read from (SQLite), or a clone of
-// it (a PostgreSQL template may have no session).
+// it (a PostgreSQL template may have no session), made once for all the
+// subtests that read it, like the references themselves.
 func (r *reference) read(t *testing.T) *db.DB {
 	t.Helper()
 	if r.d != nil {
 		return r.d
 	}
-	return r.clone(t)
+	r.readerOnce.Do(func() {
+		pg, err := pgtest.CloneDatabase(r.pgName)
+		if err != nil {
+			r.readerErr = err
+			return
+		}
+		shared.dbMu.Lock()
+		shared.pgNames = append(shared.pgNames, pg.Name)
+		shared.dbMu.Unlock()
+		if r.reader, r.readerErr = db.Open(context.Background(), pg.Config, db.Options{AppName: "hsops-test"}); r.readerErr == nil {
+			shared.dbMu.Lock()
+			shared.open = append(shared.open, r.reader)
+			shared.dbMu.Unlock()
+		}
+	})
+	if r.readerErr != nil {
+		t.Fatal(r.readerErr)
+	}
+	return r.reader
 }
 
 // sharedReferences are the references of each engine, built once per test
@@ -241,17 +264,20 @@ func (r *reference) read(t *testing.T) *db.DB {
 // tests that built them: SQLite files in a directory of their own, and
 // PostgreSQL databases that belong to no test, dropped by TestMain.
 type sharedReferences struct {
-	mu       sync.Mutex
-	dir      string
+	mu       sync.Mutex // held while an engine's references are built
 	byEngine map[db.Engine]map[int]*reference
-	open     []*db.DB
-	pgNames  []string
+
+	dbMu    sync.Mutex // held by newDatabase
+	dir     string
+	open    []*db.DB
+	pgNames []string
 }
 
 var shared sharedReferences
 
 // references returns a reference for every version, before the parallel
-// subtests that share them start.
+// subtests that share them start. The first call of each engine builds
+// them, in parallel subtests of their own ("references/V").
 func references(t *testing.T, e db.Engine) map[int]*reference {
 	t.Helper()
 	shared.mu.Lock()
@@ -261,31 +287,50 @@ func references(t *testing.T, e db.Engine) map[int]*reference {
 	}
 	set := engine.Schema()
 	refs := map[int]*reference{}
-	for v := set.Oldest; v <= set.Version; v++ {
-		d, pgName := shared.newDatabase(t, e)
-		if _, err := set.Apply(context.Background(), d, schema.Options{Target: v}); err != nil {
-			t.Fatalf("create at %d: %v", v, err)
+	var mu sync.Mutex
+	t.Run("references", func(t *testing.T) {
+		for v := set.Oldest; v <= set.Version; v++ {
+			t.Run(fmt.Sprint(v), func(t *testing.T) {
+				t.Parallel()
+				ref := buildReference(t, set, e, v)
+				mu.Lock()
+				refs[v] = ref
+				mu.Unlock()
+			})
 		}
-		seed(t, d, v)
-		runUpdates(t, d)
-		st, err := schema.ReadState(context.Background(), d, d.DB)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ref := &reference{version: v, d: d, state: st, catalog: dbtest.Dump(t, d), shape: shape(t, d)}
-		if e == db.Postgres {
-			// A template may have no session: the reference is read only
-			// through what was taken from it above.
-			d.Close()
-			ref.d, ref.pgName = nil, pgName
-		}
-		refs[v] = ref
+	})
+	if t.Failed() {
+		t.FailNow()
 	}
 	if shared.byEngine == nil {
 		shared.byEngine = map[db.Engine]map[int]*reference{}
 	}
 	shared.byEngine[e] = refs
 	return refs
+}
+
+// buildReference makes the reference at v: a fresh database at v, seeded,
+// its background updates done.
+func buildReference(t *testing.T, set *schema.Set, e db.Engine, v int) *reference {
+	t.Helper()
+	d, pgName := shared.newDatabase(t, e)
+	if _, err := set.Apply(context.Background(), d, schema.Options{Target: v}); err != nil {
+		t.Fatalf("create at %d: %v", v, err)
+	}
+	seed(t, d, v)
+	runUpdates(t, d)
+	st, err := schema.ReadState(context.Background(), d, d.DB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := &reference{version: v, d: d, state: st, catalog: dbtest.Dump(t, d), shape: shape(t, d)}
+	if e == db.Postgres {
+		// A template may have no session: the reference is read only
+		// through what was taken from it above.
+		d.Close()
+		ref.d, ref.pgName = nil, pgName
+	}
+	return ref
 }
 
 // newDatabase is an empty database of the engine that no test's cleanup
@@ -300,13 +345,17 @@ func (s *sharedReferences) newDatabase(t *testing.T, e db.Engine) (*db.DB, strin
 		if err != nil {
 			t.Fatal(err)
 		}
+		s.dbMu.Lock()
 		s.pgNames = append(s.pgNames, pg.Name)
+		s.dbMu.Unlock()
 		d, err := db.Open(ctx, pg.Config, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return d, pg.Name
 	}
+	s.dbMu.Lock()
+	defer s.dbMu.Unlock()
 	if s.dir == "" {
 		dir, err := os.MkdirTemp("", "hsops-rollback-references-")
 		if err != nil {
@@ -331,6 +380,8 @@ func (s *sharedReferences) newDatabase(t *testing.T, e db.Engine) (*db.DB, strin
 func (s *sharedReferences) remove() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.dbMu.Lock()
+	defer s.dbMu.Unlock()
 	for _, d := range s.open {
 		d.Close()
 	}
