@@ -1,6 +1,7 @@
 package journey
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -68,6 +69,62 @@ background updates: <n> pending (how many the engine left is timing)
 	}
 	if got, want := normalize("TestJourney_ClientSyncsOn", bg), "running background update <those the engine left>\nSQLite database \"x\": <n> background update(s) done in <dur>\n"; got != want {
 		t.Errorf("ClientSyncsOn's background updates:\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestNormalize_Rehearsals: a rehearsal's names, timings and batch counts
+// are masked; while hsload writes, so are the counts it changes, and the
+// rehearsals one after another are written once, however many ran.
+func TestNormalize_Rehearsals(t *testing.T) {
+	block := func(rows, items int, ms string) string {
+		return fmt.Sprintf(`$ update_database rehearse -c /srv/matrix/hs/homeserver.yaml --verify-copy
+copying master to hsops_rehearse_hsops_t_95cd89f51784_20261203161911_%d
+copied master (snapshot, 19.%d MiB) in %s
+  copy: COPY from one exported snapshot, 19.0 MiB in 3.63s (55 tables, %d rows; data 925ms, keys and indexes 1.28s, every table checked against the source)
+    (the 5 slowest and any that failed; -v lists all 33)
+    73/10_update_sqlite_fts_tokenizer.go                         ok          %s     8987 rows
+    73/08thread_receipts_non_null.sql.sqlite                     ok           5ms       43 rows
+  background updates (they run while the homeserver serves): 1
+    populate_stats_process_rooms                                 ok          15ms        %d items in %d batch
+    room_stats_state                         0 -> %d
+background work: 16ms flat out in %d batches; about 1.02s at the homeserver's pace
+
+`, 18000+items, items, ms, rows, ms, items, items-3, items, items+1)
+	}
+	want := `$ update_database rehearse -c /srv/matrix/hs/homeserver.yaml --verify-copy
+copying master to hsops_rehearse_hsops_t_<id>_<time>_<pid>
+copied master (snapshot, <size>) in <dur>
+  copy: COPY from one exported snapshot, <size> in <dur> (55 tables, <n> rows; data <dur>, keys and indexes <dur>, every table checked against the source)
+    (the 5 slowest and any that failed; -v lists all 33)
+    <the slowest deltas, by their timing>
+  background updates (they run while the homeserver serves): 1
+    populate_stats_process_rooms                                 ok <dur> <n> items in <n> batches
+    room_stats_state                         0 -> <n>
+background work: <dur> flat out in <n> batches; about <dur> at the homeserver's pace
+
+(the same, as many times as the timing allowed)
+
+$ synctl stop /srv/matrix/hs/homeserver.yaml
+stopped synapse.app.homeserver
+
+`
+	stop := "$ synctl stop /srv/matrix/hs/homeserver.yaml\nstopped synapse.app.homeserver\n\n"
+	once := block(25329, 4, "74ms") + stop
+	thrice := block(25329, 4, "74ms") + block(26087, 6, "92ms") + block(38537, 6, "1.2s") + stop
+	for _, in := range []string{once, thrice} {
+		if got := normalize("TestJourney_RehearseWhileServing/postgres", in); got != want {
+			t.Errorf("normalize:\n%s", goldenDiff("want", []byte(want), []byte(got), "fix the masks"))
+		}
+	}
+	// Elsewhere the counts stay, and so does every rehearsal.
+	got := normalize("TestJourney_RehearseKilled", thrice)
+	for _, s := range []string{"4 items in <n> batches", "room_stats_state                         0 -> 6", "(55 tables, 26087 rows;"} {
+		if !strings.Contains(got, s) {
+			t.Errorf("no %q in:\n%s", s, got)
+		}
+	}
+	if n := strings.Count(got, "$ update_database rehearse"); n != 3 {
+		t.Errorf("%d rehearsals left of 3:\n%s", n, got)
 	}
 }
 

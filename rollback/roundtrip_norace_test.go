@@ -18,6 +18,7 @@ import (
 	"hsops/internal/clienttest"
 	"hsops/internal/db"
 	"hsops/internal/dbtest"
+	"hsops/internal/pgtest"
 	"hsops/internal/rowsum"
 	"hsops/schema"
 	"hsops/schema/engine"
@@ -171,10 +172,13 @@ func TestRoundTrip_ClientData(t *testing.T) {
 	set := engine.Schema()
 	dbtest.Engines(t, func(t *testing.T, e db.Engine) {
 		refs := references(t, e)
+		// The clients fill one database; each subtest changes a copy of it
+		// (a SQLite file copied, a PostgreSQL database cloned from it as a
+		// template, which no session may hold: it is not opened here).
+		tg := dbtest.New(t, e)
+		clienttest.Populate(t, tg.Config)
 		var source *db.DB
 		if e == db.SQLite {
-			tg := dbtest.New(t, e)
-			clienttest.Populate(t, tg.Config)
 			source = tg.Open(t)
 		}
 		for _, a := range targets(set.Oldest, set.Version) {
@@ -192,9 +196,8 @@ func TestRoundTrip_ClientData(t *testing.T) {
 					}
 					t.Cleanup(func() { d.Close() })
 				} else {
-					tg := dbtest.New(t, e)
-					clienttest.Populate(t, tg.Config)
-					d = tg.Open(t)
+					clone := dbtest.Target{Engine: e, Config: pgtest.Clone(t, tg.Config.Args["dbname"]).Config}
+					d = clone.Open(t)
 				}
 				st, err := schema.ReadState(context.Background(), d, d.DB)
 				if err != nil {

@@ -3,13 +3,16 @@ package rollback
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"hsops/internal/catalog"
+	"hsops/internal/config"
 	"hsops/internal/db"
 	"hsops/internal/dbtest"
 	"hsops/internal/pgtest"
@@ -18,7 +21,16 @@ import (
 	"hsops/schema/engine"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) { pgtest.Main(withReferences{m}) }
+
+// withReferences runs the tests, then removes the references they shared.
+type withReferences struct{ m *testing.M }
+
+func (w withReferences) Run() int {
+	code := w.m.Run()
+	shared.remove()
+	return code
+}
 
 // create makes a fresh database at schema v the way the engine does: from
 // the schema 68 snapshot plus deltas, or from the 83 snapshot.
@@ -189,6 +201,10 @@ type reference struct {
 	state   *schema.State
 	catalog *catalog.Catalog
 	shape   map[string][]rowsum.Column
+
+	readerOnce sync.Once
+	reader     *db.DB // PostgreSQL only: a clone to read, made once
+	readerErr  error
 }
 
 // clone returns a copy of the reference to change. A SQLite file is
@@ -214,43 +230,168 @@ func (r *reference) clone(t *testing.T) *db.DB {
 }
 
 // read returns the reference itself to read from (SQLite), or a clone of
-// it (a PostgreSQL template may have no session).
+// it (a PostgreSQL template may have no session), made once for all the
+// subtests that read it, like the references themselves.
 func (r *reference) read(t *testing.T) *db.DB {
 	t.Helper()
 	if r.d != nil {
 		return r.d
 	}
-	return r.clone(t)
+	r.readerOnce.Do(func() {
+		pg, err := pgtest.CloneDatabase(r.pgName)
+		if err != nil {
+			r.readerErr = err
+			return
+		}
+		shared.dbMu.Lock()
+		shared.pgNames = append(shared.pgNames, pg.Name)
+		shared.dbMu.Unlock()
+		if r.reader, r.readerErr = db.Open(context.Background(), pg.Config, db.Options{AppName: "hsops-test"}); r.readerErr == nil {
+			shared.dbMu.Lock()
+			shared.open = append(shared.open, r.reader)
+			shared.dbMu.Unlock()
+		}
+	})
+	if r.readerErr != nil {
+		t.Fatal(r.readerErr)
+	}
+	return r.reader
 }
 
-// references builds a reference for every version, before the parallel
-// subtests that share them start.
+// sharedReferences are the references of each engine, built once per test
+// process by the first round-trip property that needs them and read by all
+// three (never changed: each subtest changes a clone). They outlive the
+// tests that built them: SQLite files in a directory of their own, and
+// PostgreSQL databases that belong to no test, dropped by TestMain.
+type sharedReferences struct {
+	mu       sync.Mutex // held while an engine's references are built
+	byEngine map[db.Engine]map[int]*reference
+
+	dbMu    sync.Mutex // held by newDatabase
+	dir     string
+	open    []*db.DB
+	pgNames []string
+}
+
+var shared sharedReferences
+
+// references returns a reference for every version, before the parallel
+// subtests that share them start. The first call of each engine builds
+// them, in parallel subtests of their own ("references/V").
 func references(t *testing.T, e db.Engine) map[int]*reference {
 	t.Helper()
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if refs := shared.byEngine[e]; refs != nil {
+		return refs
+	}
 	set := engine.Schema()
 	refs := map[int]*reference{}
-	for v := set.Oldest; v <= set.Version; v++ {
-		tg := dbtest.New(t, e)
-		d := tg.Open(t)
-		if _, err := set.Apply(context.Background(), d, schema.Options{Target: v}); err != nil {
-			t.Fatalf("create at %d: %v", v, err)
+	var mu sync.Mutex
+	t.Run("references", func(t *testing.T) {
+		for v := set.Oldest; v <= set.Version; v++ {
+			t.Run(fmt.Sprint(v), func(t *testing.T) {
+				t.Parallel()
+				ref := buildReference(t, set, e, v)
+				mu.Lock()
+				refs[v] = ref
+				mu.Unlock()
+			})
 		}
-		seed(t, d, v)
-		runUpdates(t, d)
-		st, err := schema.ReadState(context.Background(), d, d.DB)
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+	if shared.byEngine == nil {
+		shared.byEngine = map[db.Engine]map[int]*reference{}
+	}
+	shared.byEngine[e] = refs
+	return refs
+}
+
+// buildReference makes the reference at v: a fresh database at v, seeded,
+// its background updates done.
+func buildReference(t *testing.T, set *schema.Set, e db.Engine, v int) *reference {
+	t.Helper()
+	d, pgName := shared.newDatabase(t, e)
+	if _, err := set.Apply(context.Background(), d, schema.Options{Target: v}); err != nil {
+		t.Fatalf("create at %d: %v", v, err)
+	}
+	seed(t, d, v)
+	runUpdates(t, d)
+	st, err := schema.ReadState(context.Background(), d, d.DB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := &reference{version: v, d: d, state: st, catalog: dbtest.Dump(t, d), shape: shape(t, d)}
+	if e == db.Postgres {
+		// A template may have no session: the reference is read only
+		// through what was taken from it above.
+		d.Close()
+		ref.d, ref.pgName = nil, pgName
+	}
+	return ref
+}
+
+// newDatabase is an empty database of the engine that no test's cleanup
+// removes; with its PostgreSQL name.
+func (s *sharedReferences) newDatabase(t *testing.T, e db.Engine) (*db.DB, string) {
+	t.Helper()
+	ctx := context.Background()
+	opts := db.Options{Create: true, AppName: "hsops-test"}
+	if e == db.Postgres {
+		pgtest.AdminURL(t)
+		pg, err := pgtest.Create("C")
 		if err != nil {
 			t.Fatal(err)
 		}
-		ref := &reference{version: v, d: d, state: st, catalog: dbtest.Dump(t, d), shape: shape(t, d)}
-		if e == db.Postgres {
-			// A template may have no session: the reference is read only
-			// through what was taken from it above.
-			d.Close()
-			ref.d, ref.pgName = nil, tg.Config.Args["dbname"]
+		s.dbMu.Lock()
+		s.pgNames = append(s.pgNames, pg.Name)
+		s.dbMu.Unlock()
+		d, err := db.Open(ctx, pg.Config, opts)
+		if err != nil {
+			t.Fatal(err)
 		}
-		refs[v] = ref
+		return d, pg.Name
 	}
-	return refs
+	s.dbMu.Lock()
+	defer s.dbMu.Unlock()
+	if s.dir == "" {
+		dir, err := os.MkdirTemp("", "hsops-rollback-references-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.dir = dir
+	}
+	// As dbtest.New's, in a directory of its own.
+	path := filepath.Join(s.dir, fmt.Sprintf("reference-%d.db", len(s.open)))
+	d, err := db.Open(ctx, config.Database{
+		Label: "master", Name: config.EngineSQLite, Args: map[string]string{"database": path},
+		DataStores: []string{"main", "state"}, SynchronousCommit: true,
+	}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.open = append(s.open, d)
+	return d, ""
+}
+
+// remove closes and removes the references.
+func (s *sharedReferences) remove() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dbMu.Lock()
+	defer s.dbMu.Unlock()
+	for _, d := range s.open {
+		d.Close()
+	}
+	if s.dir != "" {
+		os.RemoveAll(s.dir)
+	}
+	for _, name := range s.pgNames {
+		_ = pgtest.DropDatabase(name)
+	}
+	s.dir, s.byEngine, s.open, s.pgNames = "", nil, nil, nil
 }
 
 // checkState checks the bookkeeping of a database rolled back to v: that of

@@ -52,7 +52,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	root := newRootCmd(stdin, stdout, stderr)
 	root.SetContext(ctx)
 	t := tool
-	t.Hint = cli.ConfigHint(args, "the config", "-c", "--config-path")
+	t.Hint = cli.ConfigHint(root, "the config", "config-path")
 	return cli.Run(t, root, args, stdout, stderr)
 }
 

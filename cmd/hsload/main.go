@@ -43,7 +43,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	root := newRootCmd(ctx, stdout, stderr)
 	root.SetContext(ctx)
 	t := tool
-	t.Hint = cli.ConfigHint(args, "the config", "-c", "--database-config", "--config")
+	t.Hint = cli.ConfigHint(root, "the config", "database-config", "config")
 	return cli.Run(t, root, args, stdout, stderr)
 }
 

@@ -29,6 +29,7 @@ import (
 	"hsops/internal/porter"
 	"hsops/internal/portstate"
 	"hsops/internal/scripttest"
+	"hsops/internal/testbin"
 	"hsops/schema"
 	"hsops/schema/engine"
 )
@@ -136,10 +137,7 @@ type killSetup struct {
 
 func newKillSetup(t *testing.T) *killSetup {
 	dir := t.TempDir()
-	k := &killSetup{bin: filepath.Join(dir, "port_db"), resumable: map[string]bool{}}
-	if out, err := exec.Command("go", "build", "-o", k.bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	k := &killSetup{bin: testbin.Command(t, dir, "hsops/cmd/port_db"), resumable: map[string]bool{}}
 	src := filepath.Join(dir, "homeserver.db")
 	if err := makeSource(src, gen.Params{Users: 200, Rooms: 20, Messages: 40000, Backfilled: 20, Seed: 11}); err != nil {
 		t.Fatal(err)
@@ -313,10 +311,7 @@ func openTarget(t *testing.T, tgt pgtest.Database) *db.DB {
 // canceled"), and the same command then finishes the port.
 func TestInterrupt_SaysWhatIsCommitted(t *testing.T) {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "port_db")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testbin.Command(t, dir, "hsops/cmd/port_db")
 	src := filepath.Join(dir, "homeserver.db")
 	if err := makeSource(src, gen.Params{Users: 20, Rooms: 3, Messages: 2000, Backfilled: 2, Seed: 3}); err != nil {
 		t.Fatal(err)

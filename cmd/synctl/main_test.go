@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"hsops/internal/clidoc"
 	"hsops/internal/pgtest"
 	"hsops/internal/scripttest"
+	"hsops/internal/testbin"
 )
 
 func TestMain(m *testing.M) {
@@ -28,17 +28,12 @@ func TestMain(m *testing.M) {
 type withHomeserver struct{ m interface{ Run() int } }
 
 func (w withHomeserver) Run() int {
-	dir, err := os.MkdirTemp("", "synctl-test-bin")
+	dir, err := testbin.TempDir("hsops/cmd/homeserver")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+		fmt.Fprintf(os.Stderr, "build homeserver: %v\n", err)
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	out, err := exec.Command("go", "build", "-o", filepath.Join(dir, "homeserver"), "hsops/cmd/homeserver").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build homeserver: %v\n%s", err, out)
-		return 1
-	}
 	os.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
 	code := w.m.Run()
 	killLeftovers(filepath.Join(dir, "homeserver"))

@@ -16,20 +16,17 @@ import (
 	"hsops/internal/db"
 	"hsops/internal/dbtest"
 	"hsops/internal/pgtest"
+	"hsops/internal/testbin"
 	"hsops/schema"
 	"hsops/schema/engine"
 )
 
-// buildTool builds this command into a temporary directory, so that tests
+// buildTool puts this command (built by testbin, relinked only when its
+// sources changed) into a temporary directory of the test, so that tests
 // can run (and kill) the real binary.
 func buildTool(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "update_database")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
+	return testbin.Command(t, "", "hsops/cmd/update_database")
 }
 
 // seedForUpdates fills a database at schema 68 with enough rows that every

@@ -24,6 +24,7 @@ import (
 	"hsops/internal/config"
 	"hsops/internal/db"
 	"hsops/internal/dbtest"
+	"hsops/internal/testbin"
 	"hsops/internal/usertest"
 	"hsops/schema"
 	"hsops/schema/engine"
@@ -74,10 +75,7 @@ func listing(t *testing.T, dir string) string {
 func TestNotWritable_RefusedAsPermission(t *testing.T) {
 	nobody := usertest.Nobody(t)
 	dir := usertest.Dir(t)
-	bin := filepath.Join(dir, "update_database")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testbin.Command(t, dir, "hsops/cmd/update_database")
 	data := filepath.Join(dir, "data")
 	if err := os.Mkdir(data, 0o755); err != nil {
 		t.Fatal(err)
@@ -255,8 +253,15 @@ func TestInterrupt_UpgradeSaysWhatIsCommitted(t *testing.T) {
 	cfg := writeConfig(t, t.TempDir(), tg.Config)
 
 	// interrupt runs the tool until it waits for a lock, then sends SIGINT.
+	// Only the sessions this run opened count: the server session of a run
+	// interrupted before can outlive it, waiting for a lock until it is
+	// released, then running on into the next lock the test holds.
 	interrupt := func(args ...string) (string, int) {
 		t.Helper()
+		var since time.Time
+		if err := d.QueryRow("SELECT clock_timestamp()").Scan(&since); err != nil {
+			t.Fatal(err)
+		}
 		cmd := exec.Command(bin, args...)
 		var stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = io.Discard, &stderr
@@ -266,7 +271,7 @@ func TestInterrupt_UpgradeSaysWhatIsCommitted(t *testing.T) {
 		waiting := false
 		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && !waiting; time.Sleep(20 * time.Millisecond) {
 			if err := d.QueryRow(`SELECT count(*) > 0 FROM pg_stat_activity WHERE datname = current_database()
-				AND application_name LIKE 'hsops update_database%' AND wait_event_type = 'Lock'`).Scan(&waiting); err != nil {
+				AND application_name LIKE 'hsops update_database%' AND wait_event_type = 'Lock' AND backend_start >= $1`, since).Scan(&waiting); err != nil {
 				t.Fatal(err)
 			}
 		}

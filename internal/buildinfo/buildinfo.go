@@ -16,6 +16,9 @@
 // git, and its answer is used only when it is sure to be the build's: HEAD
 // has not moved since the binary was written. Otherwise the version is
 // "(devel)".
+//
+// The version is worked out once per process: the homeserver logs it at
+// start and serves it on every server_version request.
 package buildinfo
 
 import (
@@ -36,26 +39,33 @@ var version string
 var (
 	once   sync.Once
 	cached string
+
+	serverOnce   sync.Once
+	serverCached string
 )
 
 // Version returns the version string shown by every tool's --version.
 func Version() string {
-	if version != "" {
-		return version
-	}
-	once.Do(func() {
-		cached = "(devel)"
-		if info, ok := debug.ReadBuildInfo(); ok {
-			if v := fromBuildInfo(info); v != "" {
-				cached = v
-				return
-			}
-		}
-		if v := fromCheckout(); v != "" {
-			cached = v
-		}
-	})
+	once.Do(func() { cached = resolve(version, debug.ReadBuildInfo, fromCheckout) })
 	return cached
+}
+
+// resolve is the version: the one linked in, else what the toolchain
+// recorded in the binary, else the checkout's answer (the only way that
+// runs git), else "(devel)".
+func resolve(linked string, readBuildInfo func() (*debug.BuildInfo, bool), checkout func() string) string {
+	if linked != "" {
+		return linked
+	}
+	if info, ok := readBuildInfo(); ok {
+		if v := fromBuildInfo(info); v != "" {
+			return v
+		}
+	}
+	if v := checkout(); v != "" {
+		return v
+	}
+	return "(devel)"
 }
 
 // fromBuildInfo is the version the toolchain recorded: a release's module
@@ -148,15 +158,12 @@ func fromCheckout() string {
 		out, err := exec.Command("git", append([]string{"-C", root}, args...)...).Output()
 		return strings.TrimSpace(string(out)), err == nil
 	}
-	rev, ok := git("rev-parse", "HEAD")
-	if !ok || rev == "" {
-		return ""
-	}
-	// The reflog of HEAD is appended each time HEAD moves (commit,
+	// HEAD, and its reflog, which is appended each time HEAD moves (commit,
 	// checkout, reset, rebase): written before the binary, HEAD is the
 	// build's.
-	reflog, ok := git("rev-parse", "--path-format=absolute", "--git-path", "logs/HEAD")
-	if !ok {
+	out, ok := git("rev-parse", "HEAD", "--path-format=absolute", "--git-path", "logs/HEAD")
+	rev, reflog, _ := strings.Cut(out, "\n")
+	if !ok || rev == "" || reflog == "" {
 		return ""
 	}
 	moved, err := os.Stat(reflog)
@@ -194,5 +201,6 @@ func builtWithChanges(root, porcelain string, built time.Time) bool {
 // /_synapse/admin/v1/server_version. It never contains spaces so that tools
 // parsing "hsops/<version>" can split on the slash.
 func ServerVersion() string {
-	return "hsops/" + strings.ReplaceAll(Version(), " ", "-")
+	serverOnce.Do(func() { serverCached = "hsops/" + strings.ReplaceAll(Version(), " ", "-") })
+	return serverCached
 }

@@ -36,6 +36,58 @@ func TestFromBuildInfo(t *testing.T) {
 	}
 }
 
+// TestResolve_PrefersTheBuildInfo: git (the checkout) is asked only when
+// neither the linker nor the toolchain recorded a version, and a
+// pseudo-version is translated, never shown as it is.
+func TestResolve_PrefersTheBuildInfo(t *testing.T) {
+	stamped := func(version string, settings ...string) func() (*debug.BuildInfo, bool) {
+		return func() (*debug.BuildInfo, bool) {
+			info := &debug.BuildInfo{Main: debug.Module{Path: "hsops", Version: version}}
+			for i := 0; i+1 < len(settings); i += 2 {
+				info.Settings = append(info.Settings, debug.BuildSetting{Key: settings[i], Value: settings[i+1]})
+			}
+			return info, true
+		}
+	}
+	none := func() (*debug.BuildInfo, bool) { return nil, false }
+	for _, c := range []struct {
+		name     string
+		linked   string
+		info     func() (*debug.BuildInfo, bool)
+		checkout string
+		want     string
+		asksGit  bool
+	}{
+		{"linked in", "v1.2.3", func() (*debug.BuildInfo, bool) { t.Error("the build info was read"); return nil, false }, "(devel) 000000000000", "v1.2.3", false},
+		{"vcs.revision", "", stamped("(devel)", "vcs.revision", "8c1ad9be9afe9f3f79f91c2bc8d0080be6f16127", "vcs.modified", "true"), "(devel) 000000000000", "(devel) 8c1ad9be9afe-dirty", false},
+		{"pseudo-version", "", stamped("v0.0.0-20261203112657-8c1ad9be9afe"), "(devel) 000000000000", "(devel) 8c1ad9be9afe", false},
+		{"a release", "", stamped("v1.2.3"), "(devel) 000000000000", "v1.2.3", false},
+		{"nothing recorded", "", stamped("(devel)"), "(devel) 8c1ad9be9afe", "(devel) 8c1ad9be9afe", true},
+		{"no build info", "", none, "(devel) 8c1ad9be9afe", "(devel) 8c1ad9be9afe", true},
+		{"nothing at all", "", none, "", "(devel)", true},
+	} {
+		asked := 0
+		got := resolve(c.linked, c.info, func() string { asked++; return c.checkout })
+		if got != c.want {
+			t.Errorf("%s: got %q, want %q", c.name, got, c.want)
+		}
+		if want := map[bool]int{false: 0, true: 1}[c.asksGit]; asked != want {
+			t.Errorf("%s: the checkout was asked %d times, want %d", c.name, asked, want)
+		}
+	}
+}
+
+// TestServerVersion is Version without spaces, the same on every call.
+func TestServerVersion(t *testing.T) {
+	got := ServerVersion()
+	if want := "hsops/" + strings.ReplaceAll(Version(), " ", "-"); got != want || strings.Contains(got, " ") {
+		t.Errorf("ServerVersion() = %q, want %q", got, want)
+	}
+	if again := ServerVersion(); again != got {
+		t.Errorf("ServerVersion() changed: %q, then %q", got, again)
+	}
+}
+
 // checkoutRevision is the HEAD of the checkout the tests run in; the test
 // skips outside a git checkout (a source archive).
 func checkoutRevision(t *testing.T) (root, rev string) {
@@ -61,13 +113,19 @@ func TestVersion_NamesTheRevision(t *testing.T) {
 }
 
 // TestVersion_GoBuild builds a tool as a user would (go build -o) and asks
-// it: the revision, whether the toolchain recorded it or not.
+// it: the revision, whether the toolchain recorded it or not; never the
+// toolchain's pseudo-version (v0.0.0-20261203112657-8c1ad9be9afe) as it
+// is. Only a checkout whose HEAD is tagged may answer with the tag.
 func TestVersion_GoBuild(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds port_db")
+		t.Skip("builds port_db twice")
 	}
 	root, rev := checkoutRevision(t)
-	want := regexp.MustCompile(`^port_db (\(devel\) ` + rev + `(-dirty)?|v[0-9]\S*)\n$`)
+	pattern := `^port_db \(devel\) ` + rev + `(-dirty)?\n$`
+	if out, err := exec.Command("git", "-C", root, "describe", "--exact-match", "--tags", "HEAD").Output(); err == nil {
+		pattern = `^port_db (\(devel\) ` + rev + `(-dirty)?|` + regexp.QuoteMeta(strings.TrimSpace(string(out))) + `)\n$`
+	}
+	want := regexp.MustCompile(pattern)
 	for _, flag := range []string{"-buildvcs=false", "-buildvcs=auto"} {
 		bin := filepath.Join(t.TempDir(), "port_db")
 		build := exec.Command("go", "build", flag, "-o", bin, "./cmd/port_db")

@@ -325,24 +325,49 @@ func (t Tool) Check(root *cobra.Command) []string {
 }
 
 // ConfigHint returns a Tool.Hint that names the config given on the
-// command line (the values of the flags named, e.g. "-c" and
-// "--database-config", space-joined when repeated) where a hint says
-// <config>, and else says fallback.
-func ConfigHint(args []string, fallback string, flags ...string) func(string) string {
-	var paths []string
-	for i := 0; i < len(args); i++ {
-		for _, f := range flags {
-			switch {
-			case args[i] == f && i+1 < len(args):
-				paths = append(paths, args[i+1])
-			case strings.HasPrefix(args[i], f+"="):
-				paths = append(paths, strings.TrimPrefix(args[i], f+"="))
+// command line where a hint says <config> (else fallback): the values cobra
+// parsed for the flags named (long names, e.g. "config-path"), on root or
+// any of its subcommands, space-joined when repeated. Reading what cobra
+// parsed, rather than the arguments again, it sees every form a flag takes
+// (-c FILE, -cFILE, -c=FILE, --config-path FILE, --config-path=FILE).
+func ConfigHint(root *cobra.Command, fallback string, flags ...string) func(string) string {
+	return func(h string) string {
+		if !strings.Contains(h, "<config>") {
+			return h
+		}
+		name := fallback
+		if paths := changedValues(root, flags); len(paths) > 0 {
+			name = strings.Join(paths, " ")
+		}
+		return strings.ReplaceAll(h, "<config>", name)
+	}
+}
+
+// changedValues are the values given to the flags named, in the order of
+// the names, on cmd or its subcommands (only the command that ran has
+// parsed flags; an inherited persistent flag is one flag for all).
+func changedValues(cmd *cobra.Command, names []string) []string {
+	seen := map[*pflag.Flag]bool{}
+	var out []string
+	var walk func(c *cobra.Command, name string)
+	walk = func(c *cobra.Command, name string) {
+		for _, f := range []*pflag.Flag{c.Flags().Lookup(name), c.PersistentFlags().Lookup(name)} {
+			if f == nil || !f.Changed || seen[f] {
+				continue
+			}
+			seen[f] = true
+			if sv, ok := f.Value.(pflag.SliceValue); ok {
+				out = append(out, sv.GetSlice()...)
+			} else {
+				out = append(out, f.Value.String())
 			}
 		}
+		for _, sub := range c.Commands() {
+			walk(sub, name)
+		}
 	}
-	name := fallback
-	if len(paths) > 0 {
-		name = strings.Join(paths, " ")
+	for _, name := range names {
+		walk(cmd, name)
 	}
-	return func(h string) string { return strings.ReplaceAll(h, "<config>", name) }
+	return out
 }

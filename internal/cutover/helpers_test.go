@@ -18,23 +18,19 @@ import (
 	"hsops/internal/db"
 	"hsops/internal/pgtest"
 	"hsops/internal/proc"
+	"hsops/internal/testbin"
 )
 
 var binDir string
 
 func TestMain(m *testing.M) {
 	code := func() int {
-		dir, err := os.MkdirTemp("", "hsops-cutover-bin")
+		dir, err := testbin.TempDir("hsops/cmd/homeserver", "hsops/cmd/hsload", "hsops/cmd/port_db")
 		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
+			fmt.Fprintf(os.Stderr, "build the tools: %v\n", err)
 			return 1
 		}
 		defer os.RemoveAll(dir)
-		out, err := exec.Command("go", "build", "-o", dir+"/", "hsops/cmd/homeserver", "hsops/cmd/hsload", "hsops/cmd/port_db").CombinedOutput()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "build the tools: %v\n%s", err, out)
-			return 1
-		}
 		binDir = dir
 		return pgtest.Stopping(m).Run()
 	}()

@@ -2,11 +2,10 @@ package load
 
 import (
 	"context"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"hsops/internal/pgtest"
+	"hsops/internal/testbin"
 )
 
 // TestBenchPort_SmallRun runs the whole benchmark on a small database: the
@@ -18,10 +17,7 @@ func TestBenchPort_SmallRun(t *testing.T) {
 		t.Skip("builds port_db and loads a database three times")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "port_db")
-	if out, err := exec.Command("go", "build", "-o", bin, "hsops/cmd/port_db").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testbin.Command(t, dir, "hsops/cmd/port_db")
 	res, err := BenchPort(context.Background(), BenchPortOptions{Events: 20000, Jobs: 2, BatchSize: 5000, Work: dir,
 		AdminURL: pgtest.AdminURL(t), PortDB: bin, Rounds: 2})
 	if err != nil {

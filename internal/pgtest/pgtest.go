@@ -296,6 +296,28 @@ func DropDatabase(name string) error {
 	return nil
 }
 
+// CloneDatabase is Clone for a copy that outlives the test that makes it
+// (one a whole package shares): the caller drops it with DropDatabase.
+func CloneDatabase(template string) (Database, error) {
+	admin, err := Admin()
+	if err != nil {
+		return Database{}, err
+	}
+	name := "hsops_t_" + randomHex(6)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		return Database{}, fmt.Errorf("connect to test server: %w", err)
+	}
+	defer conn.Close(ctx)
+	q := fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s`, name, pgx.Identifier{template}.Sanitize())
+	if _, err := conn.Exec(ctx, q); err != nil {
+		return Database{}, fmt.Errorf("clone test database %s: %w", template, err)
+	}
+	return describe(admin, name)
+}
+
 // YAML renders the database as a homeserver.yaml database section.
 func (d Database) YAML() string {
 	var b strings.Builder
@@ -321,23 +343,12 @@ func randomHex(n int) string {
 // and drops it at cleanup. No session may be connected to the template.
 func Clone(tb testing.TB, template string) Database {
 	tb.Helper()
-	admin := AdminURL(tb)
-	name := "hsops_t_" + randomHex(6)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		tb.Fatalf("connect to test server: %v", err)
-	}
-	defer conn.Close(ctx)
-	q := fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s`, name, pgx.Identifier{template}.Sanitize())
-	if _, err := conn.Exec(ctx, q); err != nil {
-		tb.Fatalf("clone test database %s: %v", template, err)
-	}
-	d, err := describe(admin, name)
+	AdminURL(tb)
+	d, err := CloneDatabase(template)
 	if err != nil {
 		tb.Fatal(err)
 	}
+	name := d.Name
 	tb.Cleanup(func() {
 		if err := DropDatabase(name); err != nil {
 			tb.Error(err)

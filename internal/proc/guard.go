@@ -76,6 +76,9 @@ const (
 type Holder struct {
 	Pid     int
 	Cmdline string
+	// Args are the arguments Cmdline joins, as the process was started
+	// (nil when unknown: then Cmdline split at spaces stands in).
+	Args []string
 	// Since is when the process started (zero when unknown).
 	Since time.Time
 	// PidFile is the pid file naming it ("" for a program found holding a
@@ -256,7 +259,7 @@ func (e *InUseError) Hint() string {
 		switch {
 		case h.PidFile != "":
 			lines = append(lines, "stop it first: synctl stop "+e.Synctl)
-		case isTool(h.Cmdline):
+		case isTool(h.argv()):
 			lines = append(lines, fmt.Sprintf("it is not the homeserver but another tool at work: wait for it to finish (pid %d: %s)", h.Pid, h.Cmdline))
 		default:
 			lines = append(lines, fmt.Sprintf("stop the process holding it first (pid %d: %s)", h.Pid, h.Cmdline))
@@ -268,22 +271,70 @@ func (e *InUseError) Hint() string {
 	return strings.Join(lines, "\n")
 }
 
-// isTool says whether a command line is one of the tools that open a
-// homeserver's SQLite file for a while and then exit (hsops' or Synapse's).
-func isTool(cmdline string) bool {
-	fields := strings.Fields(cmdline)
-	if len(fields) == 0 {
+// argv is the holder's arguments: Args, else Cmdline split at spaces.
+func (h Holder) argv() []string {
+	if h.Args != nil {
+		return h.Args
+	}
+	return strings.Fields(h.Cmdline)
+}
+
+// isTool says whether a process's arguments are one of the tools that open
+// a homeserver's SQLite file for a while and then exit (hsops' or
+// Synapse's): the program itself, or the script or module (-m) a Python
+// interpreter runs, e.g. python3 -m synapse._scripts.synapse_port_db.
+func isTool(args []string) bool {
+	if len(args) == 0 {
 		return false
 	}
-	name := filepath.Base(fields[0])
-	if strings.HasPrefix(name, "python") && len(fields) > 1 {
-		name = filepath.Base(fields[1])
+	name := filepath.Base(args[0])
+	if strings.HasPrefix(name, "python") {
+		var ok bool
+		if name, ok = pythonTarget(args[1:]); !ok {
+			return false
+		}
 	}
 	switch strings.TrimSuffix(name, ".py") {
 	case "port_db", "update_database", "hsload", "synapse_port_db", "update_synapse_database":
 		return true
 	}
 	return false
+}
+
+// pythonTarget is what a Python interpreter's arguments run: the last
+// component of the module of -m, or the script's file name; not ok for a
+// command given with -c, or nothing. Short options may be grouped (-um
+// MOD, -mMOD); -W and -X take a value.
+func pythonTarget(args []string) (string, bool) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "-" || !strings.HasPrefix(a, "-") {
+			return filepath.Base(a), a != "-"
+		}
+		if strings.HasPrefix(a, "--") {
+			continue // long options take no value that could be a script
+		}
+		for k := 1; k < len(a); k++ {
+			switch a[k] {
+			case 'c':
+				return "", false
+			case 'm', 'W', 'X':
+				value := a[k+1:]
+				if value == "" {
+					if i+1 >= len(args) {
+						return "", false
+					}
+					i++
+					value = args[i]
+				}
+				if a[k] == 'm' {
+					return value[strings.LastIndex(value, ".")+1:], true
+				}
+				k = len(a) // the value ends the group
+			}
+		}
+	}
+	return "", false
 }
 
 // synctl is how synctl's command line names the target.

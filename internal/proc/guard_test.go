@@ -303,3 +303,104 @@ func TestInUseHint_NamesWhatHoldsIt(t *testing.T) {
 		}
 	}
 }
+
+// TestIsTool reads a process's arguments as it was started: a Python
+// interpreter's module (-m, grouped options included) or script, a path
+// with a space in it; Synapse's homeserver run as a module is not a tool.
+func TestIsTool(t *testing.T) {
+	cases := []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"/usr/bin/port_db", "--sqlite-database", "hs.db"}, true},
+		{[]string{"/srv/my tools/update_database", "-c", "hs.yaml"}, true},
+		{[]string{"python3", "/usr/bin/synapse_port_db", "--curses"}, true},
+		{[]string{"python3", "-m", "synapse._scripts.synapse_port_db", "--curses"}, true},
+		{[]string{"/opt/venvs/matrix-synapse/bin/python3.11", "-um", "synapse._scripts.update_synapse_database", "--database-config", "db.yaml"}, true},
+		{[]string{"python3", "-msynapse._scripts.update_synapse_database"}, true},
+		{[]string{"python3", "-X", "dev", "-W", "ignore", "-m", "synapse._scripts.synapse_port_db"}, true},
+		{[]string{"python3", "-W", "ignore", "/usr/local/bin/update_synapse_database.py"}, true},
+		{[]string{"python3", "-m", "synapse.app.homeserver", "-c", "hs.yaml"}, false},
+		{[]string{"python", "-c", "import synapse._scripts.synapse_port_db"}, false},
+		{[]string{"python3", "-m"}, false},
+		{[]string{"python3"}, false},
+		{[]string{"sqlite3", "hs.db"}, false},
+		{nil, false},
+	}
+	for _, c := range cases {
+		if got := isTool(c.args); got != c.want {
+			t.Errorf("isTool(%q) = %v, want %v", c.args, got, c.want)
+		}
+	}
+}
+
+// TestHomeserverRunning_PythonModuleHoldsTheFile: a Synapse script run as
+// a module (python3 -m synapse._scripts.update_synapse_database, as a
+// virtualenv runs it), holding a SQLite file in a directory with a space
+// in its name, is a tool to wait for; Synapse's homeserver run the same
+// way is a process to stop.
+func TestHomeserverRunning_PythonModuleHoldsTheFile(t *testing.T) {
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("no python3 on PATH")
+	}
+	pkg := t.TempDir()
+	for _, f := range []string{"synapse/__init__.py", "synapse/_scripts/__init__.py", "synapse/app/__init__.py"} {
+		if err := os.MkdirAll(filepath.Join(pkg, filepath.Dir(f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		write(t, filepath.Join(pkg, f), "")
+	}
+	// Holds the file named after --database open until killed.
+	holder := "import sys, time\nf = open(sys.argv[sys.argv.index('--database') + 1])\nprint('holding', flush=True)\ntime.sleep(60)\n"
+	write(t, filepath.Join(pkg, "synapse/_scripts/update_synapse_database.py"), holder)
+	write(t, filepath.Join(pkg, "synapse/app/homeserver.py"), holder)
+	for _, c := range []struct {
+		module, want string
+	}{
+		{"synapse._scripts.update_synapse_database", "another tool at work: wait for it to finish (pid "},
+		{"synapse.app.homeserver", "stop the process holding it first (pid "},
+	} {
+		t.Run(c.module, func(t *testing.T) {
+			d := newDeployment(t)
+			spaced := filepath.Join(d.dir, "a dir")
+			if err := os.Mkdir(spaced, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			d.db = filepath.Join(spaced, "homeserver.db")
+			write(t, d.config, "server_name: example.org\npid_file: "+d.pidFile+"\ndatabase:\n  name: sqlite3\n  args:\n    database: "+d.db+"\n")
+			write(t, d.db, "")
+			cmd := exec.Command(python, "-m", c.module, "--database", d.db)
+			cmd.Env = append(os.Environ(), "PYTHONPATH="+pkg, "PYTHONDONTWRITEBYTECODE=1")
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+			})
+			if _, err := out.Read(make([]byte, 8)); err != nil {
+				t.Fatalf("the holder did not start: %v", err)
+			}
+			v := HomeserverRunning(d.target(t))
+			if len(v.Holders) != 1 || v.Holders[0].Pid != cmd.Process.Pid {
+				t.Fatalf("got holders %+v, want pid %d", v.Holders, cmd.Process.Pid)
+			}
+			if h := v.Holders[0]; len(h.Args) != 5 || h.Args[4] != d.db {
+				t.Errorf("got args %q, want the path with its space as one argument", h.Args)
+			}
+			hint := fault.HintOf(v.Refusal(""))
+			// (The interpreter may be another path than the one started: a
+			// pyenv shim execs the real one.)
+			for _, want := range []string{c.want + strconv.Itoa(cmd.Process.Pid) + ": ", "python3 -m " + c.module + " --database " + d.db + ")"} {
+				if !strings.Contains(hint, want) {
+					t.Errorf("got hint %q, want it to contain %q", hint, want)
+				}
+			}
+		})
+	}
+}

@@ -33,7 +33,8 @@ func openers(path string) []Holder {
 			continue
 		}
 		seen[pid] = true
-		h := Holder{Pid: pid, Cmdline: Cmdline(pid), File: abs}
+		args := Args(pid)
+		h := Holder{Pid: pid, Cmdline: strings.TrimSpace(strings.Join(args, " ")), Args: args, File: abs}
 		h.Since, _ = StartTime(pid)
 		out = append(out, h)
 	}

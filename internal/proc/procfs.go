@@ -44,11 +44,18 @@ func procState(pid int) (string, bool) {
 // Cmdline returns the command line of a process (arguments joined by
 // spaces), or "" when it cannot be read.
 func Cmdline(pid int) string {
+	return strings.TrimSpace(strings.Join(Args(pid), " "))
+}
+
+// Args returns the arguments a process was started with (its argv, from
+// the NUL-separated /proc/<pid>/cmdline: an argument holding a space stays
+// one), or nil when they cannot be read.
+func Args(pid int) []string {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return ""
+	if err != nil || len(data) == 0 {
+		return nil
 	}
-	return strings.TrimSpace(strings.ReplaceAll(string(data), "\x00", " "))
+	return strings.Split(strings.TrimSuffix(string(data), "\x00"), "\x00")
 }
 
 // looksLikeHomeserver says whether a command line can be a homeserver

@@ -479,10 +479,12 @@ func (r *rehearsal) copyAll(ctx context.Context) error {
 		var c Copy
 		var err error
 		if s.dbc.IsSQLite() {
-			r.emit(Event{Type: "copy_start", Database: label, Total: s.size, Name: s.scratch})
+			// The scratch directory first: a rehearsal stopped once it said
+			// it is copying always leaves the one the next removes.
 			if s.lock, err = lockDir(s.dir); err != nil {
 				return err
 			}
+			r.emit(Event{Type: "copy_start", Database: label, Total: s.size, Name: s.scratch})
 			c, err = backupSQLite(ctx, s.dbc.SQLitePath(), s.scratch, progress)
 			if err != nil {
 				return err

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"hsops/internal/config"
 	"hsops/internal/db"
@@ -29,13 +30,18 @@ func synapseFixture(t *testing.T) (config.Database, string) {
 	return config.Database{Label: "master", Name: config.EngineSQLite, Args: map[string]string{"database": path}, DataStores: []string{"main", "state"}}, path
 }
 
+// abortGrace is the tests' Options.AbortGrace: the stand-in, like
+// Synapse, never exits by itself once its updates aborted, and is stopped
+// after the grace, whatever its length (the default, 2 s, is production's).
+const abortGrace = 200 * time.Millisecond
+
 func TestRun_SynapseNeedsPython(t *testing.T) {
 	dbc, _ := synapseFixture(t)
 	_, err := Run(context.Background(), Options{Config: configFor(t, "localhost", dbc)})
 	if !errors.Is(err, ErrNeedPython) || fault.ClassOf(err) != fault.NotOurs || !strings.Contains(fault.HintOf(err), "--python") {
 		t.Fatalf("got %v (hint %q)", err, fault.HintOf(err))
 	}
-	_, err = Run(context.Background(), Options{Config: configFor(t, "localhost", dbc), Python: fakePython(), ToRelease: "1.98.0"})
+	_, err = Run(context.Background(), Options{Config: configFor(t, "localhost", dbc), Python: fakePython(), AbortGrace: abortGrace, ToRelease: "1.98.0"})
 	if fault.ClassOf(err) != fault.Usage || !strings.Contains(err.Error(), "1.99.0") {
 		t.Fatalf("a release other than --python's: %v", err)
 	}
@@ -47,7 +53,7 @@ func TestRun_SynapseStandIn(t *testing.T) {
 	cfg := configFor(t, "localhost", dbc)
 	before, _ := os.ReadFile(path)
 	t.Setenv("FAKE_SYNAPSE_BATCH_SIZE", "1")
-	rep, err := Run(ctx, Options{Config: cfg, Python: fakePython(), ToRelease: "1.99.0"})
+	rep, err := Run(ctx, Options{Config: cfg, Python: fakePython(), AbortGrace: abortGrace, ToRelease: "1.99.0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +70,7 @@ func TestRun_SynapseStandIn(t *testing.T) {
 
 	t.Run("failing delta", func(t *testing.T) {
 		t.Setenv("FAKE_SYNAPSE_FAIL_DELTA", "84/02_events_sender_idx.sql.sqlite")
-		rep, err := Run(ctx, Options{Config: cfg, Python: fakePython()})
+		rep, err := Run(ctx, Options{Config: cfg, Python: fakePython(), AbortGrace: abortGrace})
 		var f *Failure
 		if !errors.As(err, &f) || fault.ClassOf(err) != fault.Blockers {
 			t.Fatalf("got %v", err)
@@ -78,7 +84,7 @@ func TestRun_SynapseStandIn(t *testing.T) {
 	})
 	t.Run("failing update", func(t *testing.T) {
 		t.Setenv("FAKE_SYNAPSE_FAIL_UPDATE", "room_event_counts_room_id_idx")
-		rep, err := Run(ctx, Options{Config: cfg, Python: fakePython()})
+		rep, err := Run(ctx, Options{Config: cfg, Python: fakePython(), AbortGrace: abortGrace})
 		var f *Failure
 		if !errors.As(err, &f) {
 			t.Fatalf("got %v", err)
@@ -110,7 +116,7 @@ func TestRun_SynapseDuplicatedEdges(t *testing.T) {
 	dbtest.Engines(t, func(t *testing.T, e db.Engine) {
 		dbc, d := engineDB(t, e, 69, true, true)
 		d.Close()
-		rep, err := Run(context.Background(), Options{Config: configFor(t, "example.org", dbc), Python: fakePython(), ConfigArg: "hs.yaml"})
+		rep, err := Run(context.Background(), Options{Config: configFor(t, "example.org", dbc), Python: fakePython(), AbortGrace: abortGrace, ConfigArg: "hs.yaml"})
 		var f *Failure
 		if !errors.As(err, &f) {
 			t.Fatalf("got %v", err)

@@ -15,7 +15,8 @@
 //	exits CODE PROG [ARG...]         run PROG like exec and assert its exit code (stdout and stderr kept for the next assertions)
 //
 // Variables: $FIXTURE is the real Synapse v1.98 SQLite database (read-only:
-// copy it first), $PGDB the script's PostgreSQL database name,
+// copy it first), $PGDB the script's PostgreSQL database name (a database
+// is made only for a script that names pg, pgdrop or $PGDB),
 // $FAKE_SYNAPSE_PYTHON the stand-in Synapse's Python (testdata/fakesynapse).
 //
 // Golden files: a script compares a command's output with a file of its
@@ -34,6 +35,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -81,7 +83,7 @@ func Params(dir string) testscript.Params {
 	return testscript.Params{
 		Dir:                 dir,
 		RequireExplicitExec: true,
-		Setup:               setup,
+		Setup:               func(env *testscript.Env) error { return setup(env, dir) },
 		Condition:           condition,
 		Cmds: map[string]func(*testscript.TestScript, bool, []string){
 			"mkconfig": mkconfig, "mkdb": mkdb, "sql": sqlCmd, "freeport": freeport, "subst": subst, "httpget": httpget, "portfree": portfree, "pgdrop": pgdrop, "exits": exits,
@@ -130,10 +132,43 @@ func exits(ts *testscript.TestScript, neg bool, args []string) {
 
 const pgKey = "hsops-pg-database"
 
-func setup(env *testscript.Env) error {
+// noPostgres is the value of pgKey for a script that names no PostgreSQL.
+type noPostgres struct{}
+
+// usesPostgres matches what in a script needs its PostgreSQL database: the
+// pg target of mkconfig, mkdb and sql, pgdrop, and $PGDB.
+var usesPostgres = regexp.MustCompile(`\bpg\b|\bpgdrop\b|\$\{?PGDB\b`)
+
+// scriptUsesPostgres reports whether the script of env (a file of dir
+// named for the subtest) needs a PostgreSQL database; true when it cannot
+// tell.
+func scriptUsesPostgres(env *testscript.Env, dir string) bool {
+	named, ok := env.T().(interface{ Name() string })
+	if !ok {
+		return true
+	}
+	name := named.Name()
+	name = name[strings.LastIndex(name, "/")+1:]
+	for _, ext := range []string{".txtar", ".txt"} {
+		if data, err := os.ReadFile(filepath.Join(dir, name+ext)); err == nil {
+			return usesPostgres.Match(data)
+		}
+	}
+	return true
+}
+
+// setup gives a script its variables and, when it names one, a PostgreSQL
+// database of its own (creating and dropping one costs a second of a
+// loaded machine, and the first starts the package's cluster).
+func setup(env *testscript.Env, dir string) error {
 	env.Setenv("FIXTURE", Fixture())
 	env.Setenv("FIXTURES", Fixtures())
 	env.Setenv("FAKE_SYNAPSE_PYTHON", filepath.Join(Fixtures(), "..", "fakesynapse", "python"))
+	if !scriptUsesPostgres(env, dir) {
+		env.Values[pgKey] = noPostgres{}
+		env.Setenv("PGDB", "")
+		return nil
+	}
 	if _, err := pgtest.Admin(); err != nil {
 		if os.Getenv("CI") == "true" {
 			return fmt.Errorf("no PostgreSQL for the scripts: %w", err)
@@ -152,6 +187,9 @@ func setup(env *testscript.Env) error {
 }
 
 func pgDatabase(ts *testscript.TestScript) pgtest.Database {
+	if _, ok := ts.Value(pgKey).(noPostgres); ok {
+		ts.Fatalf("no PostgreSQL database was made for this script: it does not name one (pg, pgdrop or $PGDB), see scripttest.usesPostgres")
+	}
 	d, ok := ts.Value(pgKey).(pgtest.Database)
 	if !ok {
 		ts.Fatalf("no PostgreSQL available for this script (set %s)", pgtest.EnvURL)

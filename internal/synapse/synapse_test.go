@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"hsops/internal/config"
 	"hsops/internal/db"
@@ -80,12 +81,19 @@ func synapseDB(t *testing.T, e db.Engine, version int, duplicates bool) (*db.DB,
 	return ro, path
 }
 
+// abortGrace is the tests' Options.AbortGrace.
+const abortGrace = 200 * time.Millisecond
+
 func run(t *testing.T, d *db.DB, cfg string, env ...string) (*Result, error) {
 	t.Helper()
 	var events []Event
 	res, err := Run(context.Background(), Options{
 		Python: fakePython(t), Config: cfg, RunBackgroundUpdates: true, Databases: []*db.DB{d},
 		Env: env, OnEvent: func(ev Event) { events = append(events, ev) },
+		// The stand-in, like Synapse, never exits by itself once its
+		// updates aborted: it is stopped after the grace, whatever its
+		// length (the default, 2 s, is production's).
+		AbortGrace: abortGrace,
 	})
 	if res != nil && (t.Failed() || testing.Verbose()) {
 		t.Logf("output:\n%s", strings.Join(res.Tail, "\n"))
@@ -94,6 +102,7 @@ func run(t *testing.T, d *db.DB, cfg string, env ...string) (*Result, error) {
 }
 
 func TestProbe(t *testing.T) {
+	t.Parallel()
 	r, err := Probe(context.Background(), fakePython(t))
 	if err != nil {
 		t.Fatal(err)
@@ -108,6 +117,7 @@ func TestProbe(t *testing.T) {
 }
 
 func TestRun_TwoBackgroundUpdates(t *testing.T) {
+	t.Parallel()
 	dbtest.Engines(t, func(t *testing.T, e db.Engine) {
 		d, cfg := synapseDB(t, e, 83, false)
 		res, err := run(t, d, cfg, "FAKE_SYNAPSE_BATCH_SIZE=2", "FAKE_SYNAPSE_BATCH_MS=30")
@@ -150,6 +160,7 @@ func TestRun_TwoBackgroundUpdates(t *testing.T) {
 }
 
 func TestRun_FailingDelta(t *testing.T) {
+	t.Parallel()
 	dbtest.Engines(t, func(t *testing.T, e db.Engine) {
 		d, cfg := synapseDB(t, e, 83, false)
 		res, err := run(t, d, cfg, "FAKE_SYNAPSE_FAIL_DELTA=84/01_room_event_counts.sql")
@@ -176,6 +187,7 @@ func TestRun_FailingDelta(t *testing.T) {
 }
 
 func TestRun_FailingUpdateHangsAndIsStopped(t *testing.T) {
+	t.Parallel()
 	dbtest.Engines(t, func(t *testing.T, e db.Engine) {
 		d, cfg := synapseDB(t, e, 83, false)
 		res, err := run(t, d, cfg, "FAKE_SYNAPSE_FAIL_UPDATE=populate_stats_process_rooms")
@@ -202,6 +214,7 @@ func TestRun_FailingUpdateHangsAndIsStopped(t *testing.T) {
 }
 
 func TestRun_DuplicatedEdges(t *testing.T) {
+	t.Parallel()
 	dbtest.Engines(t, func(t *testing.T, e db.Engine) {
 		d, cfg := synapseDB(t, e, 69, true)
 		_, err := run(t, d, cfg)
@@ -223,6 +236,7 @@ func TestRun_DuplicatedEdges(t *testing.T) {
 }
 
 func TestRun_WithoutBackgroundUpdates(t *testing.T) {
+	t.Parallel()
 	d, cfg := synapseDB(t, db.SQLite, 83, false)
 	res, err := Run(context.Background(), Options{Python: fakePython(t), Config: cfg, Databases: []*db.DB{d}})
 	if err != nil {

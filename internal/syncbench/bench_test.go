@@ -26,6 +26,7 @@ import (
 	"hsops/internal/dbtest"
 	"hsops/internal/gen"
 	"hsops/internal/pgtest"
+	"hsops/internal/testbin"
 	"hsops/schema"
 	engineschema "hsops/schema/engine"
 )
@@ -42,14 +43,10 @@ var (
 func homeserverBinary(b *testing.B) string {
 	b.Helper()
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "hsops-syncbench")
+		dir, err := testbin.TempDir("hsops/cmd/homeserver")
 		if err != nil {
-			buildErr = err
+			buildErr = fmt.Errorf("build the homeserver: %v", err)
 			return
-		}
-		out, err := exec.Command("go", "build", "-o", dir+"/", "hsops/cmd/homeserver").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("build the homeserver: %v\n%s", err, out)
 		}
 		binary = filepath.Join(dir, "homeserver")
 	})
