@@ -277,39 +277,12 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 			err = fault.Wrap(fault.PortFailed, err, "what was committed is kept: fix the cause and run the same command again to continue")
 		}
 	}()
-	if opts.BatchSize <= 0 {
-		opts.BatchSize = 10000
-	}
-	if opts.Jobs <= 0 {
-		opts.Jobs = 1
-	}
-	if opts.deferMin <= 0 {
-		opts.deferMin = deferMinRows
-	}
 	t0 := time.Now()
-	p := &porter{opts: opts, res: &Result{DryRun: opts.DryRun}}
+	p := &porter{opts: opts.withDefaults(), res: &Result{DryRun: opts.DryRun}}
 	defer p.close()
 	var lock *schema.Lock
 	defer func() { lock.Release() }()
-	err = p.timed("checks", func() error {
-		t0 := time.Now()
-		if err := p.prepare(ctx); err != nil {
-			return err
-		}
-		p.step("inspect", time.Since(t0))
-		if opts.DryRun {
-			return p.checkAndCount(ctx, nil)
-		}
-		// One writer at a time: the schema lock keeps update_database, a
-		// starting homeserver and another port_db off the target until
-		// the port is done, and names this run to them.
-		var err error
-		if lock, err = schema.AcquireLock(ctx, p.tgt, "port_db"); err != nil {
-			return err
-		}
-		return p.checkAndPrepare(ctx)
-	})
-	if err != nil {
+	if err := p.timed("checks", func() error { return p.checks(ctx, &lock) }); err != nil {
 		return nil, err
 	}
 	if opts.DryRun {
@@ -319,10 +292,7 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 		p.finish(t0)
 		return p.res, nil
 	}
-	if err := p.timed("sequences", func() error {
-		p.state("Setting up sequence generators")
-		return p.setSequences(ctx)
-	}); err != nil {
+	if err := p.sequences(ctx); err != nil {
 		return p.res, err
 	}
 	if err := p.markMoved(ctx); err != nil {
@@ -332,29 +302,11 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 		p.finish(t0)
 		return p.res, err
 	}
-	if err := p.timed("sequences", func() error {
-		p.state("Setting up sequence generators")
-		return p.setSequences(ctx)
-	}); err != nil {
+	if err := p.sequences(ctx); err != nil {
 		return p.res, err
 	}
-	switch {
-	case opts.Verify:
-		if err := p.timed("verify", func() error {
-			p.state("Verifying")
-			p.res.Verified = "every table"
-			return p.verify(ctx)
-		}); err != nil {
-			return p.res, err
-		}
-	case opts.VerifyMoved != NoMovedCheck:
-		if err := p.timed("verify", func() error {
-			p.state("Verifying what moved")
-			p.res.Verified = "moved rows"
-			return p.verifyMoved(ctx)
-		}); err != nil {
-			return p.res, err
-		}
+	if err := p.verifyPhase(ctx); err != nil {
+		return p.res, err
 	}
 	if _, err := p.tgt.ExecContext(ctx, "UPDATE hsops_port SET completed_ts = $1, updated_ts = $1", time.Now().UnixMilli()); err != nil {
 		return p.res, err
@@ -364,6 +316,69 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 		return p.res, fmt.Errorf("%w: see the summary", ErrVerify)
 	}
 	return p.res, nil
+}
+
+// withDefaults fills the options left at zero.
+func (o Options) withDefaults() Options {
+	if o.BatchSize <= 0 {
+		o.BatchSize = 10000
+	}
+	if o.Jobs <= 0 {
+		o.Jobs = 1
+	}
+	if o.deferMin <= 0 {
+		o.deferMin = deferMinRows
+	}
+	return o
+}
+
+// checks opens and inspects both databases and, but for a dry run, takes
+// the target's schema lock (into *lock) and checks and prepares both.
+func (p *porter) checks(ctx context.Context, lock **schema.Lock) error {
+	t0 := time.Now()
+	if err := p.prepare(ctx); err != nil {
+		return err
+	}
+	p.step("inspect", time.Since(t0))
+	if p.opts.DryRun {
+		return p.checkAndCount(ctx, nil)
+	}
+	// One writer at a time: the schema lock keeps update_database, a
+	// starting homeserver and another port_db off the target until the
+	// port is done, and names this run to them.
+	var err error
+	if *lock, err = schema.AcquireLock(ctx, p.tgt, "port_db"); err != nil {
+		return err
+	}
+	return p.checkAndPrepare(ctx)
+}
+
+// sequences sets the target's sequences (before and after the copy).
+func (p *porter) sequences(ctx context.Context) error {
+	return p.timed("sequences", func() error {
+		p.state("Setting up sequence generators")
+		return p.setSequences(ctx)
+	})
+}
+
+// verifyPhase compares what was asked: every table (Verify), what moved
+// (VerifyMoved), or nothing.
+func (p *porter) verifyPhase(ctx context.Context) error {
+	switch {
+	case p.opts.Verify:
+		return p.timed("verify", func() error {
+			p.state("Verifying")
+			p.res.Verified = "every table"
+			return p.verify(ctx)
+		})
+	case p.opts.VerifyMoved != NoMovedCheck:
+		return p.timed("verify", func() error {
+			p.state("Verifying what moved")
+			p.res.Verified = "moved rows"
+			return p.verifyMoved(ctx)
+		})
+	}
+	return nil
 }
 
 // load copies the tables and puts back what was dropped for the copy.
