@@ -31,6 +31,11 @@ import (
 
 var binDir string
 
+// The journeys run in parallel (t.Parallel, two at a time by default):
+// each has its own directory, loopback ports, databases and processes, and
+// most of a journey is waiting for the tools it runs. The kill journeys
+// (rehearse_test.go) run on their own, before them.
+
 func TestMain(m *testing.M) {
 	dir, err := testbin.TempDir("hsops/cmd/...")
 	if err != nil {
@@ -194,6 +199,7 @@ func (o *operator) open() *db.DB {
 // SQLite to PostgreSQL: a snapshot ported while it serves, then the switch
 // in one command (port_db --switch-config).
 func TestJourney_SQLiteToPostgres(t *testing.T) {
+	t.Parallel()
 	// The database first: cleanups run last first, so the homeserver is
 	// stopped before the database is emptied for another test.
 	pg := pgtest.NewDatabase(t)
@@ -257,6 +263,7 @@ func TestJourney_SQLiteToPostgres(t *testing.T) {
 // TestJourney_OldDeploymentRepairUpgradeRollback starts from a database
 // created at schema 69 whose state_group_edges a restored dump duplicated.
 func TestJourney_OldDeploymentRepairUpgradeRollback(t *testing.T) {
+	t.Parallel()
 	dbtest.Engines(t, func(t *testing.T, e db.Engine) {
 		var pg pgtest.Database
 		if e == db.Postgres {
@@ -354,6 +361,7 @@ func eventSums(t *testing.T, d *db.DB) string {
 // each step the same client syncs on from its old next_batch and gets
 // exactly the messages it had not seen, none twice.
 func TestJourney_ClientSyncsOn(t *testing.T) {
+	t.Parallel()
 	py := niotest.Python(t)
 	pg := pgtest.NewDatabase(t)
 	o := newOperator(t)

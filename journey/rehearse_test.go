@@ -27,6 +27,7 @@ import (
 // homeserver is connected, so the copy is made from a snapshot, and checked
 // against the source at that snapshot table by table (checksums).
 func TestJourney_RehearseWhileServing(t *testing.T) {
+	t.Parallel()
 	dbtest.Engines(t, func(t *testing.T, e db.Engine) {
 		var pg pgtest.Database
 		if e == db.Postgres {
