@@ -61,6 +61,7 @@ var masks = []mask{
 	{"the scratch copy of a rehearsal of a PostgreSQL database (named for its throwaway source, the time and the pid)", regexp.MustCompile(`\b(hsops_rehearse_)hsops_t_[0-9a-f]+_\d{14}_\d+\b`), "${1}hsops_t_<id>_<time>_<pid>", false, nil},
 	{"the path of this checkout (the stand-in Synapse's Python is in it)", regexp.MustCompile(`\S*(/testdata/fakesynapse/python)\b`), "<checkout>$1", false, nil},
 	{"a rehearsal's slowest schema deltas (which five are slowest, and their order, is timing)", regexp.MustCompile(`(?m)(^ +\(the \d+ slowest and any that failed; -v lists all \d+\)\n)(?:^    \S+ +ok .*\n)+`), "${1}    <the slowest deltas, by their timing>\n", false, rehearsals},
+	{"a rehearsal's copy progress (a line every few seconds while the copy runs: as many as its time made)", regexp.MustCompile(`(?m)^ +copied \S+ ?[KMG]?i?B of about \S+ ?[KMG]?i?B\n`), "", false, rehearsals},
 	{"a rehearsal's background-update batches (their size follows the time a batch took)", regexp.MustCompile(`\b\d+ batch(es)?\b`), "<n> batches", false, rehearsals},
 	{"the rows a rehearsal copied while hsload wrote to the source", regexp.MustCompile(`\b(\d+ tables), \d+ rows;`), "$1, <n> rows;", false, whileServing},
 	{"the rooms the rehearsed room-stats update found while hsload was creating rooms", regexp.MustCompile(`\b\d+ items in\b`), "<n> items in", false, whileServing},
