@@ -104,6 +104,8 @@ func (p *printer) startEvent(e proc.Event) {
 	switch e.Kind {
 	case proc.AlreadyRunning:
 		p.say("", "%s already running (pid %d)", e.Process.App, e.Pid)
+	case proc.AlreadyStarting:
+		p.say("", "%s already starting (pid %d, not yet in its pid file): waiting for it", e.Process.App, e.Pid)
 	case proc.CacheFactorDeprecated:
 		p.say("", "%s", cacheFactorDeprecation)
 	case proc.Foreground:

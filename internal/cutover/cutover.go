@@ -389,6 +389,8 @@ func describe(e proc.Event) string {
 	switch e.Kind {
 	case proc.AlreadyRunning:
 		return fmt.Sprintf("%s already running (pid %d)", name, e.Pid)
+	case proc.AlreadyStarting:
+		return fmt.Sprintf("%s already starting (pid %d): waiting for it", name, e.Pid)
 	case proc.StartFailed:
 		out := ""
 		if e.Output != "" {
@@ -533,8 +535,11 @@ func (s *switcher) discover() error {
 			return err
 		}
 		state := "stopped"
-		if v.State == proc.Running {
+		if v.State == proc.Running || v.State == proc.Starting {
 			state = fmt.Sprintf("running, pid %d", v.Pid)
+			if v.State == proc.Starting {
+				state = fmt.Sprintf("starting, pid %d", v.Pid)
+			}
 			if p.Main {
 				s.running = true
 			}

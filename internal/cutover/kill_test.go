@@ -6,8 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"hsops/internal/proc"
 )
 
 // TestSwitch_KillAnywhere kills port_db --switch-config (SIGKILL) at each
@@ -39,36 +43,7 @@ func TestSwitch_KillAnywhere(t *testing.T) {
 			before := d.digest("alice")
 			args := []string{"--sqlite-database", d.sqlite, "--postgres-config", d.pgConfig, "--switch-config", d.config,
 				"--homeserver", filepath.Join(binDir, "homeserver"), "--timeout", "30s", "--batch-size", "20"}
-			cmd := exec.Command(filepath.Join(binDir, "port_db"), append(args, "--json", "-v")...)
-			cmd.Dir = d.dir
-			out, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			cmd.Stderr = os.Stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			killed := false
-			sc := bufio.NewScanner(out)
-			sc.Buffer(make([]byte, 1<<20), 1<<20)
-			for sc.Scan() {
-				var ev map[string]any
-				if json.Unmarshal(sc.Bytes(), &ev) != nil {
-					continue
-				}
-				if ev["event"] == "phase" && ev["phase"] == "final-port" {
-					finalStarted = true
-				}
-				if !killed && tc.at(ev) {
-					_ = cmd.Process.Signal(syscall.SIGKILL)
-					killed = true
-				}
-			}
-			_ = cmd.Wait()
-			if !killed {
-				t.Fatal("the switch ended before the kill point")
-			}
+			killSwitch(t, d, args, tc.at, nil)
 
 			// The invariant.
 			data, err := os.ReadFile(d.config)
@@ -92,6 +67,116 @@ func TestSwitch_KillAnywhere(t *testing.T) {
 				t.Fatalf("digest on PostgreSQL %s, on SQLite %s", got, before)
 			}
 		})
+	}
+}
+
+// killSwitch runs port_db --switch-config with args and kills it (SIGKILL)
+// at the first event for which at is true, once before (if not nil) has
+// run.
+func killSwitch(t *testing.T, d *deployment, args []string, at func(ev map[string]any) bool, before func()) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "port_db"), append(args, "--json", "-v")...)
+	cmd.Dir = d.dir
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	killed := false
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var ev map[string]any
+		if json.Unmarshal(sc.Bytes(), &ev) != nil {
+			continue
+		}
+		if ev["event"] == "phase" && ev["phase"] == "final-port" {
+			finalStarted = true
+		}
+		if !killed && at(ev) {
+			if before != nil {
+				before()
+			}
+			_ = cmd.Process.Signal(syscall.SIGKILL)
+			killed = true
+		}
+	}
+	_ = cmd.Wait()
+	if !killed {
+		t.Fatal("the switch ended before the kill point")
+	}
+}
+
+// TestSwitch_KilledWhileTheHomeserverStarts: port_db is killed once the
+// homeserver it launched on PostgreSQL runs but has not yet written its pid
+// file (frozen there by SIGSTOP). The same command finds that process by
+// its configs and waits for it: a second launch beside it would only find
+// its database locked.
+func TestSwitch_KilledWhileTheHomeserverStarts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the homeserver and kills port_db")
+	}
+	d := newDeployment(t, false)
+	d.load("alice", 20)
+	before := d.digest("alice")
+	args := []string{"--sqlite-database", d.sqlite, "--postgres-config", d.pgConfig, "--switch-config", d.config,
+		"--homeserver", filepath.Join(binDir, "homeserver"), "--timeout", "30s"}
+	target := d.plan().Main.Target()
+	var frozen []int
+	killSwitch(t, d, args, phaseIs("start"), func() {
+		for i := 0; ; i++ {
+			v := proc.HomeserverRunning(target)
+			if v.State == proc.Starting {
+				for _, h := range v.Holders {
+					if h.ByConfigs && syscall.Kill(h.Pid, syscall.SIGSTOP) == nil {
+						frozen = append(frozen, h.Pid)
+					}
+				}
+				return
+			}
+			if v.State == proc.Running || i == 10000 {
+				t.Fatalf("the homeserver was never seen starting (state %d)", v.State)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	})
+	thaw := func() {
+		for _, pid := range frozen {
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}
+	defer thaw()
+
+	cmd := exec.Command(filepath.Join(binDir, "port_db"), append(args, "--json")...)
+	cmd.Dir = d.dir
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := false
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "already starting") {
+			waited = true
+			thaw()
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("the same command again: %v", err)
+	}
+	if !waited {
+		t.Fatal("the re-run did not wait for the starting homeserver")
+	}
+	d.healthy()
+	if got := d.digest("alice"); got != before {
+		t.Fatalf("digest on PostgreSQL %s, on SQLite %s", got, before)
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -70,6 +72,12 @@ const (
 	Other
 	// Running: the homeserver process the pid file is about.
 	Running
+	// Starting: no pid file names it, but a homeserver process started
+	// with the target's configs runs (Pid, the newest of them): one
+	// starting, which writes its pid file once ready (the engine's daemon,
+	// and Synapse, which prepares its database before it daemonizes), or
+	// one whose pid file was removed.
+	Starting
 )
 
 // Holder is a process that uses the database.
@@ -87,6 +95,9 @@ type Holder struct {
 	// File is the SQLite file it holds open ("" for the process of the pid
 	// file).
 	File string
+	// ByConfigs: found by the configs of its command line, no pid file
+	// naming it (State Starting).
+	ByConfigs bool
 }
 
 // String describes the holder: "pid N: COMMAND (since TIME)".
@@ -123,12 +134,21 @@ func (v Verdict) Running() bool { return len(v.Holders) > 0 }
 // HomeserverRunning answers "is the homeserver running on this database?":
 // the pid file's process when it is alive, not a zombie, a homeserver,
 // started before the pid file was written and with the target's configs;
-// and, for a SQLite database, every other process that holds the file open.
-// A recycled pid naming an unrelated program is not running.
+// else the homeserver processes started with the target's configs that no
+// pid file names yet (Starting); and, for a SQLite database, every other
+// process that holds the file open. A recycled pid naming an unrelated
+// program is not running.
 func HomeserverRunning(t Target) Verdict {
 	v := Verdict{Target: t}
 	if t.PidFile != "" {
 		v.fromPidFile()
+	}
+	if v.State != Running && v.State != Other && len(t.Configs) > 0 {
+		if hs := startedWith(t.Configs); len(hs) > 0 {
+			last := hs[len(hs)-1]
+			v.State, v.Pid, v.Cmdline, v.PidErr = Starting, last.Pid, last.Cmdline, nil
+			v.Holders = append(hs, v.Holders...)
+		}
 	}
 	seen := map[int]bool{}
 	for _, h := range v.Holders {
@@ -196,6 +216,38 @@ func (v *Verdict) fromPidFile() {
 		h.Since = since
 	}
 	v.Holders = append(v.Holders, h)
+}
+
+// startedWith lists the live homeserver processes started with these
+// configs (compared file by file), in pid order: the engine or Synapse, not
+// a tool (port_db, update_database, synctl...) given the same configs. The
+// engine's daemon and the parent waiting for it to be ready both count,
+// except to themselves: this process and its ancestors are left out.
+func startedWith(configs []string) []Holder {
+	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	mine := map[int]bool{}
+	for pid := os.Getpid(); pid > 1 && !mine[pid]; pid = parentPid(pid) {
+		mine[pid] = true
+	}
+	var out []Holder
+	for _, f := range cmdlines {
+		pid, err := strconv.Atoi(strings.Split(f, "/")[2])
+		if err != nil || mine[pid] || !Alive(pid) {
+			continue
+		}
+		args := Args(pid)
+		if len(args) == 0 || isTool(args) || program(args) == "synctl" || !looksLikeHomeserver(strings.Join(args, " ")) {
+			continue
+		}
+		if got, ok := ConfigArgs(pid); !ok || !sameConfigs(got, configs) {
+			continue
+		}
+		h := Holder{Pid: pid, Cmdline: strings.TrimSpace(strings.Join(args, " ")), Args: args, ByConfigs: true}
+		h.Since, _ = StartTime(pid)
+		out = append(out, h)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Pid < out[j].Pid })
+	return out
 }
 
 // Refusal is the error of a tool that must not change a database in use
@@ -284,21 +336,28 @@ func (h Holder) argv() []string {
 // Synapse's): the program itself, or the script or module (-m) a Python
 // interpreter runs, e.g. python3 -m synapse._scripts.synapse_port_db.
 func isTool(args []string) bool {
+	switch program(args) {
+	case "port_db", "update_database", "hsload", "synapse_port_db", "update_synapse_database":
+		return true
+	}
+	return false
+}
+
+// program names what a process's arguments run: the program's file name,
+// or the script or module a Python interpreter runs ("" when neither can
+// be told), without ".py".
+func program(args []string) string {
 	if len(args) == 0 {
-		return false
+		return ""
 	}
 	name := filepath.Base(args[0])
 	if strings.HasPrefix(name, "python") {
 		var ok bool
 		if name, ok = pythonTarget(args[1:]); !ok {
-			return false
+			return ""
 		}
 	}
-	switch strings.TrimSuffix(name, ".py") {
-	case "port_db", "update_database", "hsload", "synapse_port_db", "update_synapse_database":
-		return true
-	}
-	return false
+	return strings.TrimSuffix(name, ".py")
 }
 
 // pythonTarget is what a Python interpreter's arguments run: the last

@@ -41,6 +41,26 @@ func procState(pid int) (string, bool) {
 	return s[i+2 : i+3], true
 }
 
+// parentPid is the pid of a process's parent, from /proc (0 when it
+// cannot be read).
+func parentPid(pid int) int {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(data)
+	i := strings.LastIndex(s, ")")
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
+}
+
 // Cmdline returns the command line of a process (arguments joined by
 // spaces), or "" when it cannot be read.
 func Cmdline(pid int) string {

@@ -35,6 +35,7 @@ var stateNames = map[State]string{
 	Recycled:   "stopped (pid recycled)",
 	Other:      "stopped (pid file names another process)",
 	Running:    "running",
+	Starting:   "starting",
 }
 
 // Status reads where each process of the plan stands: its state from its
@@ -48,7 +49,7 @@ func (s *Supervisor) Status(ctx context.Context, pl Plan) []ProcessStatus {
 		if v.State == Running && !v.Holders[0].Since.IsZero() {
 			st.Uptime = time.Since(v.Holders[0].Since).Round(time.Second).Seconds()
 		}
-		if v.State == Running && p.HealthURL != "" {
+		if (v.State == Running || v.State == Starting) && p.HealthURL != "" {
 			st.Health = "unhealthy"
 			if err := WaitHealthy(ctx, p.HealthURL, 0); err == nil {
 				st.Health = "ok"

@@ -36,29 +36,55 @@ func (s *Supervisor) Stop(ctx context.Context, pl Plan) error {
 			other = withProcess(err, p)
 			continue
 		}
-		if v.State != Running {
+		pids := []int{v.Pid}
+		switch v.State {
+		case Running:
+		case Starting:
+			// Not yet in its pid file: every process started with its
+			// configs (a daemon and the parent waiting for it).
+			pids = pids[:0]
+			for _, h := range v.Holders {
+				if h.ByConfigs {
+					pids = append(pids, h.Pid)
+				}
+			}
+		default:
 			s.notRunning(p, v)
 			continue
 		}
-		if err := syscall.Kill(v.Pid, syscall.SIGTERM); err != nil {
-			if errors.Is(err, syscall.ESRCH) {
-				s.emit(Event{Kind: Vanished, Process: p, Pid: v.Pid})
-				continue
+		for _, pid := range pids {
+			w, err := s.signal(p, pid)
+			if err != nil {
+				return err
 			}
-			s.emit(Event{Kind: SignalFailed, Process: p, Pid: v.Pid, Err: err})
-			if errors.Is(err, syscall.EPERM) {
-				return fmt.Errorf("%w: stop %s (pid %d)", ErrPermission, p.App, v.Pid)
+			if w != nil {
+				waiting = append(waiting, *w)
 			}
-			return fmt.Errorf("stop %s: %w", p.App, err)
 		}
-		s.emit(Event{Kind: Signalled, Process: p, Pid: v.Pid})
-		ticks, _ := StartTicks(v.Pid)
-		waiting = append(waiting, stopping{p: p, pid: v.Pid, ticks: ticks})
 	}
 	if err := s.wait(ctx, waiting); err != nil {
 		return err
 	}
 	return other
+}
+
+// signal sends SIGTERM to a process of p; it returns what to wait for (nil
+// when the process was gone already).
+func (s *Supervisor) signal(p Process, pid int) (*stopping, error) {
+	ticks, _ := StartTicks(pid)
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		if errors.Is(err, syscall.ESRCH) {
+			s.emit(Event{Kind: Vanished, Process: p, Pid: pid})
+			return nil, nil
+		}
+		s.emit(Event{Kind: SignalFailed, Process: p, Pid: pid, Err: err})
+		if errors.Is(err, syscall.EPERM) {
+			return nil, fmt.Errorf("%w: stop %s (pid %d)", ErrPermission, p.App, pid)
+		}
+		return nil, fmt.Errorf("stop %s: %w", p.App, err)
+	}
+	s.emit(Event{Kind: Signalled, Process: p, Pid: pid})
+	return &stopping{p: p, pid: pid, ticks: ticks}, nil
 }
 
 // notRunning reports a process found not running, and removes its pid file

@@ -35,6 +35,9 @@ type EventKind int
 const (
 	// AlreadyRunning: start found the process running (Pid).
 	AlreadyRunning EventKind = iota
+	// AlreadyStarting: start found the process starting, not yet in its
+	// pid file (Pid), and waits for it.
+	AlreadyStarting
 	// CacheFactorDeprecated: the process uses synctl_cache_factor.
 	CacheFactorDeprecated
 	// Foreground: the process runs in the foreground until it exits.
@@ -201,6 +204,15 @@ func (s *Supervisor) start(ctx context.Context, p Process) error {
 		s.emit(Event{Kind: AlreadyRunning, Process: p, Pid: v.Pid})
 		return nil
 	}
+	if v.State == Starting {
+		if done, err := s.awaitStarting(ctx, p, v); done {
+			return err
+		}
+		if v = HomeserverRunning(p.Target()); v.State == Running {
+			s.emit(Event{Kind: AlreadyRunning, Process: p, Pid: v.Pid})
+			return nil
+		}
+	}
 	cmd, err := s.command(p)
 	if err != nil {
 		return err
@@ -246,6 +258,51 @@ func (s *Supervisor) start(ctx context.Context, p Process) error {
 	}
 	s.emit(Event{Kind: Started, Process: p, Elapsed: time.Since(t0), Healthy: true})
 	return nil
+}
+
+// awaitStarting waits for a process another start left starting (no pid
+// file names it yet: a start killed half-way): done once it answers its
+// /health (nil) or does not within Timeout (ErrUnhealthy); not done when it
+// exited first, so that this start launches it again. A second launch
+// beside it would only find its database locked.
+func (s *Supervisor) awaitStarting(ctx context.Context, p Process, v Verdict) (done bool, err error) {
+	s.emit(Event{Kind: AlreadyStarting, Process: p, Pid: v.Pid})
+	var procs []stopping
+	for _, h := range v.Holders {
+		if h.ByConfigs {
+			ticks, _ := StartTicks(h.Pid)
+			procs = append(procs, stopping{p: p, pid: h.Pid, ticks: ticks})
+		}
+	}
+	t0 := time.Now()
+	deadline := t0.Add(s.Timeout)
+	for {
+		if p.HealthURL != "" && WaitHealthy(ctx, p.HealthURL, 0) == nil {
+			s.remember(p)
+			s.emit(Event{Kind: Started, Process: p, Elapsed: time.Since(t0), Healthy: true})
+			return true, nil
+		}
+		gone := true
+		for _, w := range procs {
+			gone = gone && Gone(w.pid, w.ticks)
+		}
+		if gone {
+			return false, nil
+		}
+		if p.HealthURL == "" && HomeserverRunning(p.Target()).State == Running {
+			s.emit(Event{Kind: Started, Process: p, Elapsed: time.Since(t0)})
+			return true, nil
+		}
+		if time.Now().After(deadline) {
+			s.emit(Event{Kind: Unhealthy, Process: p, Pid: v.Pid, Err: errors.New("still starting"), Timeout: s.Timeout})
+			return true, fmt.Errorf("%w: %s", ErrUnhealthy, p.App)
+		}
+		select {
+		case <-ctx.Done():
+			return true, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // withProcess names the process a shared pid file belongs to.
