@@ -236,7 +236,7 @@ func startedWith(configs []string) []Holder {
 			continue
 		}
 		args := Args(pid)
-		if len(args) == 0 || isTool(args) || program(args) == "synctl" || !looksLikeHomeserver(strings.Join(args, " ")) {
+		if !serving(args) {
 			continue
 		}
 		if got, ok := ConfigArgs(pid); !ok || !sameConfigs(got, configs) {
@@ -343,6 +343,31 @@ func isTool(args []string) bool {
 	return false
 }
 
+// serving says whether a process's arguments can be a homeserver process
+// serving (or starting to): Synapse's app modules run by Python, or a
+// program that looks like the engine, not a tool (port_db, synctl...) nor
+// one of the engine's commands that take a config and end
+// (register-user, generate-config).
+func serving(args []string) bool {
+	if len(args) == 0 {
+		return false
+	}
+	if strings.HasPrefix(filepath.Base(args[0]), "python") {
+		run, module, ok := pythonRuns(args[1:])
+		return ok && module && strings.HasPrefix(run, "synapse.app.")
+	}
+	if isTool(args) || program(args) == "synctl" {
+		return false
+	}
+	for _, a := range args[1:] {
+		switch a {
+		case "register-user", "generate-config", "--generate-config", "--generate-keys", "completion", "help", "--help", "-h", "--version":
+			return false
+		}
+	}
+	return looksLikeHomeserver(strings.Join(args, " "))
+}
+
 // program names what a process's arguments run: the program's file name,
 // or the script or module a Python interpreter runs ("" when neither can
 // be told), without ".py".
@@ -362,13 +387,24 @@ func program(args []string) string {
 
 // pythonTarget is what a Python interpreter's arguments run: the last
 // component of the module of -m, or the script's file name; not ok for a
-// command given with -c, or nothing. Short options may be grouped (-um
-// MOD, -mMOD); -W and -X take a value.
+// command given with -c, or nothing.
 func pythonTarget(args []string) (string, bool) {
+	run, module, ok := pythonRuns(args)
+	if module {
+		run = run[strings.LastIndex(run, ".")+1:]
+	}
+	return run, ok
+}
+
+// pythonRuns is what a Python interpreter's arguments run: the module of
+// -m (module true), or the script's file name; not ok for a command given
+// with -c, or nothing. Short options may be grouped (-um MOD, -mMOD); -W
+// and -X take a value.
+func pythonRuns(args []string) (run string, module, ok bool) {
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if a == "-" || !strings.HasPrefix(a, "-") {
-			return filepath.Base(a), a != "-"
+			return filepath.Base(a), false, a != "-"
 		}
 		if strings.HasPrefix(a, "--") {
 			continue // long options take no value that could be a script
@@ -376,24 +412,24 @@ func pythonTarget(args []string) (string, bool) {
 		for k := 1; k < len(a); k++ {
 			switch a[k] {
 			case 'c':
-				return "", false
+				return "", false, false
 			case 'm', 'W', 'X':
 				value := a[k+1:]
 				if value == "" {
 					if i+1 >= len(args) {
-						return "", false
+						return "", false, false
 					}
 					i++
 					value = args[i]
 				}
 				if a[k] == 'm' {
-					return value[strings.LastIndex(value, ".")+1:], true
+					return value, true, true
 				}
 				k = len(a) // the value ends the group
 			}
 		}
 	}
-	return "", false
+	return "", false, false
 }
 
 // synctl is how synctl's command line names the target.

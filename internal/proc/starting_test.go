@@ -147,3 +147,27 @@ func TestStop_StopsAStartingProcess(t *testing.T) {
 		t.Fatalf("events %v, want it signalled", kinds)
 	}
 }
+
+func TestServing(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"/usr/bin/homeserver", "-c", "hs.yaml", "--daemonize"}, true},
+		{[]string{"/usr/bin/homeserver", "-c", "hs.yaml", "-c", "w.yaml"}, true},
+		{[]string{"/usr/bin/python3", "-m", "synapse.app.homeserver", "-c", "hs.yaml", "--daemonize"}, true},
+		{[]string{"/venv/bin/python", "-m", "synapse.app.generic_worker", "-c", "hs.yaml", "-c", "w.yaml"}, true},
+		{[]string{"/usr/bin/python3", "-m", "synapse._scripts.synapse_port_db", "--sqlite-database", "homeserver.db"}, false},
+		{[]string{"/usr/bin/python3", "/usr/bin/register_new_matrix_user", "-c", "homeserver.yaml"}, false},
+		{[]string{"/usr/bin/python3", "/usr/bin/synctl", "start", "homeserver.yaml"}, false},
+		{[]string{"/usr/bin/homeserver", "register-user", "-c", "hs.yaml", "--user", "alice"}, false},
+		{[]string{"/usr/bin/homeserver", "-c", "hs.yaml", "--generate-config", "--server-name", "x"}, false},
+		{[]string{"/usr/bin/update_database", "-c", "homeserver.yaml"}, false},
+		{[]string{"/usr/bin/synctl", "start", "homeserver.yaml"}, false},
+		{[]string{"/usr/bin/vim", "-c", "hs.yaml"}, false},
+	} {
+		if got := serving(c.args); got != c.want {
+			t.Errorf("serving(%q) = %v, want %v", c.args, got, c.want)
+		}
+	}
+}
