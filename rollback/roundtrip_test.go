@@ -275,38 +275,51 @@ type sharedReferences struct {
 
 var shared sharedReferences
 
-// references returns a reference for every version, before the parallel
-// subtests that share them start. The first call of each engine builds
-// them, in parallel subtests of their own ("references/V").
-func references(t *testing.T, e db.Engine) map[int]*reference {
+// references returns a reference for each version of need, before the
+// parallel subtests that share them start. A version's reference is built
+// once per engine, by the first call that needs it, in parallel subtests of
+// their own ("references/V").
+func references(t *testing.T, e db.Engine, need []int) map[int]*reference {
 	t.Helper()
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
-	if refs := shared.byEngine[e]; refs != nil {
-		return refs
-	}
-	set := engine.Schema()
-	refs := map[int]*reference{}
-	var mu sync.Mutex
-	t.Run("references", func(t *testing.T) {
-		for v := set.Oldest; v <= set.Version; v++ {
-			t.Run(fmt.Sprint(v), func(t *testing.T) {
-				t.Parallel()
-				ref := buildReference(t, set, e, v)
-				mu.Lock()
-				refs[v] = ref
-				mu.Unlock()
-			})
-		}
-	})
-	if t.Failed() {
-		t.FailNow()
-	}
 	if shared.byEngine == nil {
 		shared.byEngine = map[db.Engine]map[int]*reference{}
 	}
-	shared.byEngine[e] = refs
-	return refs
+	refs := shared.byEngine[e]
+	if refs == nil {
+		refs = map[int]*reference{}
+		shared.byEngine[e] = refs
+	}
+	var missing []int
+	for _, v := range need {
+		if _, ok := refs[v]; !ok && !slices.Contains(missing, v) {
+			missing = append(missing, v)
+		}
+	}
+	if len(missing) > 0 {
+		set := engine.Schema()
+		var mu sync.Mutex
+		t.Run("references", func(t *testing.T) {
+			for _, v := range missing {
+				t.Run(fmt.Sprint(v), func(t *testing.T) {
+					t.Parallel()
+					ref := buildReference(t, set, e, v)
+					mu.Lock()
+					refs[v] = ref
+					mu.Unlock()
+				})
+			}
+		})
+		if t.Failed() {
+			t.FailNow()
+		}
+	}
+	out := map[int]*reference{}
+	for _, v := range need {
+		out[v] = refs[v]
+	}
+	return out
 }
 
 // buildReference makes the reference at v: a fresh database at v, seeded,
