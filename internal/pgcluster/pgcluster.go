@@ -33,6 +33,8 @@ type Cluster struct {
 	port   int
 	pgCtl  string
 	asUser *syscall.Credential
+	// settings are the caller's server settings ("name=value").
+	settings []string
 }
 
 // URL is the URL of a database of the cluster as the postgres role.
@@ -63,8 +65,9 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// Start initialises and starts a cluster.
-func Start() (*Cluster, error) {
+// Start initialises and starts a cluster; settings are more server
+// settings ("name=value"), after the cluster's own.
+func Start(settings ...string) (*Cluster, error) {
 	initdb, err := findBinary("initdb")
 	if err != nil {
 		return nil, err
@@ -78,7 +81,7 @@ func Start() (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{dir: dir, pgCtl: pgCtl}
+	c := &Cluster{dir: dir, pgCtl: pgCtl, settings: settings}
 	if err := c.start(initdb); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
@@ -116,6 +119,9 @@ func (c *Cluster) start(initdb string) error {
 		}
 		c.port = port
 		opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -k %s -F -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c shared_buffers=128MB", c.port, c.dir)
+		for _, kv := range c.settings {
+			opts += " -c " + kv
+		}
 		out, err := c.run(c.pgCtl, "-D", data, "-l", filepath.Join(c.dir, "server.log"), "-w", "-t", "60", "-o", opts, "start")
 		if err == nil {
 			return nil
