@@ -535,14 +535,14 @@ func (s *switcher) discover() error {
 			return err
 		}
 		state := "stopped"
-		if v.State == proc.Running || v.State == proc.Starting {
+		switch v.State {
+		case proc.Running:
 			state = fmt.Sprintf("running, pid %d", v.Pid)
-			if v.State == proc.Starting {
-				state = fmt.Sprintf("starting, pid %d", v.Pid)
-			}
-			if p.Main {
-				s.running = true
-			}
+		case proc.Starting:
+			state = fmt.Sprintf("starting, pid %d", v.Pid)
+		}
+		if state != "stopped" && p.Main {
+			s.running = true
 		}
 		s.res.Processes = append(s.res.Processes, p.Name())
 		s.check("process", "%s (%s)", p.Name(), state)

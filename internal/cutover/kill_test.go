@@ -75,6 +75,28 @@ func TestSwitch_KillAnywhere(t *testing.T) {
 // run.
 func killSwitch(t *testing.T, d *deployment, args []string, at func(ev map[string]any) bool, before func()) {
 	t.Helper()
+	killed := false
+	_ = runSwitch(t, d, args, func(ev map[string]any, p *os.Process) {
+		if ev["event"] == "phase" && ev["phase"] == "final-port" {
+			finalStarted = true
+		}
+		if !killed && at(ev) {
+			if before != nil {
+				before()
+			}
+			_ = p.Signal(syscall.SIGKILL)
+			killed = true
+		}
+	})
+	if !killed {
+		t.Fatal("the switch ended before the kill point")
+	}
+}
+
+// runSwitch runs port_db --switch-config with args (and --json -v), hands
+// each event to on with the process, and returns how the run ended.
+func runSwitch(t *testing.T, d *deployment, args []string, on func(ev map[string]any, p *os.Process)) error {
+	t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, "port_db"), append(args, "--json", "-v")...)
 	cmd.Dir = d.dir
 	out, err := cmd.StdoutPipe()
@@ -85,29 +107,15 @@ func killSwitch(t *testing.T, d *deployment, args []string, at func(ev map[strin
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	killed := false
 	sc := bufio.NewScanner(out)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		var ev map[string]any
-		if json.Unmarshal(sc.Bytes(), &ev) != nil {
-			continue
-		}
-		if ev["event"] == "phase" && ev["phase"] == "final-port" {
-			finalStarted = true
-		}
-		if !killed && at(ev) {
-			if before != nil {
-				before()
-			}
-			_ = cmd.Process.Signal(syscall.SIGKILL)
-			killed = true
+		if json.Unmarshal(sc.Bytes(), &ev) == nil {
+			on(ev, cmd.Process)
 		}
 	}
-	_ = cmd.Wait()
-	if !killed {
-		t.Fatal("the switch ended before the kill point")
-	}
+	return cmd.Wait()
 }
 
 // TestSwitch_KilledWhileTheHomeserverStarts: port_db is killed once the
@@ -150,25 +158,14 @@ func TestSwitch_KilledWhileTheHomeserverStarts(t *testing.T) {
 	}
 	defer thaw()
 
-	cmd := exec.Command(filepath.Join(binDir, "port_db"), append(args, "--json")...)
-	cmd.Dir = d.dir
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
 	waited := false
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		if strings.Contains(sc.Text(), "already starting") {
+	err := runSwitch(t, d, args, func(ev map[string]any, _ *os.Process) {
+		if msg, _ := ev["message"].(string); strings.Contains(msg, "already starting") {
 			waited = true
 			thaw()
 		}
-	}
-	if err := cmd.Wait(); err != nil {
+	})
+	if err != nil {
 		t.Fatalf("the same command again: %v", err)
 	}
 	if !waited {

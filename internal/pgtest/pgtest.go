@@ -246,6 +246,15 @@ func reset(name string) error {
 
 // Create makes a new database with the given locale on the test server.
 func Create(locale string) (Database, error) {
+	return createDatabase("create test database", func(name string) string {
+		return fmt.Sprintf(`CREATE DATABASE %s ENCODING 'UTF8' LC_COLLATE '%s' LC_CTYPE '%s' TEMPLATE template0`, name, locale, locale)
+	})
+}
+
+// createDatabase makes a database of a new name on the test server with
+// the statement create gives for that name; what names the step in an
+// error.
+func createDatabase(what string, create func(name string) string) (Database, error) {
 	admin, err := Admin()
 	if err != nil {
 		return Database{}, err
@@ -258,9 +267,8 @@ func Create(locale string) (Database, error) {
 		return Database{}, fmt.Errorf("connect to test server: %w", err)
 	}
 	defer conn.Close(ctx)
-	q := fmt.Sprintf(`CREATE DATABASE %s ENCODING 'UTF8' LC_COLLATE '%s' LC_CTYPE '%s' TEMPLATE template0`, name, locale, locale)
-	if _, err := conn.Exec(ctx, q); err != nil {
-		return Database{}, fmt.Errorf("create test database: %w", err)
+	if _, err := conn.Exec(ctx, create(name)); err != nil {
+		return Database{}, fmt.Errorf("%s: %w", what, err)
 	}
 	return describe(admin, name)
 }
@@ -311,23 +319,9 @@ func DropDatabase(name string) error {
 // CloneDatabase is Clone for a copy that outlives the test that makes it
 // (one a whole package shares): the caller drops it with DropDatabase.
 func CloneDatabase(template string) (Database, error) {
-	admin, err := Admin()
-	if err != nil {
-		return Database{}, err
-	}
-	name := "hsops_t_" + randomHex(6)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		return Database{}, fmt.Errorf("connect to test server: %w", err)
-	}
-	defer conn.Close(ctx)
-	q := fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s`, name, pgx.Identifier{template}.Sanitize())
-	if _, err := conn.Exec(ctx, q); err != nil {
-		return Database{}, fmt.Errorf("clone test database %s: %w", template, err)
-	}
-	return describe(admin, name)
+	return createDatabase("clone test database "+template, func(name string) string {
+		return fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s`, name, pgx.Identifier{template}.Sanitize())
+	})
 }
 
 // YAML renders the database as a homeserver.yaml database section.

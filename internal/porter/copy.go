@@ -102,8 +102,7 @@ type batch struct {
 func rowHash(row []any, t *Table) string {
 	var buf []byte
 	for i, v := range row {
-		buf = rowsum.Render(buf, v, renderKind(t.Columns[i].kind))
-		buf = append(buf, 0x1f)
+		buf = rowsum.Field(buf, v, renderKind(t.Columns[i].kind))
 	}
 	h := fnv.New64a()
 	_, _ = h.Write(buf)

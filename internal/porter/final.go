@@ -51,7 +51,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"sort"
 	"strings"
 	"sync"
@@ -442,13 +441,9 @@ func (p *porter) readMoved(ctx context.Context, table string, cols []Column, que
 		buf = buf[:0]
 		for i, c := range cols {
 			conv[i], _ = convert(raw[i+1], c.kind, &f)
-			buf = rowsum.Render(buf, conv[i], renderKind(c.kind))
-			buf = append(buf, 0x1f)
+			buf = rowsum.Field(buf, conv[i], renderKind(c.kind))
 		}
-		h := fnv.New64a()
-		_, _ = h.Write(buf)
-		into.sum.Hash += h.Sum64()
-		into.sum.Rows++
+		into.sum.Add(buf)
 		for k := range into.keys {
 			into.keys[k].add(conv[into.keys[k].col])
 		}
@@ -526,13 +521,9 @@ func sumQuery(ctx context.Context, d *db.DB, query string, args []any, cols []Co
 		}
 		buf = buf[:0]
 		for i, v := range vals {
-			buf = rowsum.Render(buf, v, renderKind(cols[i].kind))
-			buf = append(buf, 0x1f)
+			buf = rowsum.Field(buf, v, renderKind(cols[i].kind))
 		}
-		h := fnv.New64a()
-		_, _ = h.Write(buf)
-		s.Hash += h.Sum64()
-		s.Rows++
+		s.Add(buf)
 	}
 	return s, rows.Err()
 }

@@ -3,7 +3,6 @@ package porter
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
 
 	"hsops/internal/db"
 	"hsops/internal/rowsum"
@@ -81,13 +80,9 @@ func (p *porter) sourceSum(ctx context.Context, t *Table, query string) (rowsum.
 		buf = buf[:0]
 		for i, c := range t.Columns {
 			v, _ := convert(raw[i], c.kind, &f)
-			buf = rowsum.Render(buf, v, renderKind(c.kind))
-			buf = append(buf, 0x1f)
+			buf = rowsum.Field(buf, v, renderKind(c.kind))
 		}
-		h := fnv.New64a()
-		_, _ = h.Write(buf)
-		s.Hash += h.Sum64()
-		s.Rows++
+		s.Add(buf)
 	}
 	return s, rows.Err()
 }

@@ -128,6 +128,19 @@ type Verdict struct {
 	Holders []Holder
 }
 
+// startingPids are the processes of a Starting verdict: every process
+// started with the target's configs (a daemon and the parent waiting for
+// it).
+func (v Verdict) startingPids() []int {
+	var pids []int
+	for _, h := range v.Holders {
+		if h.ByConfigs {
+			pids = append(pids, h.Pid)
+		}
+	}
+	return pids
+}
+
 // Running reports whether anything uses the database.
 func (v Verdict) Running() bool { return len(v.Holders) > 0 }
 

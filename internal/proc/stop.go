@@ -40,14 +40,7 @@ func (s *Supervisor) Stop(ctx context.Context, pl Plan) error {
 		switch v.State {
 		case Running:
 		case Starting:
-			// Not yet in its pid file: every process started with its
-			// configs (a daemon and the parent waiting for it).
-			pids = pids[:0]
-			for _, h := range v.Holders {
-				if h.ByConfigs {
-					pids = append(pids, h.Pid)
-				}
-			}
+			pids = v.startingPids()
 		default:
 			s.notRunning(p, v)
 			continue

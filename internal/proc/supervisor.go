@@ -268,11 +268,9 @@ func (s *Supervisor) start(ctx context.Context, p Process) error {
 func (s *Supervisor) awaitStarting(ctx context.Context, p Process, v Verdict) (done bool, err error) {
 	s.emit(Event{Kind: AlreadyStarting, Process: p, Pid: v.Pid})
 	var procs []stopping
-	for _, h := range v.Holders {
-		if h.ByConfigs {
-			ticks, _ := StartTicks(h.Pid)
-			procs = append(procs, stopping{p: p, pid: h.Pid, ticks: ticks})
-		}
+	for _, pid := range v.startingPids() {
+		ticks, _ := StartTicks(pid)
+		procs = append(procs, stopping{p: p, pid: pid, ticks: ticks})
 	}
 	t0 := time.Now()
 	deadline := t0.Add(s.Timeout)

@@ -69,15 +69,25 @@ func Table(ctx context.Context, q db.Querier, from string, cols []Column) (Sum, 
 		}
 		buf = buf[:0]
 		for i, v := range vals {
-			buf = Render(buf, v, cols[i].Kind)
-			buf = append(buf, 0x1f)
+			buf = Field(buf, v, cols[i].Kind)
 		}
-		h := fnv.New64a()
-		_, _ = h.Write(buf)
-		s.Hash += h.Sum64()
-		s.Rows++
+		s.Add(buf)
 	}
 	return s, rows.Err()
+}
+
+// Field appends a value of a row: its canonical form and the separator.
+func Field(buf []byte, v any, k Kind) []byte {
+	return append(Render(buf, v, k), 0x1f)
+}
+
+// Add counts a row, rendered by Field, into the sum (rows are summed in
+// any order).
+func (s *Sum) Add(row []byte) {
+	h := fnv.New64a()
+	_, _ = h.Write(row)
+	s.Hash += h.Sum64()
+	s.Rows++
 }
 
 // Render appends the canonical form of a value.
