@@ -237,19 +237,20 @@ func (v *Verdict) fromPidFile() {
 // engine's daemon and the parent waiting for it to be ready both count,
 // except to themselves: this process and its ancestors are left out.
 func startedWith(configs []string) []Holder {
-	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	entries, _ := os.ReadDir("/proc")
 	mine := map[int]bool{}
 	for pid := os.Getpid(); pid > 1 && !mine[pid]; pid = parentPid(pid) {
 		mine[pid] = true
 	}
 	var out []Holder
-	for _, f := range cmdlines {
-		pid, err := strconv.Atoi(strings.Split(f, "/")[2])
-		if err != nil || mine[pid] || !Alive(pid) {
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || mine[pid] {
 			continue
 		}
+		// The command line first: most processes end there, with one read.
 		args := Args(pid)
-		if !serving(args) {
+		if !serving(args) || !Alive(pid) {
 			continue
 		}
 		if got, ok := ConfigArgs(pid); !ok || !sameConfigs(got, configs) {
